@@ -1,0 +1,179 @@
+//! The ring: MD5 partitioning, partition ownership and preference lists.
+//! Pure: no I/O, no tokio.
+//!
+//! A key's position is the first 64 bits of its MD5 digest; the 64-bit space
+//! is cut into `Q` equal partitions (Q a power of two, fixed when a cluster
+//! is created), so a partition is a contiguous range of positions and its
+//! boundaries never move. Each partition has one owner. The preference list
+//! of a partition walks the ring clockwise from it and collects distinct
+//! owners: the first N are the replicas, the rest fallbacks.
+
+use md5::{Digest, Md5};
+
+use crate::version::NodeId;
+
+/// The most partitions a ring may have (positions keep 16 bits of
+/// partition).
+pub const MAX_PARTITIONS: u32 = 1 << 16;
+
+/// A key's position on the ring: the first 64 bits of MD5(key).
+#[must_use]
+pub fn key_hash(key: &[u8]) -> u64 {
+    let digest = Md5::digest(key);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// True if `q` is a valid partition count.
+#[must_use]
+pub fn valid_partition_count(q: u32) -> bool {
+    q.is_power_of_two() && q <= MAX_PARTITIONS
+}
+
+/// Partition arithmetic for a ring of `q` partitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partitioner {
+    bits: u32,
+}
+
+impl Partitioner {
+    /// # Panics
+    /// If `q` is not a power of two up to [`MAX_PARTITIONS`]; configuration
+    /// validation rejects such values first.
+    #[must_use]
+    pub fn new(q: u32) -> Self {
+        assert!(valid_partition_count(q), "partition count must be a power of two up to {MAX_PARTITIONS}");
+        Self { bits: q.trailing_zeros() }
+    }
+
+    #[must_use]
+    pub fn count(self) -> u32 {
+        1 << self.bits
+    }
+
+    /// The partition holding position `hash`.
+    #[must_use]
+    pub fn of(self, hash: u64) -> u32 {
+        if self.bits == 0 { 0 } else { (hash >> (64 - self.bits)) as u32 }
+    }
+
+    /// The first position of partition `p`.
+    #[must_use]
+    pub fn start(self, p: u32) -> u64 {
+        if self.bits == 0 { 0 } else { u64::from(p) << (64 - self.bits) }
+    }
+
+    /// The last position of partition `p`.
+    #[must_use]
+    pub fn end(self, p: u32) -> u64 {
+        if p + 1 == self.count() { u64::MAX } else { self.start(p + 1) - 1 }
+    }
+}
+
+/// Who owns each partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ring {
+    partitioner: Partitioner,
+    owners: Vec<NodeId>,
+}
+
+impl Ring {
+    /// A ring of `q` partitions all owned by `node`: a cluster of one.
+    #[must_use]
+    pub fn single(node: NodeId, q: u32) -> Self {
+        let partitioner = Partitioner::new(q);
+        Self { partitioner, owners: vec![node; q as usize] }
+    }
+
+    #[must_use]
+    pub fn partitioner(&self) -> Partitioner {
+        self.partitioner
+    }
+
+    #[must_use]
+    pub fn partition_count(&self) -> u32 {
+        self.partitioner.count()
+    }
+
+    #[must_use]
+    pub fn owner(&self, p: u32) -> NodeId {
+        self.owners[p as usize]
+    }
+
+    /// Distinct owners walking clockwise from partition `p`: the first `n`
+    /// are the replicas of keys in `p`, any after them are fallbacks.
+    #[must_use]
+    pub fn preference_list(&self, p: u32) -> Vec<NodeId> {
+        let q = self.owners.len();
+        let mut nodes: Vec<NodeId> = Vec::new();
+        for i in 0..q {
+            let owner = self.owners[(p as usize + i) % q];
+            if !nodes.contains(&owner) {
+                nodes.push(owner);
+            }
+        }
+        nodes
+    }
+
+    /// How many partitions `node` owns.
+    #[must_use]
+    pub fn owned_by(&self, node: NodeId) -> usize {
+        self.owners.iter().filter(|&&o| o == node).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn md5_positions_match_known_digests() {
+        // MD5("") = d41d8cd98f00b204e9800998ecf8427e
+        assert_eq!(key_hash(b""), 0xd41d_8cd9_8f00_b204);
+        // MD5("foo") = acbd18db4cc2f85cedef654fccc4a4d8
+        assert_eq!(key_hash(b"foo"), 0xacbd_18db_4cc2_f85c);
+        assert_eq!(Partitioner::new(256).of(key_hash(b"foo")), 0xac);
+    }
+
+    #[test]
+    fn one_partition_covers_everything() {
+        let p = Partitioner::new(1);
+        assert_eq!((p.of(0), p.of(u64::MAX)), (0, 0));
+        assert_eq!((p.start(0), p.end(0)), (0, u64::MAX));
+    }
+
+    #[test]
+    fn single_node_ring_lists_only_itself() {
+        let ring = Ring::single(NodeId(7), 256);
+        assert_eq!(ring.preference_list(200), vec![NodeId(7)]);
+        assert_eq!(ring.owned_by(NodeId(7)), 256);
+    }
+
+    #[test]
+    fn keys_spread_evenly() {
+        // 64k distinct keys over 256 partitions: each within ±40% of the mean.
+        let p = Partitioner::new(256);
+        let mut counts = [0u32; 256];
+        for i in 0..65_536u64 {
+            counts[p.of(key_hash(format!("key:{i}").as_bytes())) as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| (154..=358).contains(&c)), "{counts:?}");
+    }
+
+    proptest! {
+        #[test]
+        fn partitions_tile_the_space(bits in 0u32..=16, hash in any::<u64>()) {
+            let p = Partitioner::new(1 << bits);
+            let part = p.of(hash);
+            prop_assert!(part < p.count());
+            prop_assert!(p.start(part) <= hash && hash <= p.end(part));
+            if part + 1 < p.count() {
+                prop_assert_eq!(p.end(part) + 1, p.start(part + 1));
+            }
+        }
+
+    }
+}

@@ -1,0 +1,600 @@
+//! Storage: the only module that touches fjall.
+//!
+//! Keyspaces: `data` holds each key's [`Object`] under `position ++ key`
+//! (the key's 64-bit ring position, big-endian, so a partition is one
+//! contiguous range and keys inside it are in ring order); `reap` is the
+//! schedule of background work (`due_ms ++ data key`: expiries to reclaim,
+//! tombstones to remove); `meta` holds the node id, the dot counter and the
+//! partition count.
+//!
+//! fjall is synchronous, so every access to a key runs on the storage worker
+//! that owns the key's partition: one OS thread per worker, fed through a
+//! bounded queue. A worker takes everything queued as one batch, runs it in
+//! order, makes the batch's writes durable with one journal persist
+//! (`write(2)` for `os` durability, `fdatasync` for `fsync`) and only then
+//! answers the batch. So concurrent clients share one persist (group commit),
+//! no reply ever reflects a write that is not yet durable, and the
+//! read-modify-write of one key is serialized, which keeps dots unique.
+//! Long scans run on tokio's blocking pool instead, off the workers.
+
+mod meta;
+mod stats;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread::JoinHandle;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::ring::Partitioner;
+use crate::version::{Dot, NodeId, Object};
+use meta::{DotCounter, storage};
+pub use stats::Tally;
+
+/// The longest key shoal stores (fjall keys are at most 64 KiB, and the
+/// schedule prefixes 16 bytes).
+pub const MAX_KEY_LEN: usize = 65_000;
+/// Jobs queued per worker before submitters wait.
+const QUEUE_DEPTH: usize = 4096;
+/// Jobs per batch (and so per journal persist) at most.
+const MAX_BATCH: usize = 1024;
+
+/// How the store is opened.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub path: PathBuf,
+    pub partitions: u32,
+    /// fdatasync every batch before answering it (else write to the OS).
+    pub fsync: bool,
+    pub workers: usize,
+    pub tombstone_grace_ms: u64,
+    pub cache_bytes: u64,
+}
+
+/// What an update does with the object it read.
+#[derive(Debug)]
+pub enum Change {
+    Keep,
+    Put(Object),
+    Remove,
+}
+
+/// One key found by a scan.
+#[derive(Debug)]
+pub struct Entry {
+    pub hash: u64,
+    pub key: Bytes,
+    pub object: Object,
+}
+
+type Completion = Box<dyn FnOnce(Result<(), &Error>) + Send>;
+type Job = Box<dyn FnOnce(&mut Worker<'_>) -> Completion + Send>;
+
+enum Msg {
+    Run(Job),
+    /// Wait at the barrier twice: the caller works on the whole store between.
+    Pause(Arc<Barrier>),
+    Stop,
+}
+
+struct Shared {
+    db: Database,
+    data: Keyspace,
+    reap: Keyspace,
+    partitioner: Partitioner,
+    persist_mode: PersistMode,
+    grace_ms: u64,
+    stats: stats::Stats,
+    dots: DotCounter,
+    node: NodeId,
+}
+
+/// The node's store. Cheap to share behind an `Arc`.
+pub struct Store {
+    shared: Arc<Shared>,
+    queues: Vec<mpsc::Sender<Msg>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    flushing: tokio::sync::Mutex<()>,
+}
+
+fn data_key(hash: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + key.len());
+    k.extend_from_slice(&hash.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+fn split_data_key(k: &[u8]) -> Option<(u64, &[u8])> {
+    let (head, key) = k.split_first_chunk::<8>()?;
+    Some((u64::from_be_bytes(*head), key))
+}
+
+fn decode(bytes: fjall::Slice) -> Result<Object> {
+    Object::decode(&Bytes::from(bytes)).map_err(|e| Error::Storage(format!("corrupt object: {e}")))
+}
+
+impl Store {
+    /// Opens (or creates) the store and starts its workers. Blocking: call it
+    /// before serving or from a blocking thread.
+    ///
+    /// # Errors
+    /// I/O errors, a corrupt meta keyspace, or a data directory created with
+    /// another partition count.
+    pub fn open(opts: &Options) -> Result<Self> {
+        std::fs::create_dir_all(&opts.path)?;
+        let db = Database::builder(&opts.path)
+            .manual_journal_persist(true)
+            .cache_size(opts.cache_bytes)
+            .open()
+            .map_err(storage)?;
+        let ks = |name: &str| db.keyspace(name, || KeyspaceCreateOptions::default().manual_journal_persist(true));
+        let data = ks("data").map_err(storage)?;
+        let reap = ks("reap").map_err(storage)?;
+        let meta = ks("meta").map_err(storage)?;
+        meta::check_partitions(&db, &meta, opts.partitions)?;
+        let node = meta::node_id(&db, &meta)?;
+        let dots = DotCounter::open(&db, &meta)?;
+        let partitioner = Partitioner::new(opts.partitions);
+        let stats = stats::Stats::new(opts.partitions);
+        for kv in data.iter() {
+            let (k, v) = kv.into_inner().map_err(storage)?;
+            let Some((hash, key)) = split_data_key(&k) else { continue };
+            match decode(v) {
+                Ok(o) => stats.record(partitioner.of(hash), None, Some(&o)),
+                Err(e) => tracing::error!(key = %String::from_utf8_lossy(key), "skipping unreadable object: {e}"),
+            }
+        }
+        let persist_mode = if opts.fsync { PersistMode::SyncData } else { PersistMode::Buffer };
+        let shared = Arc::new(Shared {
+            db,
+            data,
+            reap,
+            partitioner,
+            persist_mode,
+            grace_ms: opts.tombstone_grace_ms,
+            stats,
+            dots,
+            node,
+        });
+        let mut queues = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..opts.workers.max(1) {
+            let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+            let shared = Arc::clone(&shared);
+            let thread = std::thread::Builder::new()
+                .name(format!("shoal-storage-{i}"))
+                .spawn(move || run_worker(&shared, rx))?;
+            queues.push(tx);
+            threads.push(thread);
+        }
+        Ok(Self { shared, queues, threads: Mutex::new(threads), flushing: tokio::sync::Mutex::new(()) })
+    }
+
+    #[must_use]
+    pub fn node_id(&self) -> NodeId {
+        self.shared.node
+    }
+
+    fn queue(&self, hash: u64) -> &mpsc::Sender<Msg> {
+        let p = self.shared.partitioner.of(hash) as usize;
+        &self.queues[p % self.queues.len()]
+    }
+
+    /// Queues `job` on the worker owning `hash`; the receiver yields its
+    /// result once the batch it ran in is durable.
+    async fn enqueue<R, F>(&self, hash: u64, job: F) -> Result<oneshot::Receiver<Result<R>>>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Worker<'_>) -> Result<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let run: Job = Box::new(move |w| {
+            let result = job(w);
+            Box::new(move |persisted: Result<(), &Error>| {
+                let result = match persisted {
+                    Ok(()) => result,
+                    Err(e) => Err(Error::Storage(e.to_string())),
+                };
+                let _ = tx.send(result);
+            })
+        });
+        self.queue(hash).send(Msg::Run(run)).await.map_err(|_| Error::ShuttingDown)?;
+        Ok(rx)
+    }
+
+    async fn run<R, F>(&self, hash: u64, job: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Worker<'_>) -> Result<R> + Send + 'static,
+    {
+        self.enqueue(hash, job).await?.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// The object stored for `key` at ring position `hash`.
+    ///
+    /// # Errors
+    /// Storage failures, a corrupt object, or shutdown.
+    pub async fn get(&self, hash: u64, key: &[u8]) -> Result<Option<Object>> {
+        let k = data_key(hash, key);
+        self.run(hash, move |w| w.read(&k)).await
+    }
+
+    /// Atomically reads `key`'s object, lets `f` decide what to do with it
+    /// and applies that. `f` also receives a fresh dot of this node, in
+    /// order: no later update of any key gets a smaller one.
+    ///
+    /// # Errors
+    /// Storage failures, a corrupt object, or shutdown; then nothing changed.
+    pub async fn update<R, F>(&self, hash: u64, key: &[u8], f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(Option<Object>, Dot) -> (Change, R) + Send + 'static,
+    {
+        let k = data_key(hash, key);
+        self.run(hash, move |w| {
+            let before = w.read(&k)?;
+            let dot = Dot::new(w.shared.node, w.shared.dots.next()?);
+            let (change, result) = f(before.clone(), dot);
+            w.write(hash, k, before.as_ref(), change)?;
+            Ok(result)
+        })
+        .await
+    }
+
+    /// Up to `limit` keys with ring positions in `from..=to`, in ring order,
+    /// and the position to continue from (`None` when the range is done).
+    /// Keys sharing a position are never split across two calls.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn scan(&self, from: u64, to: u64, limit: usize) -> Result<(Vec<Entry>, Option<u64>)> {
+        let data = self.shared.data.clone();
+        let scan = move || -> Result<(Vec<Entry>, Option<u64>)> {
+            let mut out: Vec<Entry> = Vec::new();
+            let start = from.to_be_bytes();
+            let iter = match to.checked_add(1) {
+                Some(end) => data.range(start.as_slice()..end.to_be_bytes().as_slice()),
+                None => data.range(start.as_slice()..),
+            };
+            for kv in iter {
+                let (k, v) = kv.into_inner().map_err(storage)?;
+                let Some((hash, key)) = split_data_key(&k) else { continue };
+                if out.len() >= limit.max(1) && out.last().is_some_and(|e| e.hash != hash) {
+                    return Ok((out, Some(hash)));
+                }
+                let key = Bytes::from(k.clone()).slice(8..8 + key.len());
+                out.push(Entry { hash, key, object: decode(v)? });
+            }
+            Ok((out, None))
+        };
+        tokio::task::spawn_blocking(scan).await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Removes every key. Waits for every worker to pause, so no write
+    /// interleaves with the clearing.
+    ///
+    /// # Errors
+    /// Storage failures, or shutdown.
+    pub async fn flush_all(&self) -> Result<()> {
+        let _one_at_a_time = self.flushing.lock().await;
+        let barrier = Arc::new(Barrier::new(self.queues.len() + 1));
+        for q in &self.queues {
+            q.send(Msg::Pause(Arc::clone(&barrier))).await.map_err(|_| Error::ShuttingDown)?;
+        }
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            barrier.wait();
+            let result = shared
+                .data
+                .clear()
+                .and_then(|()| shared.reap.clear())
+                .and_then(|()| shared.db.persist(shared.persist_mode))
+                .map_err(storage);
+            shared.stats.reset();
+            barrier.wait();
+            result
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Does the background work due by `now` (reclaiming expired values,
+    /// removing tombstones past their grace), at most `limit` keys of it.
+    /// Returns how many keys it looked at.
+    ///
+    /// # Errors
+    /// Storage failures, or shutdown.
+    pub async fn reap_due(&self, now: u64, limit: usize) -> Result<usize> {
+        let reap = self.shared.reap.clone();
+        let due = tokio::task::spawn_blocking(move || -> Result<Vec<fjall::Slice>> {
+            let end = now.saturating_add(1).to_be_bytes();
+            reap.range(..end.as_slice()).take(limit).map(|kv| kv.key().map_err(storage)).collect()
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)??;
+        let mut pending = Vec::with_capacity(due.len());
+        for entry in due {
+            let Some((hash, _)) = entry.get(8..).and_then(split_data_key) else { continue };
+            pending.push(self.enqueue(hash, move |w| w.reap(&entry, now)).await?);
+        }
+        let count = pending.len();
+        for rx in pending {
+            rx.await.map_err(|_| Error::ShuttingDown)??;
+        }
+        Ok(count)
+    }
+
+    /// Counts over the whole store.
+    #[must_use]
+    pub fn tally(&self) -> Tally {
+        self.shared.stats.total()
+    }
+
+    /// Counts for one partition.
+    #[must_use]
+    pub fn partition_tally(&self, p: u32) -> Tally {
+        self.shared.stats.partition(p)
+    }
+
+    /// The most siblings any object has held since the node started.
+    #[must_use]
+    pub fn max_siblings(&self) -> usize {
+        self.shared.stats.max_siblings()
+    }
+
+    /// Bytes on disk, journal included.
+    #[must_use]
+    pub fn disk_space(&self) -> u64 {
+        self.shared.db.disk_space().unwrap_or(0)
+    }
+
+    /// Stops the workers after what is queued and fsyncs everything.
+    ///
+    /// # Errors
+    /// The final fsync failed.
+    pub async fn close(&self) -> Result<()> {
+        for q in &self.queues {
+            // Jobs queued before Stop still run; a closed queue is done.
+            let _ = q.send(Msg::Stop).await;
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+            shared.db.persist(PersistMode::SyncAll).map_err(storage)
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)?
+    }
+}
+
+fn run_worker(shared: &Shared, mut rx: mpsc::Receiver<Msg>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut done: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(msg) => batch.push(msg),
+                Err(_) => break,
+            }
+        }
+        let mut worker = Worker { shared, dirty: false };
+        let mut stop = false;
+        for msg in batch.drain(..) {
+            match msg {
+                Msg::Run(job) => done.push(job(&mut worker)),
+                Msg::Pause(barrier) => {
+                    barrier.wait();
+                    barrier.wait();
+                }
+                Msg::Stop => stop = true,
+            }
+        }
+        let persisted = if worker.dirty { shared.db.persist(shared.persist_mode).map_err(storage) } else { Ok(()) };
+        if let Err(e) = &persisted {
+            tracing::error!("journal persist failed; failing the batch: {e}");
+        }
+        for complete in done.drain(..) {
+            complete(persisted.as_ref().map(|_| ()));
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
+/// What a job may do on its worker thread.
+struct Worker<'a> {
+    shared: &'a Shared,
+    dirty: bool,
+}
+
+impl Worker<'_> {
+    fn read(&self, k: &[u8]) -> Result<Option<Object>> {
+        self.shared.data.get(k).map_err(storage)?.map(decode).transpose()
+    }
+
+    fn write(&mut self, hash: u64, k: Vec<u8>, before: Option<&Object>, change: Change) -> Result<()> {
+        let shared = self.shared;
+        let partition = shared.partitioner.of(hash);
+        match change {
+            Change::Keep => return Ok(()),
+            Change::Put(object) => {
+                let due = object.next_due(shared.grace_ms);
+                if let Some(due) = due.filter(|&d| before.and_then(|b| b.next_due(shared.grace_ms)) != Some(d)) {
+                    shared.reap.insert(reap_key(due, &k), []).map_err(storage)?;
+                }
+                shared.data.insert(k, object.encode()).map_err(storage)?;
+                shared.stats.record(partition, before, Some(&object));
+            }
+            Change::Remove => {
+                if before.is_none() {
+                    return Ok(());
+                }
+                shared.data.remove(k).map_err(storage)?;
+                shared.stats.record(partition, before, None);
+            }
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Handles one schedule entry: reclaims expired values and removes the
+    /// object once everything in it has been dead for the grace period.
+    fn reap(&mut self, entry: &[u8], now: u64) -> Result<()> {
+        let shared = self.shared;
+        shared.reap.remove(entry).map_err(storage)?;
+        self.dirty = true;
+        let k = entry[8..].to_vec();
+        let Some((hash, _)) = split_data_key(&k) else { return Ok(()) };
+        let Some(before) = self.read(&k)? else { return Ok(()) };
+        let mut after = before.clone();
+        let stripped = after.strip_expired(now);
+        if after.reap_at(shared.grace_ms).is_some_and(|at| at <= now) {
+            return self.write(hash, k, Some(&before), Change::Remove);
+        }
+        if stripped {
+            return self.write(hash, k, Some(&before), Change::Put(after));
+        }
+        // Nothing due yet (the entry was stale, or the grace period grew):
+        // make sure the object's next due moment is scheduled.
+        if let Some(due) = after.next_due(shared.grace_ms).filter(|&d| d > now) {
+            shared.reap.insert(reap_key(due, &k), []).map_err(storage)?;
+        }
+        Ok(())
+    }
+}
+
+fn reap_key(due: u64, data_key: &[u8]) -> Bytes {
+    let mut k = BytesMut::with_capacity(8 + data_key.len());
+    k.put_u64(due);
+    k.put_slice(data_key);
+    k.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::Sibling;
+
+    fn open(dir: &std::path::Path, workers: usize) -> Store {
+        Store::open(&Options {
+            path: dir.to_path_buf(),
+            partitions: 16,
+            fsync: false,
+            workers,
+            tombstone_grace_ms: 1_000,
+            cache_bytes: 8 << 20,
+        })
+        .expect("open")
+    }
+
+    fn put(
+        value: Option<&'static str>,
+        ts: u64,
+        expires_at: Option<u64>,
+    ) -> impl FnOnce(Option<Object>, Dot) -> (Change, ()) {
+        move |before, dot| {
+            let mut o = before.unwrap_or_default();
+            let ctx = o.context();
+            o.update(
+                &ctx,
+                Sibling { dot, timestamp: ts, expires_at, value: value.map(|v| Bytes::from_static(v.as_bytes())) },
+            );
+            (Change::Put(o), ())
+        }
+    }
+
+    #[tokio::test]
+    async fn updates_count_keys_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path(), 2);
+        let node = store.node_id();
+        for i in 0..50u64 {
+            let key = format!("k{i}");
+            store
+                .update(crate::ring::key_hash(key.as_bytes()), key.as_bytes(), put(Some("v"), 1, None))
+                .await
+                .expect("put");
+        }
+        assert_eq!(store.tally().keys, 50);
+        store.close().await.expect("close");
+        drop(store);
+        let store = open(dir.path(), 1);
+        assert_eq!(store.node_id(), node, "the node id is kept with the data");
+        assert_eq!(store.tally().keys, 50);
+        let o = store.get(crate::ring::key_hash(b"k7"), b"k7").await.expect("get").expect("present");
+        assert_eq!(o.live(2).and_then(|s| s.value.clone()), Some(Bytes::from_static(b"v")));
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn dots_keep_rising_across_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut last = 0;
+        for _ in 0..3 {
+            let store = open(dir.path(), 1);
+            let dot = store.update(1, b"k", |_, dot| (Change::Keep, dot)).await.expect("update");
+            assert!(dot.counter > last);
+            last = dot.counter;
+            store.close().await.expect("close");
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_values_are_reclaimed_and_tombstones_reaped_after_grace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path(), 1);
+        let h = crate::ring::key_hash(b"x");
+        store.update(h, b"x", put(Some("v"), 100, Some(5_000))).await.expect("put");
+        assert_eq!(store.reap_due(4_999, 10).await.expect("reap"), 0);
+        assert_eq!(store.reap_due(5_000, 10).await.expect("reap"), 1);
+        let o = store.get(h, b"x").await.expect("get").expect("kept until grace");
+        assert!(o.siblings()[0].value.is_none(), "value reclaimed");
+        assert_eq!(store.tally().keys, 0);
+        assert_eq!(store.tally().tombstones, 1);
+        store.reap_due(5_999, 10).await.expect("reap");
+        assert!(store.get(h, b"x").await.expect("get").is_some());
+        store.reap_due(6_000, 10).await.expect("reap");
+        assert!(store.get(h, b"x").await.expect("get").is_none());
+        assert_eq!(store.tally(), Tally::default());
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn scan_walks_ring_order_and_resumes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path(), 2);
+        for i in 0..100u64 {
+            let key = format!("key:{i}");
+            store
+                .update(crate::ring::key_hash(key.as_bytes()), key.as_bytes(), put(Some("v"), 1, None))
+                .await
+                .expect("put");
+        }
+        let mut seen = Vec::new();
+        let mut from = 0;
+        loop {
+            let (entries, next) = store.scan(from, u64::MAX, 7).await.expect("scan");
+            assert!(entries.windows(2).all(|w| w[0].hash <= w[1].hash));
+            seen.extend(entries.into_iter().map(|e| e.key));
+            match next {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 100);
+        store.flush_all().await.expect("flush");
+        assert_eq!(store.scan(0, u64::MAX, 10).await.expect("scan").0.len(), 0);
+        assert_eq!(store.tally().keys, 0);
+        store.close().await.expect("close");
+    }
+}

@@ -1,0 +1,249 @@
+//! Stored objects: a set of sibling versions and the history that made them.
+//!
+//! Invariants, kept by every constructor and checked by decoding:
+//! - the object's vector covers the dot of every sibling;
+//! - no two siblings share a dot, and one dot always names the same write
+//!   (stripping an expired value is the only change a sibling ever sees).
+//!
+//! A dot covered by the vector but absent from the siblings was superseded.
+//! That single rule drives both the coordinator's update and the replica
+//! merge, which is why merging is commutative, associative and idempotent.
+
+use bytes::Bytes;
+
+use super::{Context, Dot, VersionVector};
+
+/// One version of a value: the write that made it, when, and what it wrote.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Sibling {
+    pub dot: Dot,
+    /// Wall-clock milliseconds at the coordinator; picks the plain-GET winner
+    /// and nothing else.
+    pub timestamp: u64,
+    /// Absolute expiry in milliseconds since the epoch.
+    pub expires_at: Option<u64>,
+    /// `None` is a tombstone (or a value whose expiry has been reclaimed).
+    pub value: Option<Bytes>,
+}
+
+impl Sibling {
+    /// True if this sibling holds a value that has not expired at `now`.
+    #[must_use]
+    pub fn is_live(&self, now: u64) -> bool {
+        self.value.is_some() && self.expires_at.is_none_or(|at| now < at)
+    }
+
+    /// The moment this sibling is (or becomes) dead, if it ever does by
+    /// itself: the expiry, or the write time of a tombstone.
+    #[must_use]
+    pub fn dies_at(&self) -> Option<u64> {
+        match (&self.value, self.expires_at) {
+            (_, Some(at)) => Some(at),
+            (None, None) => Some(self.timestamp),
+            (Some(_), None) => None,
+        }
+    }
+}
+
+/// A key's versions: siblings plus the vector of every dot seen for the key.
+#[derive(Clone, PartialEq, Eq, Default, Debug)]
+pub struct Object {
+    vv: VersionVector,
+    siblings: Vec<Sibling>,
+}
+
+impl Object {
+    /// The object of a key that was never written.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Assembles an object whose invariants the caller has checked.
+    pub(crate) fn from_parts(vv: VersionVector, siblings: Vec<Sibling>) -> Self {
+        debug_assert!(siblings.iter().all(|s| vv.covers(s.dot)));
+        Self { vv, siblings }
+    }
+
+    #[must_use]
+    pub fn vv(&self) -> &VersionVector {
+        &self.vv
+    }
+
+    #[must_use]
+    pub fn siblings(&self) -> &[Sibling] {
+        &self.siblings
+    }
+
+    /// The whole causal history of the object, as handed to clients.
+    #[must_use]
+    pub fn context(&self) -> Context {
+        Context::from_vector(self.vv.clone())
+    }
+
+    /// The deterministic winner among siblings: latest timestamp, ties broken
+    /// by the larger dot. Every replica picks the same one.
+    #[must_use]
+    pub fn winner(&self) -> Option<&Sibling> {
+        self.siblings.iter().max_by_key(|s| (s.timestamp, s.dot))
+    }
+
+    /// The winner if it is a live value at `now`: what plain GET returns.
+    #[must_use]
+    pub fn live(&self, now: u64) -> Option<&Sibling> {
+        self.winner().filter(|s| s.is_live(now))
+    }
+
+    /// The coordinator's update: discards exactly the siblings `ctx` covers,
+    /// adds `new` and returns the context to hand back: `ctx` plus the new
+    /// dot. `new.dot` must be fresh from the coordinating node's counter.
+    ///
+    /// The coordinator holds every dot it ever issued for this key, so a
+    /// context claiming more of its dots is forged or corrupt: those claims
+    /// are dropped rather than allowed to cover future writes. The new dot is
+    /// folded into the context's vector when the context covered every dot of
+    /// that node for this key, since no write of that node lies between.
+    pub fn update(&mut self, ctx: &Context, new: Sibling) -> Context {
+        let dot = new.dot;
+        let known = self.vv.get(dot.node);
+        let ctx = ctx.clamped(dot.node, known);
+        let fold = ctx.vector().get(dot.node) == known;
+        self.siblings.retain(|s| !ctx.covers(s.dot));
+        self.vv.merge(ctx.vector());
+        self.vv.add(dot);
+        self.siblings.push(new);
+        ctx.with_dot(dot, fold)
+    }
+
+    /// Merges a replica's object into this one. A sibling survives if the
+    /// other side also has it or has not seen its dot; the vectors join.
+    pub fn merge(&mut self, other: &Self) {
+        let theirs = &other.siblings;
+        self.siblings.retain(|s| !other.vv.covers(s.dot) || theirs.iter().any(|t| t.dot == s.dot));
+        for t in theirs {
+            match self.siblings.iter_mut().find(|s| s.dot == t.dot) {
+                // The same write; only a reclaimed expiry may differ, and the
+                // reclaimed copy is the later state of it.
+                Some(mine) if t.value.is_none() => mine.value = None,
+                Some(_) => {}
+                None if !self.vv.covers(t.dot) => self.siblings.push(t.clone()),
+                None => {}
+            }
+        }
+        self.vv.merge(&other.vv);
+    }
+
+    /// Drops the values of siblings that expired by `now`, keeping their
+    /// dots, timestamps and expiries so the winner does not change.
+    /// Returns true if anything changed.
+    pub fn strip_expired(&mut self, now: u64) -> bool {
+        let mut changed = false;
+        for s in &mut self.siblings {
+            if s.value.is_some() && s.expires_at.is_some_and(|at| at <= now) {
+                s.value = None;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// When the whole object may be removed: every sibling dead for at least
+    /// `grace` milliseconds. `None` while any sibling lives on its own.
+    #[must_use]
+    pub fn reap_at(&self, grace: u64) -> Option<u64> {
+        let mut latest = 0u64;
+        for s in &self.siblings {
+            latest = latest.max(s.dies_at()?);
+        }
+        Some(latest.saturating_add(grace))
+    }
+
+    /// The next moment background work is due on this object: an expiry to
+    /// reclaim or the object to reap.
+    #[must_use]
+    pub fn next_due(&self, grace: u64) -> Option<u64> {
+        let strip = self.siblings.iter().filter(|s| s.value.is_some()).filter_map(|s| s.expires_at).min();
+        match (strip, self.reap_at(grace)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::NodeId;
+
+    const A: NodeId = NodeId(0xa);
+    const B: NodeId = NodeId(0xb);
+
+    fn sib(node: NodeId, counter: u64, ts: u64, value: &'static str) -> Sibling {
+        Sibling {
+            dot: Dot::new(node, counter),
+            timestamp: ts,
+            expires_at: None,
+            value: Some(Bytes::from_static(value.as_bytes())),
+        }
+    }
+
+    #[test]
+    fn blind_writes_become_siblings_and_a_full_context_resolves_them() {
+        let mut o = Object::new();
+        let c1 = o.update(&Context::default(), sib(A, 1, 10, "x"));
+        let c2 = o.update(&Context::default(), sib(A, 2, 11, "y"));
+        assert_eq!(o.siblings().len(), 2);
+        assert!(c1.covers(Dot::new(A, 1)) && !c1.covers(Dot::new(A, 2)));
+        assert!(c2.covers(Dot::new(A, 2)) && !c2.covers(Dot::new(A, 1)));
+        o.update(&o.context(), sib(B, 1, 12, "z"));
+        assert_eq!(o.siblings().len(), 1);
+        assert_eq!(o.winner().and_then(|s| s.value.clone()), Some(Bytes::from_static(b"z")));
+    }
+
+    #[test]
+    fn winner_is_latest_timestamp_then_largest_dot() {
+        let mut o = Object::new();
+        o.update(&Context::default(), sib(B, 1, 5, "b"));
+        o.update(&Context::default(), sib(A, 7, 5, "a"));
+        assert_eq!(o.winner().map(|s| s.dot), Some(Dot::new(B, 1)));
+        o.update(&Context::default(), sib(A, 8, 6, "later"));
+        assert_eq!(o.winner().map(|s| s.dot), Some(Dot::new(A, 8)));
+    }
+
+    #[test]
+    fn merge_drops_what_the_other_side_superseded() {
+        let mut base = Object::new();
+        base.update(&Context::default(), sib(A, 1, 1, "old"));
+        let mut newer = base.clone();
+        newer.update(&newer.context(), sib(A, 2, 2, "new"));
+        let mut stale = base.clone();
+        stale.merge(&newer);
+        assert_eq!(stale, newer);
+        let mut other = newer.clone();
+        other.merge(&base);
+        assert_eq!(other, newer);
+    }
+
+    #[test]
+    fn expiry_is_stripped_then_reaped_after_grace() {
+        let mut o = Object::new();
+        let mut s = sib(A, 1, 100, "v");
+        s.expires_at = Some(1_000);
+        o.update(&Context::default(), s);
+        assert!(o.live(999).is_some());
+        assert!(o.live(1_000).is_none());
+        assert_eq!(o.next_due(50), Some(1_000));
+        assert!(o.strip_expired(1_000));
+        assert_eq!(o.next_due(50), Some(1_050));
+        assert!(!o.strip_expired(2_000));
+    }
+
+    #[test]
+    fn a_live_value_is_never_due() {
+        let mut o = Object::new();
+        o.update(&Context::default(), sib(A, 1, 1, "v"));
+        assert_eq!(o.next_due(10), None);
+        o.update(&Context::default(), Sibling { dot: Dot::new(A, 2), timestamp: 2, expires_at: None, value: None });
+        assert_eq!(o.reap_at(10), None, "a live sibling keeps the object");
+    }
+}

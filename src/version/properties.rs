@@ -1,0 +1,151 @@
+//! Property tests of the version rules, over histories that real replicas
+//! can produce: coordinated writes with contexts read from some replica and
+//! merges between replicas, dots drawn from each node's counter.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::*;
+
+const NODES: u64 = 3;
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// Replica `at` coordinates a write; the client's context was read from
+    /// replica `ctx_from` (or is empty).
+    Write { at: usize, ctx_from: Option<usize>, tombstone: bool },
+    /// Replica `into` merges replica `from`'s object.
+    Merge { into: usize, from: usize },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let n = NODES as usize;
+    prop_oneof![
+        (0..n, proptest::option::of(0..n), any::<bool>()).prop_map(|(at, ctx_from, tombstone)| Step::Write {
+            at,
+            ctx_from,
+            tombstone
+        }),
+        (0..n, 0..n).prop_map(|(into, from)| Step::Merge { into, from }),
+    ]
+}
+
+/// Plays a history and returns each replica's object.
+fn play(steps: &[Step]) -> Vec<Object> {
+    let mut replicas = vec![Object::new(); NODES as usize];
+    let mut counters = [0u64; NODES as usize];
+    for (t, s) in steps.iter().enumerate() {
+        match *s {
+            Step::Write { at, ctx_from, tombstone } => {
+                counters[at] += 1;
+                let ctx = ctx_from.map(|i| replicas[i].context()).unwrap_or_default();
+                let sibling = Sibling {
+                    dot: Dot::new(NodeId(at as u64 + 1), counters[at]),
+                    timestamp: t as u64,
+                    expires_at: None,
+                    value: (!tombstone).then(|| Bytes::from(format!("v{t}"))),
+                };
+                replicas[at].update(&ctx, sibling);
+            }
+            Step::Merge { into, from } => {
+                let other = replicas[from].clone();
+                replicas[into].merge(&other);
+            }
+        }
+    }
+    replicas
+}
+
+fn merged(a: &Object, b: &Object) -> Object {
+    let mut m = a.clone();
+    m.merge(b);
+    m
+}
+
+/// Objects compare as sets of siblings.
+fn canonical(o: &Object) -> (Vec<(NodeId, u64)>, Vec<Sibling>) {
+    let mut s = o.siblings().to_vec();
+    s.sort_by_key(|s| s.dot);
+    (o.vv().entries().to_vec(), s)
+}
+
+proptest! {
+    #[test]
+    fn merge_is_commutative_associative_idempotent(steps in prop::collection::vec(step(), 0..40)) {
+        let r = play(&steps);
+        let (a, b, c) = (&r[0], &r[1], &r[2]);
+        prop_assert_eq!(canonical(&merged(a, b)), canonical(&merged(b, a)));
+        prop_assert_eq!(canonical(&merged(&merged(a, b), c)), canonical(&merged(a, &merged(b, c))));
+        prop_assert_eq!(canonical(&merged(a, a)), canonical(a));
+    }
+
+    #[test]
+    fn merge_keeps_every_sibling_the_other_side_did_not_supersede(steps in prop::collection::vec(step(), 0..40)) {
+        let r = play(&steps);
+        let m = merged(&r[0], &r[1]);
+        for (mine, theirs) in [(&r[0], &r[1]), (&r[1], &r[0])] {
+            for s in mine.siblings() {
+                let superseded = theirs.vv().covers(s.dot) && !theirs.siblings().iter().any(|t| t.dot == s.dot);
+                prop_assert_eq!(m.siblings().iter().any(|t| t.dot == s.dot), !superseded);
+            }
+        }
+    }
+
+    #[test]
+    fn writers_sharing_a_context_each_leave_a_sibling(start in prop::collection::vec(step(), 0..20), writers in 1usize..8) {
+        let mut o = play(&start).swap_remove(0);
+        let ctx = o.context();
+        let before: Vec<Dot> = o.siblings().iter().map(|s| s.dot).collect();
+        for i in 0..writers {
+            o.update(&ctx, Sibling { dot: Dot::new(NodeId(9), 1000 + i as u64), timestamp: 1, expires_at: None, value: Some(Bytes::from("w")) });
+        }
+        prop_assert_eq!(o.siblings().len(), writers);
+        prop_assert!(o.siblings().iter().all(|s| !before.contains(&s.dot)));
+        o.update(&o.context(), Sibling { dot: Dot::new(NodeId(9), 5000), timestamp: 2, expires_at: None, value: Some(Bytes::from("m")) });
+        prop_assert_eq!(o.siblings().len(), 1);
+    }
+
+    #[test]
+    fn interleaved_writers_never_multiply_siblings(rounds in 1usize..60, order in prop::collection::vec(any::<bool>(), 1..60)) {
+        let mut o = Object::new();
+        let mut ctx = [Context::default(), Context::default()];
+        let mut counter = 0;
+        for (i, &who) in order.iter().cycle().take(rounds * 2).enumerate() {
+            let w = usize::from(who);
+            counter += 1;
+            let sibling = Sibling { dot: Dot::new(NodeId(1), counter), timestamp: i as u64, expires_at: None, value: Some(Bytes::from(format!("{w}"))) };
+            ctx[w] = o.update(&ctx[w], sibling);
+        }
+        let writers: std::collections::BTreeSet<_> = order.iter().cycle().take(rounds * 2).collect();
+        prop_assert_eq!(o.siblings().len(), writers.len());
+    }
+
+    #[test]
+    fn objects_round_trip_and_truncations_fail(steps in prop::collection::vec(step(), 0..30), expiry in proptest::option::of(any::<u64>())) {
+        let mut o = play(&steps).swap_remove(0);
+        if let (Some(at), Some(s)) = (expiry, o.siblings().first().cloned()) {
+            o.update(&Context::default(), Sibling { expires_at: Some(at), dot: Dot::new(NodeId(77), 1), ..s });
+        }
+        let bytes = o.encode();
+        prop_assert_eq!(Object::decode(&bytes), Ok(o));
+        for cut in 0..bytes.len() {
+            prop_assert!(Object::decode(&bytes.slice(..cut)).is_err());
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let _ = Object::decode(&Bytes::from(bytes.clone()));
+        let _ = Context::decode(&bytes);
+    }
+
+    #[test]
+    fn contexts_round_trip(steps in prop::collection::vec(step(), 0..30), extra in prop::collection::vec((1u64..4, 1u64..100), 0..5)) {
+        let o = play(&steps).swap_remove(0);
+        let mut ctx = o.context();
+        for (node, counter) in extra {
+            ctx = ctx.with_dot(Dot::new(NodeId(node), counter + 1000), false);
+        }
+        prop_assert_eq!(Context::decode(ctx.encode().as_bytes()), Ok(ctx));
+    }
+}
