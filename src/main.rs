@@ -1,1 +1,118 @@
-fn main() {}
+//! The `shoal` command: runs a node (`shoal` or `shoal server`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use shoal::config::Config;
+use shoal::node::{Node, shutdown_requested};
+
+#[derive(Parser)]
+#[command(name = "shoal", version, about = "A Dynamo-style distributed key-value store that speaks the Redis protocol")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node (the default).
+    Server(ServerArgs),
+}
+
+/// Settings given as flags override the config file and SHOAL_* variables.
+#[derive(Args, Default)]
+struct ServerArgs {
+    /// A TOML file of settings (see conf/shoal.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Client port (0 picks a free one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Peer port (default: port + 10000).
+    #[arg(long)]
+    peer_port: Option<u16>,
+    /// Data directory.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// When acknowledged writes reach the disk: os or fsync.
+    #[arg(long, value_parser = ["os", "fsync"])]
+    durability: Option<String>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive.
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+impl ServerArgs {
+    fn overrides(&self) -> Vec<(&'static str, String)> {
+        let mut o = Vec::new();
+        let mut add = |key, value: Option<String>| {
+            if let Some(v) = value {
+                o.push((key, v));
+            }
+        };
+        add("bind", self.bind.clone());
+        add("port", self.port.map(|p| p.to_string()));
+        add("peer-port", self.peer_port.map(|p| p.to_string()));
+        add("data-dir", self.data_dir.as_ref().map(|d| d.display().to_string()));
+        add("durability", self.durability.clone());
+        add("log-level", self.log_level.clone());
+        o
+    }
+}
+
+fn init_logging(level: &str) -> anyhow::Result<()> {
+    // The storage engine's routine messages are noise at info; a plain level
+    // keeps them at warn, a full directive is taken as given.
+    let directive = if level.contains('=') { level.to_string() } else { format!("{level},fjall=warn,lsm_tree=warn") };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directive)
+        .map_err(|e| anyhow::anyhow!("log-level {level:?} is not a valid filter: {e}"))?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).init();
+    Ok(())
+}
+
+async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref(), &args.overrides())?;
+    init_logging(&config.log_level)?;
+    let node = Node::start(config).await?;
+    shutdown_requested().await;
+    tracing::info!("shutdown requested: finishing in-flight requests");
+    node.stop().await?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Server(args)) => args,
+        None => cli.server,
+    };
+    // The runtime's size is a setting, so read it before building the runtime.
+    let threads = Config::load(args.config.as_deref(), &args.overrides()).map(|c| c.io_threads());
+    let threads = match threads {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("shoal: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(run(args)),
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shoal: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! One [`Config`] for the node, layered: built-in defaults, then the TOML
+//! file given with `--config`, then `SHOAL_*` environment variables
+//! (`SHOAL_PEER_PORT` sets `peer-port`), then command-line flags.
+//! [`Config::validate`] rejects impossible settings before anything starts.
+//! `conf/shoal.toml` documents every setting with its default.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{Error, Result};
+
+/// When an acknowledged write is on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Written to the operating system before the reply: survives a crash of
+    /// the process (kill -9), not a power loss.
+    Os,
+    /// fdatasync'd before the reply, concurrent writes sharing one sync:
+    /// survives power loss.
+    Fsync,
+}
+
+/// A size in bytes, written as a number or with Redis's units
+/// (`1k` = 1000, `1kb` = 1024, likewise m/mb and g/gb).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `512mb`, `1gb`, `4096`.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        let t = text.trim().to_ascii_lowercase();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (digits, unit) = t.split_at(split);
+        let n: u64 = digits.parse().ok()?;
+        let mult: u64 = match unit {
+            "" | "b" => 1,
+            "k" => 1000,
+            "kb" => 1024,
+            "m" => 1000 * 1000,
+            "mb" => 1024 * 1024,
+            "g" => 1000 * 1000 * 1000,
+            "gb" => 1024 * 1024 * 1024,
+            _ => return None,
+        };
+        n.checked_mul(mult).map(Self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Self(n)),
+            Raw::Text(t) => {
+                Self::parse(&t).ok_or_else(|| serde::de::Error::custom(format!("`{t}` is not a size like 512mb")))
+            }
+        }
+    }
+}
+
+/// Every setting of a node. Field names are the TOML keys in kebab-case.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+pub struct Config {
+    /// Address for client and peer listeners.
+    pub bind: String,
+    /// Client (RESP) port; 0 picks a free one.
+    pub port: u16,
+    /// Peer port; defaults to `port + 10000`.
+    pub peer_port: Option<u16>,
+    /// Where the node keeps its data and identity.
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// A tracing filter: `info`, `debug`, `shoal=debug,warn`.
+    pub log_level: String,
+    /// Most client connections at once; more are refused with an error.
+    pub maxclients: usize,
+    /// Longest bulk string a client may send.
+    pub proto_max_bulk_len: ByteSize,
+    /// Most unparsed input a client connection may hold.
+    pub client_query_buffer_limit: ByteSize,
+    /// When set, clients must AUTH with it first.
+    pub requirepass: Option<String>,
+    /// Partitions of the ring (a power of two, fixed when the data
+    /// directory is created).
+    pub partitions: u32,
+    /// Threads serving clients; 0 = one per core.
+    pub io_threads: usize,
+    /// Storage worker threads; 0 = one per core, at most 4.
+    pub storage_threads: usize,
+    /// Block cache of the storage engine.
+    pub cache_size: ByteSize,
+    /// Seconds a tombstone (or a reclaimed expiry) is kept before removal.
+    pub tombstone_grace: u64,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_timeout: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1".into(),
+            port: 6379,
+            peer_port: None,
+            data_dir: PathBuf::from("./data"),
+            durability: Durability::Os,
+            log_level: "info".into(),
+            maxclients: 10_000,
+            proto_max_bulk_len: ByteSize(512 * 1024 * 1024),
+            client_query_buffer_limit: ByteSize(1024 * 1024 * 1024),
+            requirepass: None,
+            partitions: 256,
+            io_threads: 0,
+            storage_threads: 0,
+            cache_size: ByteSize(64 * 1024 * 1024),
+            tombstone_grace: 3600,
+            shutdown_timeout: 10,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults < `file` < `SHOAL_*` environment < `overrides`
+    /// (`(key, value)` pairs from flags, keys in kebab-case).
+    ///
+    /// # Errors
+    /// An unreadable file, an unknown key or a value of the wrong type.
+    pub fn load(file: Option<&std::path::Path>, overrides: &[(&str, String)]) -> Result<Self> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
+        }
+        builder = builder.add_source(config::Environment::with_prefix("SHOAL").convert_case(config::Case::Kebab));
+        for (key, value) in overrides {
+            builder = builder.set_override(*key, value.as_str()).map_err(|e| Error::Config(e.to_string()))?;
+        }
+        let config: Self =
+            builder.build().and_then(config::Config::try_deserialize).map_err(|e| Error::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects settings the node cannot run with.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::Config(msg));
+        if !crate::ring::valid_partition_count(self.partitions) {
+            return bad(format!(
+                "partitions = {} must be a power of two up to {}",
+                self.partitions,
+                crate::ring::MAX_PARTITIONS
+            ));
+        }
+        if self.port != 0 && self.peer_port() == self.port {
+            return bad(format!("peer-port {} must differ from port", self.port));
+        }
+        if self.maxclients == 0 {
+            return bad("maxclients must be at least 1".into());
+        }
+        if self.proto_max_bulk_len.0 < 1024 {
+            return bad("proto-max-bulk-len must be at least 1kb".into());
+        }
+        if self.client_query_buffer_limit.0 < 1024 * 1024 {
+            return bad("client-query-buffer-limit must be at least 1mb".into());
+        }
+        if self.bind.parse::<std::net::IpAddr>().is_err() {
+            return bad(format!("bind = {:?} is not an IP address", self.bind));
+        }
+        Ok(())
+    }
+
+    /// The peer port: configured, or the client port + 10000 (0 when the
+    /// client port is 0, so tests get a free one too).
+    #[must_use]
+    pub fn peer_port(&self) -> u16 {
+        self.peer_port.unwrap_or(if self.port == 0 { 0 } else { self.port.wrapping_add(10_000) })
+    }
+
+    /// Client-serving threads to run.
+    #[must_use]
+    pub fn io_threads(&self) -> usize {
+        if self.io_threads == 0 { cores() } else { self.io_threads }
+    }
+
+    /// Storage workers to run.
+    #[must_use]
+    pub fn storage_threads(&self) -> usize {
+        if self.storage_threads == 0 { cores().min(4) } else { self.storage_threads }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_redis_units() {
+        assert_eq!(ByteSize::parse("512mb"), Some(ByteSize(512 << 20)));
+        assert_eq!(ByteSize::parse("1k"), Some(ByteSize(1000)));
+        assert_eq!(ByteSize::parse("1GB"), Some(ByteSize(1 << 30)));
+        assert_eq!(ByteSize::parse("42"), Some(ByteSize(42)));
+        assert_eq!(ByteSize::parse("12xb"), None);
+        assert_eq!(ByteSize::parse("99999999999999gb"), None);
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_validate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("shoal.toml");
+        std::fs::write(&file, "port = 7000\ndurability = \"fsync\"\nproto-max-bulk-len = \"1mb\"\n").expect("write");
+        let c = Config::load(Some(&file), &[("port", "7001".into())]).expect("load");
+        assert_eq!(c.port, 7001);
+        assert_eq!(c.peer_port(), 17001);
+        assert_eq!(c.durability, Durability::Fsync);
+        assert_eq!(c.proto_max_bulk_len, ByteSize(1 << 20));
+        std::fs::write(&file, "prot = 1\n").expect("write");
+        assert!(Config::load(Some(&file), &[]).is_err(), "unknown keys are refused");
+        assert!(Config::load(None, &[("partitions", "100".into())]).is_err());
+        assert!(Config::load(None, &[("port", "7000".into()), ("peer-port", "7000".into())]).is_err());
+    }
+}

@@ -1,0 +1,220 @@
+//! String commands: GET, SET and its relatives, MGET/MSET, counters, APPEND.
+//!
+//! Each handler parses its arguments into a [`Mutation`] (or a read) and
+//! lets the coordinator apply it; MGET, MSET and MSETNX fan out per key.
+
+use bytes::Bytes;
+
+use crate::clock::now_ms;
+use crate::coordinator::{Condition, Expiry, Mutation, Outcome};
+use crate::error::{Error, Result};
+use crate::resp::args::Args;
+use crate::resp::reply::Reply;
+use crate::resp::session::Session;
+
+/// A relative time to live of `n` units of `unit_ms`, as Redis validates
+/// it: positive, and not overflowing when added to the clock.
+pub fn ttl(n: i64, unit_ms: i64, command: &str) -> Result<Expiry> {
+    let invalid = || Error::InvalidExpire(command.into());
+    let ms = n.checked_mul(unit_ms).filter(|&ms| ms > 0).ok_or_else(invalid)?;
+    (now_ms() as i64).checked_add(ms).ok_or_else(invalid)?;
+    Ok(Expiry::In(ms as u64))
+}
+
+/// An absolute expiry at `n` units of `unit_ms` since the epoch.
+pub fn at(n: i64, unit_ms: i64, command: &str) -> Result<Expiry> {
+    let ms = n.checked_mul(unit_ms).filter(|&ms| ms > 0).ok_or_else(|| Error::InvalidExpire(command.into()))?;
+    Ok(Expiry::At(ms as u64))
+}
+
+/// Parses one expiry option (`EX` `PX` `EXAT` `PXAT`) and its argument.
+fn expiry_option(option: &str, args: &mut Args, command: &str) -> Result<Option<Expiry>> {
+    Ok(Some(match option {
+        "EX" => ttl(args.int()?, 1000, command)?,
+        "PX" => ttl(args.int()?, 1, command)?,
+        "EXAT" => at(args.int()?, 1000, command)?,
+        "PXAT" => at(args.int()?, 1, command)?,
+        _ => return Ok(None),
+    }))
+}
+
+fn outcome(o: Outcome) -> Reply {
+    match o {
+        Outcome::Ok => Reply::OK,
+        Outcome::Nil => Reply::Nil,
+        Outcome::Value(v) => Reply::opt_bulk(v),
+        Outcome::Int(n) => Reply::Int(n),
+        Outcome::Float(f) => Reply::Bulk(f),
+    }
+}
+
+async fn write(s: &Session, key: &[u8], m: Mutation) -> Result<Reply> {
+    s.coordinator().write(key, m).await.map(outcome)
+}
+
+fn set_of(value: Bytes, expiry: Expiry, condition: Condition, get: bool) -> Mutation {
+    Mutation::Set { value, expiry, condition, get }
+}
+
+pub async fn get(s: &mut Session, mut args: Args) -> Result<Reply> {
+    let key = args.bytes()?;
+    Ok(Reply::opt_bulk(s.coordinator().get(&key).await?.map(|v| v.data)))
+}
+
+pub async fn set(s: &mut Session, mut args: Args) -> Result<Reply> {
+    let (key, value) = (args.bytes()?, args.bytes()?);
+    let mut expiry = None;
+    let mut condition = Condition::Always;
+    let mut get = false;
+    while let Some(option) = args.keyword() {
+        match option.as_str() {
+            "NX" if condition == Condition::Always => condition = Condition::IfAbsent,
+            "XX" if condition == Condition::Always => condition = Condition::IfPresent,
+            "GET" if !get => get = true,
+            "KEEPTTL" if expiry.is_none() => expiry = Some(Expiry::Keep),
+            other if expiry.is_none() => expiry = Some(expiry_option(other, &mut args, "set")?.ok_or(Error::Syntax)?),
+            _ => return Err(Error::Syntax),
+        }
+    }
+    write(s, &key, set_of(value, expiry.unwrap_or(Expiry::Clear), condition, get)).await
+}
+
+pub async fn setnx(s: &mut Session, mut args: Args) -> Result<Reply> {
+    let (key, value) = (args.bytes()?, args.bytes()?);
+    let done = s.coordinator().write(&key, set_of(value, Expiry::Clear, Condition::IfAbsent, false)).await?;
+    Ok(Reply::Int(i64::from(done == Outcome::Ok)))
+}
+
+async fn set_with_ttl(s: &Session, mut args: Args, unit_ms: i64, command: &str) -> Result<Reply> {
+    let key = args.bytes()?;
+    let expiry = ttl(args.int()?, unit_ms, command)?;
+    let value = args.bytes()?;
+    write(s, &key, set_of(value, expiry, Condition::Always, false)).await
+}
+
+pub async fn setex(s: &mut Session, args: Args) -> Result<Reply> {
+    set_with_ttl(s, args, 1000, "setex").await
+}
+
+pub async fn psetex(s: &mut Session, args: Args) -> Result<Reply> {
+    set_with_ttl(s, args, 1, "psetex").await
+}
+
+pub async fn getset(s: &mut Session, mut args: Args) -> Result<Reply> {
+    let (key, value) = (args.bytes()?, args.bytes()?);
+    write(s, &key, set_of(value, Expiry::Clear, Condition::Always, true)).await
+}
+
+pub async fn getdel(s: &mut Session, mut args: Args) -> Result<Reply> {
+    let key = args.bytes()?;
+    write(s, &key, Mutation::GetDel).await
+}
+
+pub async fn getex(s: &mut Session, mut args: Args) -> Result<Reply> {
+    let key = args.bytes()?;
+    let mut expiry = None;
+    while let Some(option) = args.keyword() {
+        if expiry.is_some() {
+            return Err(Error::Syntax);
+        }
+        expiry = Some(match option.as_str() {
+            "PERSIST" => Expiry::Clear,
+            other => expiry_option(other, &mut args, "getex")?.ok_or(Error::Syntax)?,
+        });
+    }
+    match expiry {
+        None => Ok(Reply::opt_bulk(s.coordinator().get(&key).await?.map(|v| v.data))),
+        Some(expiry) => write(s, &key, Mutation::GetEx(expiry)).await,
+    }
+}
+
+pub async fn mget(s: &mut Session, args: Args) -> Result<Reply> {
+    let keys = args.rest();
+    let values = s.coordinator().get_many(&keys).await;
+    let replies = values.into_iter().map(|v| v.map(|v| Reply::opt_bulk(v.map(|v| v.data))));
+    Ok(Reply::Array(replies.collect::<Result<_>>()?))
+}
+
+/// Pairs of MSET's arguments; an odd count is an arity error, as in Redis.
+fn pairs(args: Args, command: &str) -> Result<Vec<(Bytes, Bytes)>> {
+    let items = args.rest();
+    if items.len() % 2 != 0 {
+        return Err(Error::WrongArity(command.into()));
+    }
+    let mut it = items.into_iter();
+    let mut out = Vec::new();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+pub async fn mset(s: &mut Session, args: Args) -> Result<Reply> {
+    let writes = pairs(args, "mset")?
+        .into_iter()
+        .map(|(k, v)| (k, set_of(v, Expiry::Clear, Condition::Always, false)))
+        .collect();
+    for r in s.coordinator().write_many(writes).await {
+        r?;
+    }
+    Ok(Reply::OK)
+}
+
+/// MSETNX: sets every key only if none exists. Each key is still written on
+/// its own, so a concurrent writer of one of the keys can make it set only
+/// some of them; the reply is 1 only if all were set.
+pub async fn msetnx(s: &mut Session, args: Args) -> Result<Reply> {
+    let pairs = pairs(args, "msetnx")?;
+    let keys: Vec<Bytes> = pairs.iter().map(|(k, _)| k.clone()).collect();
+    for v in s.coordinator().get_many(&keys).await {
+        if v?.is_some() {
+            return Ok(Reply::Int(0));
+        }
+    }
+    let writes = pairs.into_iter().map(|(k, v)| (k, set_of(v, Expiry::Clear, Condition::IfAbsent, false))).collect();
+    let mut all = true;
+    for r in s.coordinator().write_many(writes).await {
+        all &= r? == Outcome::Ok;
+    }
+    Ok(Reply::Int(i64::from(all)))
+}
+
+pub async fn strlen(s: &mut Session, mut args: Args) -> Result<Reply> {
+    let key = args.bytes()?;
+    let len = s.coordinator().get(&key).await?.map_or(0, |v| v.data.len());
+    Ok(Reply::Int(len as i64))
+}
+
+pub async fn append(s: &mut Session, mut args: Args) -> Result<Reply> {
+    let (key, suffix) = (args.bytes()?, args.bytes()?);
+    write(s, &key, Mutation::Append(suffix)).await
+}
+
+async fn incr_by(s: &Session, key: Bytes, by: i64) -> Result<Reply> {
+    write(s, &key, Mutation::IncrBy(by)).await
+}
+
+pub async fn incr(s: &mut Session, mut args: Args) -> Result<Reply> {
+    incr_by(s, args.bytes()?, 1).await
+}
+
+pub async fn decr(s: &mut Session, mut args: Args) -> Result<Reply> {
+    incr_by(s, args.bytes()?, -1).await
+}
+
+pub async fn incrby(s: &mut Session, mut args: Args) -> Result<Reply> {
+    let key = args.bytes()?;
+    incr_by(s, key, args.int()?).await
+}
+
+pub async fn decrby(s: &mut Session, mut args: Args) -> Result<Reply> {
+    let key = args.bytes()?;
+    let by = args.int()?.checked_neg().ok_or_else(|| Error::err("decrement would overflow"))?;
+    incr_by(s, key, by).await
+}
+
+pub async fn incrbyfloat(s: &mut Session, mut args: Args) -> Result<Reply> {
+    let key = args.bytes()?;
+    let by = args.float()?;
+    write(s, &key, Mutation::IncrByFloat(by)).await
+}

@@ -1,0 +1,207 @@
+//! Test harness: runs the real `shoal` binary on an ephemeral loopback port
+//! with a temporary data directory, and stops it when the test ends.
+//!
+//! The node is started with `--port 0`; the harness reads the port from the
+//! node's "accepting clients on ADDR" log line, so no port is ever guessed.
+//! Every wait polls a condition with a deadline; nothing sleeps a fixed time
+//! to let something happen.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_shoal");
+
+/// A running node.
+pub struct Shoal {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: PathBuf,
+    /// Keeps a temporary directory alive for the node's life.
+    _temp: Option<tempfile::TempDir>,
+    log: Arc<Mutex<String>>,
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Shoal {
+    /// A fresh node with a new temporary data directory.
+    pub fn start() -> Self {
+        Self::start_args(&[])
+    }
+
+    /// A fresh node with extra flags.
+    pub fn start_args(args: &[&str]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().join("data");
+        let mut node = Self::start_in(&dir, args);
+        node._temp = Some(temp);
+        node
+    }
+
+    /// A node on the data directory `dir` (which outlives it).
+    pub fn start_in(dir: &Path, args: &[&str]) -> Self {
+        Self::spawn(dir, args, &[])
+    }
+
+    /// A node with extra flags and environment variables.
+    pub fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--port", "0", "--data-dir"]).arg(dir).args(args);
+        cmd.env_remove("RUST_LOG").envs(env.iter().copied());
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn shoal");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let (log, tx) = (Arc::clone(&log), tx.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addr) = line.split("accepting clients on ").nth(1) {
+                        let port = addr
+                            .split_whitespace()
+                            .next()
+                            .and_then(|a| a.rsplit(':').next())
+                            .and_then(|p| p.parse::<u16>().ok());
+                        if let Some(port) = port {
+                            let _ = tx.send(port);
+                        }
+                    }
+                    log.lock().expect("log").push_str(&(line + "\n"));
+                }
+            });
+        }
+        let port = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("shoal did not start; its output:\n{}", log.lock().expect("log"));
+            }
+        };
+        Self { child: Some(child), port, dir: dir.to_path_buf(), _temp: None, log }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// What the node has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// A RESP2 client of the `redis` crate.
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(self.url()).expect("url").get_connection().expect("connect")
+    }
+
+    /// A RESP3 client of the `redis` crate.
+    pub fn client3(&self) -> redis::Connection {
+        redis::Client::open(format!("{}?protocol=resp3", self.url())).expect("url").get_connection().expect("connect")
+    }
+
+    /// A raw TCP connection with a read timeout.
+    pub fn raw(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s
+    }
+
+    /// Runs redis-cli against the node and returns its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli (install redis-tools)");
+        assert!(out.status.success(), "redis-cli {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill").args([sig, &self.pid().to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then wait (bounded) for the process to exit.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal("-TERM");
+        let mut child = self.child.take().expect("running");
+        wait_for("shoal to exit", Duration::from_secs(30), || child.try_wait().expect("wait"))
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill -9");
+        child.wait().expect("wait");
+    }
+}
+
+impl Drop for Shoal {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends raw bytes and reads until `expect` bytes arrive or the peer closes;
+/// returns what was read.
+pub fn exchange(stream: &mut TcpStream, send: &[u8], expect: usize) -> Vec<u8> {
+    stream.write_all(send).expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < expect {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got
+}
+
+/// True once the server has closed `stream` (reads EOF or a reset).
+pub fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Acknowledged writes survive a clean restart, a kill -9, and a restart
+//! with fsync durability; shutdown on SIGTERM exits 0.
+
+mod common;
+
+use common::Shoal;
+use redis::Commands;
+
+fn write_keys(node: &Shoal, n: usize) {
+    let mut c = node.client();
+    for i in 0..n {
+        let _: () = c.set(format!("key:{i}"), format!("value:{i}")).expect("set");
+    }
+    let _: () = c.set_ex("volatile", "v", 1000).expect("setex");
+    let _: i64 = c.del("key:0").expect("del");
+}
+
+fn check_keys(node: &Shoal, n: usize) {
+    let mut c = node.client();
+    for i in 1..n {
+        let v: Option<String> = c.get(format!("key:{i}")).expect("get");
+        assert_eq!(v.as_deref(), Some(format!("value:{i}").as_str()), "key:{i}");
+    }
+    let gone: Option<String> = c.get("key:0").expect("get");
+    assert_eq!(gone, None, "a delete is durable too");
+    let ttl: i64 = c.ttl("volatile").expect("ttl");
+    assert!((990..=1000).contains(&ttl), "expiry kept across restart: {ttl}");
+    let size: i64 = redis::cmd("DBSIZE").query(&mut c).expect("dbsize");
+    assert_eq!(size, n as i64, "{n} keys: {} written, 1 deleted, 1 volatile", n);
+}
+
+#[test]
+fn clean_restart_keeps_everything_and_exits_zero() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let dir = temp.path().join("data");
+    let node = Shoal::start_in(&dir, &[]);
+    write_keys(&node, 300);
+    let status = node.stop();
+    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    let node = Shoal::start_in(&dir, &[]);
+    check_keys(&node, 300);
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_write() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let dir = temp.path().join("data");
+    let node = Shoal::start_in(&dir, &[]);
+    write_keys(&node, 300);
+    node.kill9();
+    let node = Shoal::start_in(&dir, &[]);
+    check_keys(&node, 300);
+}
+
+#[test]
+fn fsync_durability_keeps_writes_through_kill_9() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let dir = temp.path().join("data");
+    let node = Shoal::start_in(&dir, &["--durability", "fsync"]);
+    write_keys(&node, 100);
+    node.kill9();
+    let node = Shoal::start_in(&dir, &["--durability", "fsync"]);
+    check_keys(&node, 100);
+}
+
+#[test]
+fn node_id_is_kept_with_the_data_and_new_for_a_new_directory() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let dir = temp.path().join("data");
+    let id = |node: &Shoal| {
+        let info: String = redis::cmd("INFO").arg("server").query(&mut node.client()).expect("info");
+        info.lines().find_map(|l| l.strip_prefix("shoal_node_id:")).expect("node id").trim().to_string()
+    };
+    let node = Shoal::start_in(&dir, &[]);
+    let first = id(&node);
+    node.stop();
+    let node = Shoal::start_in(&dir, &[]);
+    assert_eq!(id(&node), first);
+    node.stop();
+    std::fs::remove_dir_all(&dir).expect("wipe");
+    let node = Shoal::start_in(&dir, &[]);
+    assert_ne!(id(&node), first, "a wiped directory is a new node");
+}
