@@ -100,6 +100,8 @@ pub struct Config {
     pub cache_size: ByteSize,
     /// Seconds a tombstone (or a reclaimed expiry) is kept before removal.
     pub tombstone_grace: u64,
+    /// Writes that would leave a key with more siblings are refused.
+    pub max_siblings: usize,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_timeout: u64,
 }
@@ -122,6 +124,7 @@ impl Default for Config {
             storage_threads: 0,
             cache_size: ByteSize(64 * 1024 * 1024),
             tombstone_grace: 3600,
+            max_siblings: 100,
             shutdown_timeout: 10,
         }
     }
@@ -163,6 +166,9 @@ impl Config {
         }
         if self.port != 0 && self.peer_port() == self.port {
             return bad(format!("peer-port {} must differ from port", self.port));
+        }
+        if self.max_siblings == 0 {
+            return bad("max-siblings must be at least 1".into());
         }
         if self.maxclients == 0 {
             return bad("maxclients must be at least 1".into());

@@ -15,6 +15,8 @@ pub struct Metrics {
     pub net_output_bytes: AtomicU64,
     pub reads_coordinated: AtomicU64,
     pub writes_coordinated: AtomicU64,
+    /// Writes that left a key with more than 25 siblings.
+    pub sibling_warnings: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -30,6 +32,7 @@ impl Default for Metrics {
             net_output_bytes: AtomicU64::new(0),
             reads_coordinated: AtomicU64::new(0),
             writes_coordinated: AtomicU64::new(0),
+            sibling_warnings: AtomicU64::new(0),
         }
     }
 }

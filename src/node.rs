@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Durability};
-use crate::coordinator::Coordinator;
+use crate::coordinator::{self, Coordinator};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::resp;
@@ -85,7 +85,8 @@ impl Node {
         let node_id = store.node_id();
         let ring = Ring::single(node_id, config.partitions);
         let metrics = Arc::new(Metrics::default());
-        let coordinator = Arc::new(Coordinator::new(ring, Arc::clone(&store), Arc::clone(&metrics)));
+        let settings = coordinator::Settings { max_siblings: config.max_siblings };
+        let coordinator = Arc::new(Coordinator::new(ring, Arc::clone(&store), Arc::clone(&metrics), settings));
         let listener = TcpListener::bind((config.bind.as_str(), config.port))
             .await
             .map_err(|e| Error::Config(format!("cannot listen on {}:{}: {e}", config.bind, config.port)))?;

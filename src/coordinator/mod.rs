@@ -30,10 +30,28 @@ use crate::error::{Error, Result};
 use crate::metrics::{self, Metrics};
 use crate::ring::{Ring, key_hash};
 use crate::storage::{Change, MAX_KEY_LEN, Store, Tally};
-use crate::version::{NodeId, Object, Sibling};
+use crate::version::{Context, NodeId, Object, Sibling};
 
 /// Keys worked on at once by multi-key commands.
 const FAN_OUT: usize = 64;
+/// Siblings beyond which a write is logged and counted as a warning.
+pub const SIBLING_WARNING: usize = 25;
+
+/// Limits the coordinator enforces.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Writes that would leave a key with more siblings are refused.
+    pub max_siblings: usize,
+}
+
+/// A key's versions as the context commands see them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versions {
+    /// The key's whole causal history.
+    pub context: Context,
+    /// Every live sibling value, oldest first.
+    pub values: Vec<Bytes>,
+}
 
 /// A key's value as plain commands see it: the live winner.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +64,7 @@ pub struct Coordinator {
     ring: Ring,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    settings: Settings,
 }
 
 /// Runs futures concurrently, `FAN_OUT` at a time, returning their outputs
@@ -90,8 +109,8 @@ fn value_of(object: Option<&Object>, now: u64) -> Option<Value> {
 
 impl Coordinator {
     #[must_use]
-    pub fn new(ring: Ring, store: Arc<Store>, metrics: Arc<Metrics>) -> Self {
-        Self { ring, store, metrics }
+    pub fn new(ring: Ring, store: Arc<Store>, metrics: Arc<Metrics>, settings: Settings) -> Self {
+        Self { ring, store, metrics, settings }
     }
 
     #[must_use]
@@ -147,6 +166,62 @@ impl Coordinator {
                 let context = object.context();
                 object.update(&context, Sibling { dot, timestamp: now, expires_at, value });
                 (Change::Put(object), Ok(outcome))
+            })
+            .await?
+    }
+
+    /// Every live sibling of `key` and the context that covers them all
+    /// (and any tombstones), for a later [`write_versions`](Self::write_versions).
+    ///
+    /// # Errors
+    /// Too long a key, or a storage failure.
+    pub async fn get_versions(&self, key: &[u8]) -> Result<Versions> {
+        let hash = locate(key)?;
+        metrics::add(&self.metrics.reads_coordinated, 1);
+        let object = self.store.get(hash, key).await?.unwrap_or_default();
+        let now = now_ms();
+        let mut live: Vec<&Sibling> = object.siblings().iter().filter(|s| s.is_live(now)).collect();
+        live.sort_by_key(|s| (s.timestamp, s.dot));
+        let values = live.into_iter().filter_map(|s| s.value.clone()).collect();
+        Ok(Versions { context: object.context(), values })
+    }
+
+    /// A causal write: supersedes exactly the siblings `context` covers and
+    /// adds `value` (a tombstone when `None`) as a new sibling, expiring
+    /// `ttl_ms` after now if given. Returns the context to write with next
+    /// (`context` plus the new dot) and how many live values were superseded.
+    ///
+    /// # Errors
+    /// Too long a key, [`Error::TooManySiblings`] when the key would exceed
+    /// `max-siblings` (nothing is written then), or a storage failure.
+    pub async fn write_versions(
+        &self,
+        key: &[u8],
+        context: Context,
+        value: Option<Bytes>,
+        ttl_ms: Option<u64>,
+    ) -> Result<(Context, usize)> {
+        let hash = locate(key)?;
+        metrics::add(&self.metrics.writes_coordinated, 1);
+        let max = self.settings.max_siblings;
+        let warnings = Arc::clone(&self.metrics);
+        let shown = String::from_utf8_lossy(key).into_owned();
+        self.store
+            .update(hash, key, move |object, dot| {
+                let now = now_ms();
+                let mut object = object.unwrap_or_default();
+                let superseded = object.siblings().iter().filter(|s| context.covers(s.dot) && s.is_live(now)).count();
+                let expires_at = ttl_ms.map(|t| now.saturating_add(t));
+                let next = object.update(&context, Sibling { dot, timestamp: now, expires_at, value });
+                let count = object.siblings().len();
+                if count > max {
+                    return (Change::Keep, Err(Error::TooManySiblings));
+                }
+                if count > SIBLING_WARNING {
+                    metrics::add(&warnings.sibling_warnings, 1);
+                    tracing::warn!(key = %shown, siblings = count, "key holds many siblings; resolve them with SETCTX");
+                }
+                (Change::Put(object), Ok((next, superseded)))
             })
             .await?
     }
@@ -223,6 +298,11 @@ impl Coordinator {
     #[must_use]
     pub fn tally(&self) -> Tally {
         self.store.tally()
+    }
+
+    #[must_use]
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     #[must_use]

@@ -41,18 +41,28 @@ pub enum Condition {
     IfPresent,
 }
 
-/// EXPIRE's NX / XX / GT / LT.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExpireCondition {
-    Always,
+/// EXPIRE's NX / XX / GT / LT. XX combines with GT or LT; NX combines with
+/// nothing, nor GT with LT (the parser refuses those).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpireCondition {
     /// Only if the key has no expiry.
-    IfNone,
+    pub nx: bool,
     /// Only if the key has an expiry.
-    IfSome,
+    pub xx: bool,
     /// Only if the new expiry is later (a key without expiry never is).
-    IfLater,
+    pub gt: bool,
     /// Only if the new expiry is sooner (a key without expiry always is).
-    IfSooner,
+    pub lt: bool,
+}
+
+impl ExpireCondition {
+    fn allows(self, old: Option<u64>, new: u64) -> bool {
+        // A key without expiry counts as expiring never: later than anything.
+        !(self.nx && old.is_some()
+            || self.xx && old.is_none()
+            || self.gt && old.is_none_or(|o| new <= o)
+            || self.lt && old.is_some_and(|o| new >= o))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -234,14 +244,7 @@ impl Mutation {
             Self::Expire { expiry, condition } => {
                 let Some(c) = current else { return Ok((Effect::None, Outcome::Int(0))) };
                 let Some(at) = expiry.resolve(old_expiry, now) else { return Ok((Effect::None, Outcome::Int(0))) };
-                let allowed = match (condition, old_expiry) {
-                    (ExpireCondition::Always, _) => true,
-                    (ExpireCondition::IfNone, old) => old.is_none(),
-                    (ExpireCondition::IfSome, old) => old.is_some(),
-                    (ExpireCondition::IfLater, old) => old.is_some_and(|old| at > old),
-                    (ExpireCondition::IfSooner, old) => old.is_none_or(|old| at < old),
-                };
-                if !allowed {
+                if !condition.allows(old_expiry, at) {
                     (Effect::None, Outcome::Int(0))
                 } else if at <= now {
                     (Effect::Delete, Outcome::Int(1))
@@ -321,13 +324,19 @@ mod tests {
     #[test]
     fn expire_conditions_follow_redis() {
         let e = |condition, at| Mutation::Expire { expiry: Expiry::At(at), condition };
+        let (gt, lt) =
+            (ExpireCondition { gt: true, ..Default::default() }, ExpireCondition { lt: true, ..Default::default() });
+        let (nx, always) = (ExpireCondition { nx: true, ..Default::default() }, ExpireCondition::default());
+        let xx_lt = ExpireCondition { xx: true, lt: true, ..Default::default() };
         let persistent = cur("v", None);
         let volatile = cur("v", Some(500));
-        assert_eq!(e(ExpireCondition::IfLater, 900).apply(Some(&persistent), 0).expect("ok").1, Outcome::Int(0));
-        assert_eq!(e(ExpireCondition::IfSooner, 900).apply(Some(&persistent), 0).expect("ok").1, Outcome::Int(1));
-        assert_eq!(e(ExpireCondition::IfLater, 900).apply(Some(&volatile), 0).expect("ok").1, Outcome::Int(1));
-        assert_eq!(e(ExpireCondition::IfNone, 900).apply(Some(&volatile), 0).expect("ok").1, Outcome::Int(0));
-        assert_eq!(e(ExpireCondition::Always, 10).apply(Some(&volatile), 10).expect("ok").0, Effect::Delete);
-        assert_eq!(e(ExpireCondition::Always, 10).apply(None, 0).expect("ok"), (Effect::None, Outcome::Int(0)));
+        assert_eq!(e(gt, 900).apply(Some(&persistent), 0).expect("ok").1, Outcome::Int(0));
+        assert_eq!(e(lt, 900).apply(Some(&persistent), 0).expect("ok").1, Outcome::Int(1));
+        assert_eq!(e(xx_lt, 100).apply(Some(&persistent), 0).expect("ok").1, Outcome::Int(0));
+        assert_eq!(e(xx_lt, 100).apply(Some(&volatile), 0).expect("ok").1, Outcome::Int(1));
+        assert_eq!(e(gt, 900).apply(Some(&volatile), 0).expect("ok").1, Outcome::Int(1));
+        assert_eq!(e(nx, 900).apply(Some(&volatile), 0).expect("ok").1, Outcome::Int(0));
+        assert_eq!(e(always, 10).apply(Some(&volatile), 10).expect("ok").0, Effect::Delete);
+        assert_eq!(e(always, 10).apply(None, 0).expect("ok"), (Effect::None, Outcome::Int(0)));
     }
 }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 
 use super::args::Args;
-use super::cmd::{connection, keys, server, strings};
+use super::cmd::{connection, context, keys, server, strings};
 use super::reply::Reply;
 use super::session::Session;
 use super::transaction;
@@ -122,6 +122,10 @@ commands! {
     Type "type" 2 ["readonly", "fast"] 1 1 1 "@keyspace" => keys::type_of;
     Scan "scan" -2 ["readonly"] 0 0 0 "@keyspace" => keys::scan;
     Keys "keys" 2 ["readonly"] 0 0 0 "@keyspace" => keys::keys;
+    // versions
+    Getctx "getctx" -2 ["readonly", "fast"] 1 1 1 "@string" => context::getctx;
+    Setctx "setctx" -4 ["write", "denyoom"] 1 1 1 "@string" => context::setctx;
+    Delctx "delctx" -3 ["write", "fast"] 1 1 1 "@string" => context::delctx;
 }
 
 static BY_NAME: LazyLock<HashMap<&'static str, usize>> =

@@ -42,31 +42,28 @@ pub async fn exists(s: &mut Session, args: Args) -> Result<Reply> {
 async fn expire_generic(s: &Session, mut args: Args, unit_ms: i64, absolute: bool, command: &str) -> Result<Reply> {
     let key = args.bytes()?;
     let n = args.int()?;
-    let mut condition = ExpireCondition::Always;
+    let mut c = ExpireCondition::default();
     while let Some(option) = args.keyword() {
-        let next = match option.as_str() {
-            "NX" => ExpireCondition::IfNone,
-            "XX" => ExpireCondition::IfSome,
-            "GT" => ExpireCondition::IfLater,
-            "LT" => ExpireCondition::IfSooner,
+        match option.as_str() {
+            "NX" => c.nx = true,
+            "XX" => c.xx = true,
+            "GT" => c.gt = true,
+            "LT" => c.lt = true,
             _ => return Err(Error::err(format!("Unsupported option {option}"))),
-        };
-        condition = match (condition, next) {
-            (ExpireCondition::Always, next) => next,
-            (a, b) if a == b => a,
-            (ExpireCondition::IfLater, ExpireCondition::IfSooner)
-            | (ExpireCondition::IfSooner, ExpireCondition::IfLater) => {
-                return Err(Error::err("GT and LT options at the same time are not compatible"));
-            }
-            _ => return Err(Error::err("NX and XX, GT or LT options at the same time are not compatible")),
-        };
+        }
+    }
+    if c.nx && (c.xx || c.gt || c.lt) {
+        return Err(Error::err("NX and XX, GT or LT options at the same time are not compatible"));
+    }
+    if c.gt && c.lt {
+        return Err(Error::err("GT and LT options at the same time are not compatible"));
     }
     let invalid = || Error::InvalidExpire(command.into());
     let mut at = n.checked_mul(unit_ms).ok_or_else(invalid)?;
     if !absolute {
         at = at.checked_add(now_ms() as i64).ok_or_else(invalid)?;
     }
-    let m = Mutation::Expire { expiry: Expiry::At(at.max(0) as u64), condition };
+    let m = Mutation::Expire { expiry: Expiry::At(at.max(0) as u64), condition: c };
     Ok(Reply::Int(int(s.coordinator().write(&key, m).await?)))
 }
 

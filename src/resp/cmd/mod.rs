@@ -1,6 +1,7 @@
 //! Command handlers, one file per family.
 
 pub mod connection;
+pub mod context;
 pub mod keys;
 pub mod server;
 pub mod strings;

@@ -112,7 +112,8 @@ pub async fn config(s: &mut Session, mut args: Args) -> Result<Reply> {
     }
 }
 
-const SECTIONS: &[&str] = &["server", "clients", "memory", "persistence", "stats", "replication", "keyspace"];
+const SECTIONS: &[&str] =
+    &["server", "clients", "memory", "persistence", "stats", "replication", "versions", "keyspace"];
 
 /// Resident memory of the process, from /proc where there is one.
 fn rss_bytes() -> u64 {
@@ -191,6 +192,15 @@ fn section(s: &Session, name: &str, out: &mut String) {
             line("connected_slaves", &0);
             line("master_replid", &server.run_id);
             line("master_repl_offset", &0);
+        }
+        "versions" => {
+            let store = s.coordinator().store();
+            line("keys_with_siblings", &tally.with_siblings);
+            line("max_siblings_seen", &store.max_siblings());
+            line("sibling_warnings", &get(&m.sibling_warnings));
+            line("max_siblings", &s.coordinator().settings().max_siblings);
+            line("tombstones", &tally.tombstones);
+            line("tombstone_grace_seconds", &server.config.tombstone_grace);
         }
         "keyspace" if tally.keys > 0 => {
             line("db0", &format!("keys={},expires={},avg_ttl=0", tally.keys, tally.expires))

@@ -27,15 +27,38 @@ pub fn at(n: i64, unit_ms: i64, command: &str) -> Result<Expiry> {
     Ok(Expiry::At(ms as u64))
 }
 
-/// Parses one expiry option (`EX` `PX` `EXAT` `PXAT`) and its argument.
-fn expiry_option(option: &str, args: &mut Args, command: &str) -> Result<Option<Expiry>> {
-    Ok(Some(match option {
-        "EX" => ttl(args.int()?, 1000, command)?,
-        "PX" => ttl(args.int()?, 1, command)?,
-        "EXAT" => at(args.int()?, 1000, command)?,
-        "PXAT" => at(args.int()?, 1, command)?,
-        _ => return Ok(None),
-    }))
+/// The expiry options of SET and GETEX, parsed as Redis does: an option may
+/// repeat (the last value wins) but two different kinds conflict.
+struct ExpiryOptions {
+    command: &'static str,
+    kind: Option<&'static str>,
+    expiry: Option<Expiry>,
+}
+
+impl ExpiryOptions {
+    fn new(command: &'static str) -> Self {
+        Self { command, kind: None, expiry: None }
+    }
+
+    /// Takes `option` (and its argument) if it is an expiry option; false if
+    /// it is not one.
+    fn take(&mut self, option: &str, args: &mut Args) -> Result<bool> {
+        let (kind, expiry) = match option {
+            "EX" => ("EX", ttl(args.int()?, 1000, self.command)?),
+            "PX" => ("PX", ttl(args.int()?, 1, self.command)?),
+            "EXAT" => ("EXAT", at(args.int()?, 1000, self.command)?),
+            "PXAT" => ("PXAT", at(args.int()?, 1, self.command)?),
+            "KEEPTTL" if self.command == "set" => ("KEEPTTL", Expiry::Keep),
+            "PERSIST" if self.command == "getex" => ("PERSIST", Expiry::Clear),
+            _ => return Ok(false),
+        };
+        if self.kind.is_some_and(|k| k != kind) {
+            return Err(Error::Syntax);
+        }
+        self.kind = Some(kind);
+        self.expiry = Some(expiry);
+        Ok(true)
+    }
 }
 
 fn outcome(o: Outcome) -> Reply {
@@ -63,20 +86,19 @@ pub async fn get(s: &mut Session, mut args: Args) -> Result<Reply> {
 
 pub async fn set(s: &mut Session, mut args: Args) -> Result<Reply> {
     let (key, value) = (args.bytes()?, args.bytes()?);
-    let mut expiry = None;
+    let mut expiry = ExpiryOptions::new("set");
     let mut condition = Condition::Always;
     let mut get = false;
     while let Some(option) = args.keyword() {
         match option.as_str() {
-            "NX" if condition == Condition::Always => condition = Condition::IfAbsent,
-            "XX" if condition == Condition::Always => condition = Condition::IfPresent,
-            "GET" if !get => get = true,
-            "KEEPTTL" if expiry.is_none() => expiry = Some(Expiry::Keep),
-            other if expiry.is_none() => expiry = Some(expiry_option(other, &mut args, "set")?.ok_or(Error::Syntax)?),
+            "NX" if condition != Condition::IfPresent => condition = Condition::IfAbsent,
+            "XX" if condition != Condition::IfAbsent => condition = Condition::IfPresent,
+            "GET" => get = true,
+            other if expiry.take(other, &mut args)? => {}
             _ => return Err(Error::Syntax),
         }
     }
-    write(s, &key, set_of(value, expiry.unwrap_or(Expiry::Clear), condition, get)).await
+    write(s, &key, set_of(value, expiry.expiry.unwrap_or(Expiry::Clear), condition, get)).await
 }
 
 pub async fn setnx(s: &mut Session, mut args: Args) -> Result<Reply> {
@@ -112,17 +134,13 @@ pub async fn getdel(s: &mut Session, mut args: Args) -> Result<Reply> {
 
 pub async fn getex(s: &mut Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
-    let mut expiry = None;
+    let mut expiry = ExpiryOptions::new("getex");
     while let Some(option) = args.keyword() {
-        if expiry.is_some() {
+        if !expiry.take(&option, &mut args)? {
             return Err(Error::Syntax);
         }
-        expiry = Some(match option.as_str() {
-            "PERSIST" => Expiry::Clear,
-            other => expiry_option(other, &mut args, "getex")?.ok_or(Error::Syntax)?,
-        });
     }
-    match expiry {
+    match expiry.expiry {
         None => Ok(Reply::opt_bulk(s.coordinator().get(&key).await?.map(|v| v.data))),
         Some(expiry) => write(s, &key, Mutation::GetEx(expiry)).await,
     }
