@@ -94,10 +94,12 @@ pub struct Config {
     pub partitions: u32,
     /// Threads serving clients; 0 = one per core.
     pub io_threads: usize,
-    /// Storage worker threads; 0 = one per core, at most 4.
+    /// Storage worker threads; 0 = half the cores, 1 to 4.
     pub storage_threads: usize,
     /// Block cache of the storage engine.
     pub cache_size: ByteSize,
+    /// Cache of decoded objects in front of the storage engine.
+    pub object_cache_size: ByteSize,
     /// Seconds a tombstone (or a reclaimed expiry) is kept before removal.
     pub tombstone_grace: u64,
     /// Writes that would leave a key with more siblings are refused.
@@ -123,6 +125,7 @@ impl Default for Config {
             io_threads: 0,
             storage_threads: 0,
             cache_size: ByteSize(64 * 1024 * 1024),
+            object_cache_size: ByteSize(256 * 1024 * 1024),
             tombstone_grace: 3600,
             max_siblings: 100,
             shutdown_timeout: 10,
@@ -201,7 +204,9 @@ impl Config {
     /// Storage workers to run.
     #[must_use]
     pub fn storage_threads(&self) -> usize {
-        if self.storage_threads == 0 { cores().min(4) } else { self.storage_threads }
+        // Each worker owns a share of the partitions; on small machines one
+        // worker with big batches beats several contending for the cores.
+        if self.storage_threads == 0 { (cores() / 2).clamp(1, 4) } else { self.storage_threads }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod config;
 pub mod coordinator;
 pub mod error;
 pub mod glob;
+pub mod join;
 pub mod metrics;
 pub mod node;
 pub mod resp;

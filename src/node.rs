@@ -78,6 +78,7 @@ impl Node {
             workers: config.storage_threads(),
             tombstone_grace_ms: config.tombstone_grace.saturating_mul(1000),
             cache_bytes: config.cache_size.0,
+            object_cache_bytes: config.object_cache_size.0,
         };
         let store =
             tokio::task::spawn_blocking(move || Store::open(&opts)).await.map_err(|_| Error::ShuttingDown)??;

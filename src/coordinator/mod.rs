@@ -14,10 +14,7 @@
 
 mod mutation;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 
 use bytes::Bytes;
 
@@ -27,13 +24,12 @@ pub use mutation::{
 
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
+use crate::join::join_all;
 use crate::metrics::{self, Metrics};
 use crate::ring::{Ring, key_hash};
 use crate::storage::{Change, MAX_KEY_LEN, Store, Tally};
 use crate::version::{Context, NodeId, Object, Sibling};
 
-/// Keys worked on at once by multi-key commands.
-const FAN_OUT: usize = 64;
 /// Siblings beyond which a write is logged and counted as a warning.
 pub const SIBLING_WARNING: usize = 25;
 
@@ -65,33 +61,6 @@ pub struct Coordinator {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     settings: Settings,
-}
-
-/// Runs futures concurrently, `FAN_OUT` at a time, returning their outputs
-/// in order. (A `Vec`, not an iterator: an iterator of closures held across
-/// an await would make the caller's future not `Send`.)
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures = futures.into_iter();
-    let mut outputs = Vec::with_capacity(futures.len());
-    while futures.len() > 0 {
-        let mut chunk: Vec<Pin<Box<F>>> = futures.by_ref().take(FAN_OUT).map(Box::pin).collect();
-        let mut done: Vec<Option<F::Output>> = chunk.iter().map(|_| None).collect();
-        std::future::poll_fn(|cx| {
-            let mut pending = false;
-            for (f, slot) in chunk.iter_mut().zip(done.iter_mut()) {
-                if slot.is_none() {
-                    match f.as_mut().poll(cx) {
-                        Poll::Ready(v) => *slot = Some(v),
-                        Poll::Pending => pending = true,
-                    }
-                }
-            }
-            if pending { Poll::Pending } else { Poll::Ready(()) }
-        })
-        .await;
-        outputs.extend(done.into_iter().flatten());
-    }
-    outputs
 }
 
 /// Where a key lives: its ring position, checked for length.
@@ -131,7 +100,7 @@ impl Coordinator {
         let hash = locate(key)?;
         metrics::add(&self.metrics.reads_coordinated, 1);
         let object = self.store.get(hash, key).await?;
-        let value = value_of(object.as_ref(), now_ms());
+        let value = value_of(object.as_deref(), now_ms());
         let counter = if value.is_some() { &self.metrics.keyspace_hits } else { &self.metrics.keyspace_misses };
         metrics::add(counter, 1);
         Ok(value)
@@ -180,6 +149,7 @@ impl Coordinator {
         metrics::add(&self.metrics.reads_coordinated, 1);
         let object = self.store.get(hash, key).await?.unwrap_or_default();
         let now = now_ms();
+        let object = &*object;
         let mut live: Vec<&Sibling> = object.siblings().iter().filter(|s| s.is_live(now)).collect();
         live.sort_by_key(|s| (s.timestamp, s.dot));
         let values = live.into_iter().filter_map(|s| s.value.clone()).collect();

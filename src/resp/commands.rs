@@ -4,7 +4,11 @@
 //! The table is the single source of each command's name, arity, flags and
 //! key positions: dispatch, arity errors and the COMMAND reply all read it.
 //! Handlers live in `cmd/`, one file per command family; each takes the
-//! session and the arguments after the name and returns a reply.
+//! session and the arguments after the name and returns a reply. Most take
+//! the session by shared reference (`ref`); the few that change it (HELLO,
+//! AUTH) take it mutably (`mut`). A `ref` command with a single key may run
+//! concurrently with other such commands of the same pipeline (see
+//! `connection.rs`).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -32,6 +36,8 @@ pub struct Spec {
     pub step: i32,
     /// ACL category of the family (`@string`, `@keyspace`…).
     pub category: &'static str,
+    /// The handler leaves the session unchanged.
+    pub shared: bool,
 }
 
 impl Spec {
@@ -45,10 +51,37 @@ impl Spec {
     pub fn has_flag(&self, flag: &str) -> bool {
         self.flags.contains(&flag)
     }
+
+    /// True if the command touches exactly one key (its first argument) and
+    /// leaves the session alone: it may run concurrently with others of its
+    /// kind on other keys.
+    #[must_use]
+    pub fn single_key(&self) -> bool {
+        self.shared && self.first_key == 1 && self.last_key == 1
+    }
+}
+
+macro_rules! handler_kind {
+    (ref) => {
+        true
+    };
+    (mut) => {
+        false
+    };
+}
+
+/// Calls a `ref` handler from a shared session; a `mut` one cannot be.
+macro_rules! call_shared {
+    (ref, $h:path, $s:expr, $a:expr) => {
+        $h($s, $a).await
+    };
+    (mut, $h:path, $s:expr, $a:expr) => {
+        Err(Error::err("this command changes the connection and cannot run in a pipeline group"))
+    };
 }
 
 macro_rules! commands {
-    ($( $cmd:ident $name:literal $arity:literal [$($flag:literal),*] $first:literal $last:literal $step:literal $cat:literal => $handler:path; )*) => {
+    ($( $cmd:ident $name:literal $arity:literal [$($flag:literal),*] $first:literal $last:literal $step:literal $cat:literal => $kind:ident $handler:path; )*) => {
         /// Every command shoal knows.
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum Cmd { $($cmd),* }
@@ -56,7 +89,8 @@ macro_rules! commands {
         /// The command table, in COMMAND's order.
         pub static TABLE: &[Spec] = &[$(
             Spec { cmd: Cmd::$cmd, name: $name, arity: $arity, flags: &[$($flag),*],
-                   first_key: $first, last_key: $last, step: $step, category: $cat },
+                   first_key: $first, last_key: $last, step: $step, category: $cat,
+                   shared: handler_kind!($kind) },
         )*];
 
         /// Runs a command's handler. MULTI, EXEC, DISCARD and QUIT are
@@ -66,66 +100,73 @@ macro_rules! commands {
                 $(Cmd::$cmd => $handler(s, args).await,)*
             }
         }
+
+        /// Runs the handler of a command that leaves the session unchanged.
+        pub(super) async fn dispatch_shared(cmd: Cmd, s: &Session, args: Args) -> Result<Reply> {
+            match cmd {
+                $(Cmd::$cmd => call_shared!($kind, $handler, s, args),)*
+            }
+        }
     };
 }
 
 commands! {
     // connection
-    Ping "ping" -1 ["fast"] 0 0 0 "@connection" => connection::ping;
-    Echo "echo" 2 ["fast"] 0 0 0 "@connection" => connection::echo;
-    Quit "quit" -1 ["fast", "no-auth"] 0 0 0 "@connection" => transaction::not_dispatched;
-    Hello "hello" -1 ["fast", "no-auth"] 0 0 0 "@connection" => connection::hello;
-    Auth "auth" -2 ["fast", "no-auth"] 0 0 0 "@connection" => connection::auth;
-    Select "select" 2 ["fast"] 0 0 0 "@connection" => connection::select;
-    Client "client" -2 ["admin"] 0 0 0 "@connection" => connection::client;
+    Ping "ping" -1 ["fast"] 0 0 0 "@connection" => ref connection::ping;
+    Echo "echo" 2 ["fast"] 0 0 0 "@connection" => ref connection::echo;
+    Quit "quit" -1 ["fast", "no-auth"] 0 0 0 "@connection" => ref transaction::not_dispatched;
+    Hello "hello" -1 ["fast", "no-auth"] 0 0 0 "@connection" => mut connection::hello;
+    Auth "auth" -2 ["fast", "no-auth"] 0 0 0 "@connection" => mut connection::auth;
+    Select "select" 2 ["fast"] 0 0 0 "@connection" => ref connection::select;
+    Client "client" -2 ["admin"] 0 0 0 "@connection" => ref connection::client;
     // server
-    Command "command" -1 ["loading", "stale"] 0 0 0 "@connection" => server::command;
-    Info "info" -1 ["loading", "stale"] 0 0 0 "@dangerous" => server::info;
-    Config "config" -2 ["admin"] 0 0 0 "@dangerous" => server::config;
-    Dbsize "dbsize" 1 ["readonly", "fast"] 0 0 0 "@keyspace" => server::dbsize;
-    Flushdb "flushdb" -1 ["write"] 0 0 0 "@keyspace" => server::flushall;
-    Flushall "flushall" -1 ["write"] 0 0 0 "@keyspace" => server::flushall;
+    Command "command" -1 ["loading", "stale"] 0 0 0 "@connection" => ref server::command;
+    Info "info" -1 ["loading", "stale"] 0 0 0 "@dangerous" => ref server::info;
+    Config "config" -2 ["admin"] 0 0 0 "@dangerous" => ref server::config;
+    Dbsize "dbsize" 1 ["readonly", "fast"] 0 0 0 "@keyspace" => ref server::dbsize;
+    Flushdb "flushdb" -1 ["write"] 0 0 0 "@keyspace" => ref server::flushall;
+    Flushall "flushall" -1 ["write"] 0 0 0 "@keyspace" => ref server::flushall;
     // transactions
-    Multi "multi" 1 ["fast"] 0 0 0 "@transaction" => transaction::not_dispatched;
-    Exec "exec" 1 ["slow"] 0 0 0 "@transaction" => transaction::not_dispatched;
-    Discard "discard" 1 ["fast"] 0 0 0 "@transaction" => transaction::not_dispatched;
+    Multi "multi" 1 ["fast"] 0 0 0 "@transaction" => ref transaction::not_dispatched;
+    Exec "exec" 1 ["slow"] 0 0 0 "@transaction" => ref transaction::not_dispatched;
+    Discard "discard" 1 ["fast"] 0 0 0 "@transaction" => ref transaction::not_dispatched;
     // strings
-    Get "get" 2 ["readonly", "fast"] 1 1 1 "@string" => strings::get;
-    Set "set" -3 ["write", "denyoom"] 1 1 1 "@string" => strings::set;
-    Setnx "setnx" 3 ["write", "denyoom", "fast"] 1 1 1 "@string" => strings::setnx;
-    Setex "setex" 4 ["write", "denyoom"] 1 1 1 "@string" => strings::setex;
-    Psetex "psetex" 4 ["write", "denyoom"] 1 1 1 "@string" => strings::psetex;
-    Getset "getset" 3 ["write", "denyoom", "fast"] 1 1 1 "@string" => strings::getset;
-    Getdel "getdel" 2 ["write", "fast"] 1 1 1 "@string" => strings::getdel;
-    Getex "getex" -2 ["write", "fast"] 1 1 1 "@string" => strings::getex;
-    Mget "mget" -2 ["readonly", "fast"] 1 -1 1 "@string" => strings::mget;
-    Mset "mset" -3 ["write", "denyoom"] 1 -1 2 "@string" => strings::mset;
-    Msetnx "msetnx" -3 ["write", "denyoom"] 1 -1 2 "@string" => strings::msetnx;
-    Strlen "strlen" 2 ["readonly", "fast"] 1 1 1 "@string" => strings::strlen;
-    Append "append" 3 ["write", "denyoom", "fast"] 1 1 1 "@string" => strings::append;
-    Incr "incr" 2 ["write", "denyoom", "fast"] 1 1 1 "@string" => strings::incr;
-    Decr "decr" 2 ["write", "denyoom", "fast"] 1 1 1 "@string" => strings::decr;
-    Incrby "incrby" 3 ["write", "denyoom", "fast"] 1 1 1 "@string" => strings::incrby;
-    Decrby "decrby" 3 ["write", "denyoom", "fast"] 1 1 1 "@string" => strings::decrby;
-    Incrbyfloat "incrbyfloat" 3 ["write", "denyoom", "fast"] 1 1 1 "@string" => strings::incrbyfloat;
+    Get "get" 2 ["readonly", "fast"] 1 1 1 "@string" => ref strings::get;
+    Set "set" -3 ["write", "denyoom"] 1 1 1 "@string" => ref strings::set;
+    Setnx "setnx" 3 ["write", "denyoom", "fast"] 1 1 1 "@string" => ref strings::setnx;
+    Setex "setex" 4 ["write", "denyoom"] 1 1 1 "@string" => ref strings::setex;
+    Psetex "psetex" 4 ["write", "denyoom"] 1 1 1 "@string" => ref strings::psetex;
+    Getset "getset" 3 ["write", "denyoom", "fast"] 1 1 1 "@string" => ref strings::getset;
+    Getdel "getdel" 2 ["write", "fast"] 1 1 1 "@string" => ref strings::getdel;
+    Getex "getex" -2 ["write", "fast"] 1 1 1 "@string" => ref strings::getex;
+    Mget "mget" -2 ["readonly", "fast"] 1 -1 1 "@string" => ref strings::mget;
+    Mset "mset" -3 ["write", "denyoom"] 1 -1 2 "@string" => ref strings::mset;
+    Msetnx "msetnx" -3 ["write", "denyoom"] 1 -1 2 "@string" => ref strings::msetnx;
+    Strlen "strlen" 2 ["readonly", "fast"] 1 1 1 "@string" => ref strings::strlen;
+    Append "append" 3 ["write", "denyoom", "fast"] 1 1 1 "@string" => ref strings::append;
+    Incr "incr" 2 ["write", "denyoom", "fast"] 1 1 1 "@string" => ref strings::incr;
+    Decr "decr" 2 ["write", "denyoom", "fast"] 1 1 1 "@string" => ref strings::decr;
+    Incrby "incrby" 3 ["write", "denyoom", "fast"] 1 1 1 "@string" => ref strings::incrby;
+    Decrby "decrby" 3 ["write", "denyoom", "fast"] 1 1 1 "@string" => ref strings::decrby;
+    Incrbyfloat "incrbyfloat" 3 ["write", "denyoom", "fast"] 1 1 1 "@string" => ref strings::incrbyfloat;
     // keys
-    Del "del" -2 ["write"] 1 -1 1 "@keyspace" => keys::del;
-    Unlink "unlink" -2 ["write", "fast"] 1 -1 1 "@keyspace" => keys::del;
-    Exists "exists" -2 ["readonly", "fast"] 1 -1 1 "@keyspace" => keys::exists;
-    Expire "expire" -3 ["write", "fast"] 1 1 1 "@keyspace" => keys::expire;
-    Pexpire "pexpire" -3 ["write", "fast"] 1 1 1 "@keyspace" => keys::pexpire;
-    Expireat "expireat" -3 ["write", "fast"] 1 1 1 "@keyspace" => keys::expireat;
-    Pexpireat "pexpireat" -3 ["write", "fast"] 1 1 1 "@keyspace" => keys::pexpireat;
-    Ttl "ttl" 2 ["readonly", "fast"] 1 1 1 "@keyspace" => keys::ttl;
-    Pttl "pttl" 2 ["readonly", "fast"] 1 1 1 "@keyspace" => keys::pttl;
-    Persist "persist" 2 ["write", "fast"] 1 1 1 "@keyspace" => keys::persist;
-    Type "type" 2 ["readonly", "fast"] 1 1 1 "@keyspace" => keys::type_of;
-    Scan "scan" -2 ["readonly"] 0 0 0 "@keyspace" => keys::scan;
-    Keys "keys" 2 ["readonly"] 0 0 0 "@keyspace" => keys::keys;
+    Del "del" -2 ["write"] 1 -1 1 "@keyspace" => ref keys::del;
+    Unlink "unlink" -2 ["write", "fast"] 1 -1 1 "@keyspace" => ref keys::del;
+    Exists "exists" -2 ["readonly", "fast"] 1 -1 1 "@keyspace" => ref keys::exists;
+    Expire "expire" -3 ["write", "fast"] 1 1 1 "@keyspace" => ref keys::expire;
+    Pexpire "pexpire" -3 ["write", "fast"] 1 1 1 "@keyspace" => ref keys::pexpire;
+    Expireat "expireat" -3 ["write", "fast"] 1 1 1 "@keyspace" => ref keys::expireat;
+    Pexpireat "pexpireat" -3 ["write", "fast"] 1 1 1 "@keyspace" => ref keys::pexpireat;
+    Ttl "ttl" 2 ["readonly", "fast"] 1 1 1 "@keyspace" => ref keys::ttl;
+    Pttl "pttl" 2 ["readonly", "fast"] 1 1 1 "@keyspace" => ref keys::pttl;
+    Persist "persist" 2 ["write", "fast"] 1 1 1 "@keyspace" => ref keys::persist;
+    Type "type" 2 ["readonly", "fast"] 1 1 1 "@keyspace" => ref keys::type_of;
+    Scan "scan" -2 ["readonly"] 0 0 0 "@keyspace" => ref keys::scan;
+    Keys "keys" 2 ["readonly"] 0 0 0 "@keyspace" => ref keys::keys;
     // versions
-    Getctx "getctx" -2 ["readonly", "fast"] 1 1 1 "@string" => context::getctx;
-    Setctx "setctx" -4 ["write", "denyoom"] 1 1 1 "@string" => context::setctx;
-    Delctx "delctx" -3 ["write", "fast"] 1 1 1 "@string" => context::delctx;
+    Getctx "getctx" -2 ["readonly", "fast"] 1 1 1 "@string" => ref context::getctx;
+    Setctx "setctx" -4 ["write", "denyoom"] 1 1 1 "@string" => ref context::setctx;
+    Delctx "delctx" -3 ["write", "fast"] 1 1 1 "@string" => ref context::delctx;
 }
 
 static BY_NAME: LazyLock<HashMap<&'static str, usize>> =
@@ -176,39 +217,61 @@ pub enum Flow {
     Close(Option<Reply>),
 }
 
-/// Runs one request: the whole path from argument vector to reply.
-pub async fn execute(s: &mut Session, mut argv: Vec<Bytes>) -> Flow {
+/// A request after the checks that need no waiting.
+pub enum Prepared {
+    /// Answered already (an error, QUEUED, MULTI…).
+    Done(Flow),
+    /// A command to run.
+    Run { spec: &'static Spec, args: Vec<Bytes> },
+}
+
+/// Checks one request: name, authentication, arity; answers MULTI, DISCARD,
+/// QUIT and queueing inside MULTI; leaves the rest to run.
+pub fn prepare(s: &mut Session, mut argv: Vec<Bytes>) -> Prepared {
     if argv.is_empty() {
-        return Flow::Silent;
+        return Prepared::Done(Flow::Silent);
     }
     let name = argv.remove(0);
     // A browser or HTTP client speaking to the port: drop it, as Redis does.
     if is(&name, "post") || is(&name, "host:") {
         tracing::warn!(client = %s.client.addr, "possible cross-protocol attack: an HTTP request was sent to the client port; connection closed");
-        return Flow::Close(None);
+        return Prepared::Done(Flow::Close(None));
     }
-    let Some((index, spec)) = lookup(&name) else {
+    let refuse = |s: &mut Session, e: Error| {
         transaction::fail(s);
-        return Flow::Reply(unknown_command(&name, &argv).into());
+        Prepared::Done(Flow::Reply(e.into()))
     };
+    let Some((index, spec)) = lookup(&name) else { return refuse(s, unknown_command(&name, &argv)) };
     if !s.authenticated && !spec.has_flag("no-auth") {
-        transaction::fail(s);
-        return Flow::Reply(Error::NoAuth.into());
+        return refuse(s, Error::NoAuth);
     }
     if !spec.arity_ok(argv.len() + 1) {
-        transaction::fail(s);
-        return Flow::Reply(Error::WrongArity(spec.name.to_string()).into());
+        return refuse(s, Error::WrongArity(spec.name.to_string()));
     }
     s.client.touch(index);
     crate::metrics::add(&s.server.metrics.commands_processed, 1);
+    let done = |flow| Prepared::Done(flow);
     match spec.cmd {
-        Cmd::Quit => Flow::Close(Some(Reply::OK)),
-        Cmd::Multi => Flow::Reply(transaction::multi(s)),
-        Cmd::Exec => Flow::Reply(transaction::exec(s).await),
-        Cmd::Discard => Flow::Reply(transaction::discard(s)),
-        cmd if s.multi.is_some() => Flow::Reply(transaction::queue(s, cmd, argv)),
-        cmd => Flow::Reply(dispatch(cmd, s, Args::new(argv)).await.unwrap_or_else(Reply::from)),
+        Cmd::Quit => done(Flow::Close(Some(Reply::OK))),
+        Cmd::Multi => done(Flow::Reply(transaction::multi(s))),
+        Cmd::Discard => done(Flow::Reply(transaction::discard(s))),
+        Cmd::Exec => Prepared::Run { spec, args: argv },
+        cmd if s.multi.is_some() => done(Flow::Reply(transaction::queue(s, cmd, argv))),
+        _ => Prepared::Run { spec, args: argv },
     }
+}
+
+/// Runs a prepared command on its own.
+pub async fn run(s: &mut Session, spec: &'static Spec, args: Vec<Bytes>) -> Reply {
+    match spec.cmd {
+        Cmd::Exec => transaction::exec(s).await,
+        cmd => dispatch(cmd, s, Args::new(args)).await.unwrap_or_else(Reply::from),
+    }
+}
+
+/// Runs a prepared command whose spec is [`Spec::shared`].
+pub async fn run_shared(s: &Session, spec: &'static Spec, args: Vec<Bytes>) -> Reply {
+    dispatch_shared(spec.cmd, s, Args::new(args)).await.unwrap_or_else(Reply::from)
 }
 
 #[cfg(test)]

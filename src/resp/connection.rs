@@ -1,24 +1,34 @@
 //! One client connection: read bytes, decode every complete request in
-//! them, run each in order, and write all their replies with one write.
+//! them, run them, and write all their replies with one write.
 //!
 //! A pipeline of hundreds of commands thus costs a few reads and writes.
+//! Within a pipeline, consecutive commands that each touch one key and
+//! leave the session alone (GET, SET, INCR…) run concurrently, in one chain
+//! per key: commands on the same key run in order, so a pipeline reads its
+//! own writes; commands on different keys may take effect in any order, as
+//! across the shards of a Redis Cluster. Any other command waits for what
+//! came before it and runs alone. Replies are always sent in request order.
+//!
 //! Replies are flushed early once they pass [`FLUSH_AT`], so output stays
 //! bounded however long the pipeline. A malformed request gets Redis's
-//! `ERR Protocol error: …` and the connection closes; input beyond
-//! `client-query-buffer-limit` closes it too. On shutdown the request in
-//! progress finishes and its reply is sent; nothing new is started.
+//! `ERR Protocol error: …` (after the replies to the requests before it)
+//! and the connection closes; input beyond `client-query-buffer-limit`
+//! closes it too. On shutdown the requests already read finish and their
+//! replies are sent; nothing new is read.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::join::join_all;
 use crate::metrics;
 use crate::shutdown::Stop;
 
-use super::commands::{Flow, execute};
+use super::commands::{Flow, Prepared, Spec, prepare, run, run_shared};
 use super::parse::{Decoder, ProtocolError};
 use super::reply::Reply;
 use super::session::{Client, Server, Session};
@@ -29,6 +39,8 @@ const FLUSH_AT: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// Most read buffer space made available at once for a large bulk string.
 const MAX_READ_RESERVE: usize = 4 * 1024 * 1024;
+/// Requests decoded before they are run.
+const MAX_BATCH: usize = 1024;
 
 struct Connection {
     socket: TcpStream,
@@ -58,24 +70,29 @@ pub(super) async fn serve(server: Arc<Server>, socket: TcpStream, client: Arc<Cl
 impl Connection {
     async fn run(&mut self, stop: &mut Stop) -> io::Result<()> {
         loop {
-            while let Some(request) = self.next_request().await? {
-                let flow = execute(&mut self.session, request).await;
-                match flow {
-                    Flow::Reply(reply) => reply.encode(self.session.resp3, &mut self.output),
-                    Flow::Silent => {}
-                    Flow::Close(reply) => {
-                        if let Some(reply) = reply {
-                            reply.encode(self.session.resp3, &mut self.output);
-                        }
-                        return self.flush().await;
+            let mut batch = Vec::new();
+            let mut broken = None;
+            while batch.len() < MAX_BATCH {
+                match self.decoder.decode(&mut self.input) {
+                    Ok(Some(request)) => batch.push(request),
+                    Ok(None) => break,
+                    Err(e) => {
+                        broken = Some(e);
+                        break;
                     }
                 }
-                if self.output.len() >= FLUSH_AT {
-                    self.flush().await?;
-                }
-                if stop.is_stopped() {
-                    break;
-                }
+            }
+            let more = batch.len() == MAX_BATCH;
+            if self.run_batch(batch).await? == Done::Close {
+                return self.flush().await;
+            }
+            if let Some(ProtocolError(text)) = broken {
+                tracing::debug!(client = %self.session.client.addr, "protocol error: {text}");
+                Reply::Error(format!("ERR Protocol error: {text}")).encode(self.session.resp3, &mut self.output);
+                return self.flush().await;
+            }
+            if more && !stop.is_stopped() {
+                continue;
             }
             self.flush().await?;
             if stop.is_stopped() {
@@ -98,18 +115,85 @@ impl Connection {
         }
     }
 
-    /// The next complete request in the input, if there is one. A protocol
-    /// error is answered here and ends the connection.
-    async fn next_request(&mut self) -> io::Result<Option<Vec<bytes::Bytes>>> {
-        match self.decoder.decode(&mut self.input) {
-            Ok(request) => Ok(request),
-            Err(ProtocolError(text)) => {
-                tracing::debug!(client = %self.session.client.addr, "protocol error: {text}");
-                Reply::Error(format!("ERR Protocol error: {text}")).encode(self.session.resp3, &mut self.output);
-                self.flush().await?;
-                Err(io::Error::new(io::ErrorKind::InvalidData, text))
+    /// Runs decoded requests in order, grouping consecutive single-key
+    /// commands to run concurrently.
+    async fn run_batch(&mut self, batch: Vec<Vec<Bytes>>) -> io::Result<Done> {
+        let mut group: Vec<(&'static Spec, Vec<Bytes>)> = Vec::new();
+        for request in batch {
+            match prepare(&mut self.session, request) {
+                Prepared::Run { spec, args } if spec.single_key() => group.push((spec, args)),
+                Prepared::Run { spec, args } => {
+                    self.run_group(&mut group).await?;
+                    let reply = run(&mut self.session, spec, args).await;
+                    self.emit(Flow::Reply(reply)).await?;
+                }
+                Prepared::Done(flow) => {
+                    self.run_group(&mut group).await?;
+                    if self.emit(flow).await? == Done::Close {
+                        return Ok(Done::Close);
+                    }
+                }
             }
         }
+        self.run_group(&mut group).await?;
+        Ok(Done::Continue)
+    }
+
+    /// Runs a group of single-key commands, one chain per key, and encodes
+    /// their replies in order.
+    async fn run_group(&mut self, group: &mut Vec<(&'static Spec, Vec<Bytes>)>) -> io::Result<()> {
+        if group.len() <= 1 {
+            if let Some((spec, args)) = group.pop() {
+                let reply = run_shared(&self.session, spec, args).await;
+                self.emit(Flow::Reply(reply)).await?;
+            }
+            return Ok(());
+        }
+        let count = group.len();
+        let mut chains: Vec<Vec<(usize, &'static Spec, Vec<Bytes>)>> = Vec::new();
+        let mut by_key: HashMap<Bytes, usize> = HashMap::new();
+        for (i, (spec, args)) in group.drain(..).enumerate() {
+            let chain = *by_key.entry(args[0].clone()).or_insert_with(|| {
+                chains.push(Vec::new());
+                chains.len() - 1
+            });
+            chains[chain].push((i, spec, args));
+        }
+        let session = &self.session;
+        let runs = chains.into_iter().map(|chain| async move {
+            let mut replies = Vec::with_capacity(chain.len());
+            for (i, spec, args) in chain {
+                replies.push((i, run_shared(session, spec, args).await));
+            }
+            replies
+        });
+        let mut replies: Vec<Option<Reply>> = vec![None; count];
+        for (i, reply) in join_all(runs.collect()).await.into_iter().flatten() {
+            replies[i] = Some(reply);
+        }
+        for reply in replies.into_iter().flatten() {
+            reply.encode(self.session.resp3, &mut self.output);
+        }
+        self.flush_if_full().await
+    }
+
+    async fn emit(&mut self, flow: Flow) -> io::Result<Done> {
+        match flow {
+            Flow::Reply(reply) => reply.encode(self.session.resp3, &mut self.output),
+            Flow::Silent => {}
+            Flow::Close(reply) => {
+                if let Some(reply) = reply {
+                    reply.encode(self.session.resp3, &mut self.output);
+                }
+                return Ok(Done::Close);
+            }
+        }
+        self.flush_if_full().await?;
+        Ok(Done::Continue)
+    }
+
+    async fn flush_if_full(&mut self) -> io::Result<()> {
+        if self.output.len() >= FLUSH_AT { self.flush().await } else { Ok(()) }
     }
 
     async fn flush(&mut self) -> io::Result<()> {
@@ -121,4 +205,10 @@ impl Connection {
         self.output.clear();
         Ok(())
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Done {
+    Continue,
+    Close,
 }

@@ -73,6 +73,6 @@ pub(super) async fn exec(s: &mut Session) -> Reply {
 
 /// The table's handler for commands the connection handles before dispatch.
 #[allow(clippy::unused_async)]
-pub(super) async fn not_dispatched(_: &mut Session, _: Args) -> Result<Reply> {
+pub(super) async fn not_dispatched(_: &Session, _: Args) -> Result<Reply> {
     Err(Error::err("this command is handled by the connection"))
 }

@@ -16,7 +16,12 @@
 //! no reply ever reflects a write that is not yet durable, and the
 //! read-modify-write of one key is serialized, which keeps dots unique.
 //! Long scans run on tokio's blocking pool instead, off the workers.
+//!
+//! Each worker keeps a cache of decoded objects for its partitions (see
+//! `cache.rs`), updated once a batch is durable. Reads that hit it are
+//! answered on the caller's thread, without a hop to the worker.
 
+mod cache;
 mod meta;
 mod stats;
 
@@ -31,6 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Error, Result};
 use crate::ring::Partitioner;
 use crate::version::{Dot, NodeId, Object};
+use cache::{Cache, Cached, PositionMap};
 use meta::{DotCounter, storage};
 pub use stats::Tally;
 
@@ -41,6 +47,8 @@ pub const MAX_KEY_LEN: usize = 65_000;
 const QUEUE_DEPTH: usize = 4096;
 /// Jobs per batch (and so per journal persist) at most.
 const MAX_BATCH: usize = 1024;
+/// Times an idle worker yields its core before it parks.
+const SPIN_YIELDS: usize = 16;
 
 /// How the store is opened.
 #[derive(Clone, Debug)]
@@ -51,7 +59,10 @@ pub struct Options {
     pub fsync: bool,
     pub workers: usize,
     pub tombstone_grace_ms: u64,
+    /// The storage engine's block cache.
     pub cache_bytes: u64,
+    /// The object cache, shared out among the workers.
+    pub object_cache_bytes: u64,
 }
 
 /// What an update does with the object it read.
@@ -90,6 +101,18 @@ struct Shared {
     stats: stats::Stats,
     dots: DotCounter,
     node: NodeId,
+    /// One object cache per worker.
+    caches: Vec<Mutex<Cache>>,
+}
+
+impl Shared {
+    fn worker_of(&self, hash: u64) -> usize {
+        self.partitioner.of(hash) as usize % self.caches.len()
+    }
+
+    fn cache(&self, worker: usize) -> std::sync::MutexGuard<'_, Cache> {
+        self.caches[worker].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// The node's store. Cheap to share behind an `Arc`.
@@ -100,11 +123,11 @@ pub struct Store {
     flushing: tokio::sync::Mutex<()>,
 }
 
-fn data_key(hash: u64, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + key.len());
-    k.extend_from_slice(&hash.to_be_bytes());
-    k.extend_from_slice(key);
-    k
+fn data_key(hash: u64, key: &[u8]) -> Bytes {
+    let mut k = BytesMut::with_capacity(8 + key.len());
+    k.put_u64(hash);
+    k.put_slice(key);
+    k.freeze()
 }
 
 fn split_data_key(k: &[u8]) -> Option<(u64, &[u8])> {
@@ -148,6 +171,8 @@ impl Store {
             }
         }
         let persist_mode = if opts.fsync { PersistMode::SyncData } else { PersistMode::Buffer };
+        let workers = opts.workers.max(1);
+        let per_worker = usize::try_from(opts.object_cache_bytes).unwrap_or(usize::MAX) / workers;
         let shared = Arc::new(Shared {
             db,
             data,
@@ -158,15 +183,16 @@ impl Store {
             stats,
             dots,
             node,
+            caches: (0..workers).map(|_| Mutex::new(Cache::new(per_worker))).collect(),
         });
         let mut queues = Vec::new();
         let mut threads = Vec::new();
-        for i in 0..opts.workers.max(1) {
+        for i in 0..workers {
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
             let shared = Arc::clone(&shared);
             let thread = std::thread::Builder::new()
                 .name(format!("shoal-storage-{i}"))
-                .spawn(move || run_worker(&shared, rx))?;
+                .spawn(move || run_worker(&shared, i, rx))?;
             queues.push(tx);
             threads.push(thread);
         }
@@ -179,8 +205,7 @@ impl Store {
     }
 
     fn queue(&self, hash: u64) -> &mpsc::Sender<Msg> {
-        let p = self.shared.partitioner.of(hash) as usize;
-        &self.queues[p % self.queues.len()]
+        &self.queues[self.shared.worker_of(hash)]
     }
 
     /// Queues `job` on the worker owning `hash`; the receiver yields its
@@ -213,12 +238,16 @@ impl Store {
         self.enqueue(hash, job).await?.await.map_err(|_| Error::ShuttingDown)?
     }
 
-    /// The object stored for `key` at ring position `hash`.
+    /// The object stored for `key` at ring position `hash`. Answered from
+    /// the object cache when it can be, else by the key's worker.
     ///
     /// # Errors
     /// Storage failures, a corrupt object, or shutdown.
-    pub async fn get(&self, hash: u64, key: &[u8]) -> Result<Option<Object>> {
+    pub async fn get(&self, hash: u64, key: &[u8]) -> Result<Option<Arc<Object>>> {
         let k = data_key(hash, key);
+        if let Cached::Hit(object) = self.shared.cache(self.shared.worker_of(hash)).get(&k) {
+            return Ok(object);
+        }
         self.run(hash, move |w| w.read(&k)).await
     }
 
@@ -237,8 +266,8 @@ impl Store {
         self.run(hash, move |w| {
             let before = w.read(&k)?;
             let dot = Dot::new(w.shared.node, w.shared.dots.next()?);
-            let (change, result) = f(before.clone(), dot);
-            w.write(hash, k, before.as_ref(), change)?;
+            let (change, result) = f(before.as_deref().cloned(), dot);
+            w.write(hash, k, before.as_deref(), change)?;
             Ok(result)
         })
         .await
@@ -373,10 +402,22 @@ impl Store {
     }
 }
 
-fn run_worker(shared: &Shared, mut rx: mpsc::Receiver<Msg>) {
+fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut done: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
+    let mut written = PositionMap::default();
+    loop {
+        // Under load the next job is usually moments away: yield a few
+        // times before parking, sparing a futex sleep and wake per batch.
+        let mut next = None;
+        for _ in 0..SPIN_YIELDS {
+            if let Ok(msg) = rx.try_recv() {
+                next = Some(msg);
+                break;
+            }
+            std::thread::yield_now();
+        }
+        let Some(first) = next.or_else(|| rx.blocking_recv()) else { return };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -384,19 +425,31 @@ fn run_worker(shared: &Shared, mut rx: mpsc::Receiver<Msg>) {
                 Err(_) => break,
             }
         }
-        let mut worker = Worker { shared, dirty: false };
+        let mut worker = Worker { shared, index, dirty: false, written };
         let mut stop = false;
         for msg in batch.drain(..) {
             match msg {
                 Msg::Run(job) => done.push(job(&mut worker)),
                 Msg::Pause(barrier) => {
                     barrier.wait();
+                    worker.written.clear();
+                    shared.cache(index).clear();
                     barrier.wait();
                 }
                 Msg::Stop => stop = true,
             }
         }
         let persisted = if worker.dirty { shared.db.persist(shared.persist_mode).map_err(storage) } else { Ok(()) };
+        written = worker.written;
+        // Only now is the batch durable: publish its writes to the cache.
+        let mut cache = shared.cache(index);
+        for (k, object) in written.drain() {
+            match &persisted {
+                Ok(()) => cache.put(k, object),
+                Err(_) => cache.remove(&k),
+            }
+        }
+        drop(cache);
         if let Err(e) = &persisted {
             tracing::error!("journal persist failed; failing the batch: {e}");
         }
@@ -412,15 +465,28 @@ fn run_worker(shared: &Shared, mut rx: mpsc::Receiver<Msg>) {
 /// What a job may do on its worker thread.
 struct Worker<'a> {
     shared: &'a Shared,
+    index: usize,
     dirty: bool,
+    /// Objects written in this batch, not yet durable (nor in the cache).
+    written: PositionMap<Option<Arc<Object>>>,
 }
 
 impl Worker<'_> {
-    fn read(&self, k: &[u8]) -> Result<Option<Object>> {
-        self.shared.data.get(k).map_err(storage)?.map(decode).transpose()
+    /// The key's current object: written earlier in this batch, cached, or
+    /// read from the LSM tree (and then cached).
+    fn read(&self, k: &Bytes) -> Result<Option<Arc<Object>>> {
+        if let Some(object) = self.written.get(k) {
+            return Ok(object.clone());
+        }
+        if let Cached::Hit(object) = self.shared.cache(self.index).get(k) {
+            return Ok(object);
+        }
+        let object = self.shared.data.get(k).map_err(storage)?.map(decode).transpose()?.map(Arc::new);
+        self.shared.cache(self.index).put(k.clone(), object.clone());
+        Ok(object)
     }
 
-    fn write(&mut self, hash: u64, k: Vec<u8>, before: Option<&Object>, change: Change) -> Result<()> {
+    fn write(&mut self, hash: u64, k: Bytes, before: Option<&Object>, change: Change) -> Result<()> {
         let shared = self.shared;
         let partition = shared.partitioner.of(hash);
         match change {
@@ -430,15 +496,17 @@ impl Worker<'_> {
                 if let Some(due) = due.filter(|&d| before.and_then(|b| b.next_due(shared.grace_ms)) != Some(d)) {
                     shared.reap.insert(reap_key(due, &k), []).map_err(storage)?;
                 }
-                shared.data.insert(k, object.encode()).map_err(storage)?;
+                shared.data.insert(k.clone(), object.encode()).map_err(storage)?;
                 shared.stats.record(partition, before, Some(&object));
+                self.written.insert(k, Some(Arc::new(object)));
             }
             Change::Remove => {
                 if before.is_none() {
                     return Ok(());
                 }
-                shared.data.remove(k).map_err(storage)?;
+                shared.data.remove(k.clone()).map_err(storage)?;
                 shared.stats.record(partition, before, None);
+                self.written.insert(k, None);
             }
         }
         self.dirty = true;
@@ -451,9 +519,10 @@ impl Worker<'_> {
         let shared = self.shared;
         shared.reap.remove(entry).map_err(storage)?;
         self.dirty = true;
-        let k = entry[8..].to_vec();
+        let k = Bytes::copy_from_slice(&entry[8..]);
         let Some((hash, _)) = split_data_key(&k) else { return Ok(()) };
         let Some(before) = self.read(&k)? else { return Ok(()) };
+        let before = Arc::unwrap_or_clone(before);
         let mut after = before.clone();
         let stripped = after.strip_expired(now);
         if after.reap_at(shared.grace_ms).is_some_and(|at| at <= now) {
@@ -491,6 +560,7 @@ mod tests {
             workers,
             tombstone_grace_ms: 1_000,
             cache_bytes: 8 << 20,
+            object_cache_bytes: 1 << 20,
         })
         .expect("open")
     }

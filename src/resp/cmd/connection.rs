@@ -13,7 +13,7 @@ use crate::resp::session::Session;
 /// The Redis version shoal answers as, for clients that check it.
 pub const REDIS_VERSION: &str = "7.0.15";
 
-pub async fn ping(_: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn ping(_: &Session, mut args: Args) -> Result<Reply> {
     match (args.next(), args.remaining()) {
         (None, _) => Ok(Reply::simple("PONG")),
         (Some(msg), 0) => Ok(Reply::Bulk(msg)),
@@ -21,7 +21,7 @@ pub async fn ping(_: &mut Session, mut args: Args) -> Result<Reply> {
     }
 }
 
-pub async fn echo(_: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn echo(_: &Session, mut args: Args) -> Result<Reply> {
     Ok(Reply::Bulk(args.bytes()?))
 }
 
@@ -117,7 +117,7 @@ pub async fn hello(s: &mut Session, mut args: Args) -> Result<Reply> {
     ]))
 }
 
-pub async fn select(_: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn select(_: &Session, mut args: Args) -> Result<Reply> {
     match args.int()? {
         0 => Ok(Reply::OK),
         _ => Err(Error::DbIndexOutOfRange),
@@ -142,7 +142,7 @@ const CLIENT_HELP: &[&str] = &[
     "    Print this help.",
 ];
 
-pub async fn client(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn client(s: &Session, mut args: Args) -> Result<Reply> {
     let raw = args.next().unwrap_or_default();
     let sub = String::from_utf8_lossy(&raw).to_ascii_uppercase();
     let arity = |ok: bool| {

@@ -14,7 +14,7 @@ fn context(text: &[u8]) -> Result<Context> {
 }
 
 /// GETCTX key → [context, [value, …]].
-pub async fn getctx(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn getctx(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     args.finish()?;
     let v = s.coordinator().get_versions(&key).await?;
@@ -22,7 +22,7 @@ pub async fn getctx(s: &mut Session, mut args: Args) -> Result<Reply> {
 }
 
 /// SETCTX key context value [EX seconds | PX milliseconds] → new context.
-pub async fn setctx(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn setctx(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     let ctx = context(&args.bytes()?)?;
     let value: Bytes = args.bytes()?;
@@ -42,7 +42,7 @@ pub async fn setctx(s: &mut Session, mut args: Args) -> Result<Reply> {
 }
 
 /// DELCTX key context → how many values it superseded.
-pub async fn delctx(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn delctx(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     let ctx = context(&args.bytes()?)?;
     args.finish()?;

@@ -18,7 +18,7 @@ fn int(o: Outcome) -> i64 {
 }
 
 /// DEL and UNLINK: the number of keys that existed.
-pub async fn del(s: &mut Session, args: Args) -> Result<Reply> {
+pub async fn del(s: &Session, args: Args) -> Result<Reply> {
     let writes = args.rest().into_iter().map(|k| (k, Mutation::Delete)).collect();
     let mut removed = 0;
     for r in s.coordinator().write_many(writes).await {
@@ -28,7 +28,7 @@ pub async fn del(s: &mut Session, args: Args) -> Result<Reply> {
 }
 
 /// EXISTS: how many of the keys exist (a key named twice counts twice).
-pub async fn exists(s: &mut Session, args: Args) -> Result<Reply> {
+pub async fn exists(s: &Session, args: Args) -> Result<Reply> {
     let keys = args.rest();
     let mut n = 0;
     for v in s.coordinator().get_many(&keys).await {
@@ -67,19 +67,19 @@ async fn expire_generic(s: &Session, mut args: Args, unit_ms: i64, absolute: boo
     Ok(Reply::Int(int(s.coordinator().write(&key, m).await?)))
 }
 
-pub async fn expire(s: &mut Session, args: Args) -> Result<Reply> {
+pub async fn expire(s: &Session, args: Args) -> Result<Reply> {
     expire_generic(s, args, 1000, false, "expire").await
 }
 
-pub async fn pexpire(s: &mut Session, args: Args) -> Result<Reply> {
+pub async fn pexpire(s: &Session, args: Args) -> Result<Reply> {
     expire_generic(s, args, 1, false, "pexpire").await
 }
 
-pub async fn expireat(s: &mut Session, args: Args) -> Result<Reply> {
+pub async fn expireat(s: &Session, args: Args) -> Result<Reply> {
     expire_generic(s, args, 1000, true, "expireat").await
 }
 
-pub async fn pexpireat(s: &mut Session, args: Args) -> Result<Reply> {
+pub async fn pexpireat(s: &Session, args: Args) -> Result<Reply> {
     expire_generic(s, args, 1, true, "pexpireat").await
 }
 
@@ -92,20 +92,20 @@ async fn ttl_generic(s: &Session, mut args: Args, millis: bool) -> Result<Reply>
     Ok(Reply::Int(if millis { left } else { (left + 500) / 1000 }))
 }
 
-pub async fn ttl(s: &mut Session, args: Args) -> Result<Reply> {
+pub async fn ttl(s: &Session, args: Args) -> Result<Reply> {
     ttl_generic(s, args, false).await
 }
 
-pub async fn pttl(s: &mut Session, args: Args) -> Result<Reply> {
+pub async fn pttl(s: &Session, args: Args) -> Result<Reply> {
     ttl_generic(s, args, true).await
 }
 
-pub async fn persist(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn persist(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     Ok(Reply::Int(int(s.coordinator().write(&key, Mutation::Persist).await?)))
 }
 
-pub async fn type_of(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn type_of(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     let exists = s.coordinator().get(&key).await?.is_some();
     Ok(Reply::simple(if exists { "string" } else { "none" }))
@@ -113,7 +113,7 @@ pub async fn type_of(s: &mut Session, mut args: Args) -> Result<Reply> {
 
 /// SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]. The cursor is a
 /// position on the ring; see the coordinator's `scan`.
-pub async fn scan(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn scan(s: &Session, mut args: Args) -> Result<Reply> {
     let cursor = String::from_utf8_lossy(&args.bytes()?).parse::<u64>().map_err(|_| Error::err("invalid cursor"))?;
     let mut pattern: Option<Bytes> = None;
     let mut count = 10usize;
@@ -133,7 +133,7 @@ pub async fn scan(s: &mut Session, mut args: Args) -> Result<Reply> {
     Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::bulks(keys)]))
 }
 
-pub async fn keys(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn keys(s: &Session, mut args: Args) -> Result<Reply> {
     let pattern = args.bytes()?;
     Ok(Reply::bulks(s.coordinator().keys(&pattern).await?))
 }

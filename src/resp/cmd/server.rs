@@ -38,7 +38,7 @@ fn describe(spec: &Spec) -> Reply {
     ])
 }
 
-pub async fn command(_: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn command(_: &Session, mut args: Args) -> Result<Reply> {
     let Some(raw) = args.next() else { return Ok(Reply::Array(TABLE.iter().map(describe).collect())) };
     match String::from_utf8_lossy(&raw).to_ascii_uppercase().as_str() {
         "COUNT" => Ok(Reply::Int(TABLE.len() as i64)),
@@ -51,11 +51,11 @@ pub async fn command(_: &mut Session, mut args: Args) -> Result<Reply> {
     }
 }
 
-pub async fn dbsize(s: &mut Session, _: Args) -> Result<Reply> {
+pub async fn dbsize(s: &Session, _: Args) -> Result<Reply> {
     Ok(Reply::Int(s.coordinator().dbsize() as i64))
 }
 
-pub async fn flushall(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn flushall(s: &Session, mut args: Args) -> Result<Reply> {
     match args.keyword().as_deref() {
         None | Some("SYNC" | "ASYNC") => {}
         Some(_) => return Err(Error::Syntax),
@@ -89,7 +89,7 @@ fn config_items(s: &Session) -> Vec<(&'static str, String)> {
     ]
 }
 
-pub async fn config(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn config(s: &Session, mut args: Args) -> Result<Reply> {
     let raw = args.bytes()?;
     match String::from_utf8_lossy(&raw).to_ascii_uppercase().as_str() {
         "GET" => {
@@ -209,7 +209,7 @@ fn section(s: &Session, name: &str, out: &mut String) {
     }
 }
 
-pub async fn info(s: &mut Session, args: Args) -> Result<Reply> {
+pub async fn info(s: &Session, args: Args) -> Result<Reply> {
     let wanted: Vec<String> = args.rest().iter().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).collect();
     let all = wanted.is_empty() || wanted.iter().any(|w| matches!(w.as_str(), "all" | "everything" | "default"));
     let mut out = String::new();

@@ -79,12 +79,12 @@ fn set_of(value: Bytes, expiry: Expiry, condition: Condition, get: bool) -> Muta
     Mutation::Set { value, expiry, condition, get }
 }
 
-pub async fn get(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn get(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     Ok(Reply::opt_bulk(s.coordinator().get(&key).await?.map(|v| v.data)))
 }
 
-pub async fn set(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn set(s: &Session, mut args: Args) -> Result<Reply> {
     let (key, value) = (args.bytes()?, args.bytes()?);
     let mut expiry = ExpiryOptions::new("set");
     let mut condition = Condition::Always;
@@ -101,7 +101,7 @@ pub async fn set(s: &mut Session, mut args: Args) -> Result<Reply> {
     write(s, &key, set_of(value, expiry.expiry.unwrap_or(Expiry::Clear), condition, get)).await
 }
 
-pub async fn setnx(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn setnx(s: &Session, mut args: Args) -> Result<Reply> {
     let (key, value) = (args.bytes()?, args.bytes()?);
     let done = s.coordinator().write(&key, set_of(value, Expiry::Clear, Condition::IfAbsent, false)).await?;
     Ok(Reply::Int(i64::from(done == Outcome::Ok)))
@@ -114,25 +114,25 @@ async fn set_with_ttl(s: &Session, mut args: Args, unit_ms: i64, command: &str) 
     write(s, &key, set_of(value, expiry, Condition::Always, false)).await
 }
 
-pub async fn setex(s: &mut Session, args: Args) -> Result<Reply> {
+pub async fn setex(s: &Session, args: Args) -> Result<Reply> {
     set_with_ttl(s, args, 1000, "setex").await
 }
 
-pub async fn psetex(s: &mut Session, args: Args) -> Result<Reply> {
+pub async fn psetex(s: &Session, args: Args) -> Result<Reply> {
     set_with_ttl(s, args, 1, "psetex").await
 }
 
-pub async fn getset(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn getset(s: &Session, mut args: Args) -> Result<Reply> {
     let (key, value) = (args.bytes()?, args.bytes()?);
     write(s, &key, set_of(value, Expiry::Clear, Condition::Always, true)).await
 }
 
-pub async fn getdel(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn getdel(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     write(s, &key, Mutation::GetDel).await
 }
 
-pub async fn getex(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn getex(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     let mut expiry = ExpiryOptions::new("getex");
     while let Some(option) = args.keyword() {
@@ -146,7 +146,7 @@ pub async fn getex(s: &mut Session, mut args: Args) -> Result<Reply> {
     }
 }
 
-pub async fn mget(s: &mut Session, args: Args) -> Result<Reply> {
+pub async fn mget(s: &Session, args: Args) -> Result<Reply> {
     let keys = args.rest();
     let values = s.coordinator().get_many(&keys).await;
     let replies = values.into_iter().map(|v| v.map(|v| Reply::opt_bulk(v.map(|v| v.data))));
@@ -167,7 +167,7 @@ fn pairs(args: Args, command: &str) -> Result<Vec<(Bytes, Bytes)>> {
     Ok(out)
 }
 
-pub async fn mset(s: &mut Session, args: Args) -> Result<Reply> {
+pub async fn mset(s: &Session, args: Args) -> Result<Reply> {
     let writes = pairs(args, "mset")?
         .into_iter()
         .map(|(k, v)| (k, set_of(v, Expiry::Clear, Condition::Always, false)))
@@ -181,7 +181,7 @@ pub async fn mset(s: &mut Session, args: Args) -> Result<Reply> {
 /// MSETNX: sets every key only if none exists. Each key is still written on
 /// its own, so a concurrent writer of one of the keys can make it set only
 /// some of them; the reply is 1 only if all were set.
-pub async fn msetnx(s: &mut Session, args: Args) -> Result<Reply> {
+pub async fn msetnx(s: &Session, args: Args) -> Result<Reply> {
     let pairs = pairs(args, "msetnx")?;
     let keys: Vec<Bytes> = pairs.iter().map(|(k, _)| k.clone()).collect();
     for v in s.coordinator().get_many(&keys).await {
@@ -197,13 +197,13 @@ pub async fn msetnx(s: &mut Session, args: Args) -> Result<Reply> {
     Ok(Reply::Int(i64::from(all)))
 }
 
-pub async fn strlen(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn strlen(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     let len = s.coordinator().get(&key).await?.map_or(0, |v| v.data.len());
     Ok(Reply::Int(len as i64))
 }
 
-pub async fn append(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn append(s: &Session, mut args: Args) -> Result<Reply> {
     let (key, suffix) = (args.bytes()?, args.bytes()?);
     write(s, &key, Mutation::Append(suffix)).await
 }
@@ -212,26 +212,26 @@ async fn incr_by(s: &Session, key: Bytes, by: i64) -> Result<Reply> {
     write(s, &key, Mutation::IncrBy(by)).await
 }
 
-pub async fn incr(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn incr(s: &Session, mut args: Args) -> Result<Reply> {
     incr_by(s, args.bytes()?, 1).await
 }
 
-pub async fn decr(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn decr(s: &Session, mut args: Args) -> Result<Reply> {
     incr_by(s, args.bytes()?, -1).await
 }
 
-pub async fn incrby(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn incrby(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     incr_by(s, key, args.int()?).await
 }
 
-pub async fn decrby(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn decrby(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     let by = args.int()?.checked_neg().ok_or_else(|| Error::err("decrement would overflow"))?;
     incr_by(s, key, by).await
 }
 
-pub async fn incrbyfloat(s: &mut Session, mut args: Args) -> Result<Reply> {
+pub async fn incrbyfloat(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     let by = args.float()?;
     write(s, &key, Mutation::IncrByFloat(by)).await
