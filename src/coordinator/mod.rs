@@ -118,8 +118,7 @@ impl Coordinator {
         self.store
             .update(hash, key, move |object, dot| {
                 let now = now_ms();
-                let current =
-                    value_of(object.as_ref(), now).map(|v| Current { value: v.data, expires_at: v.expires_at });
+                let current = value_of(object, now).map(|v| Current { value: v.data, expires_at: v.expires_at });
                 let (effect, outcome) = match mutation.apply(current.as_ref(), now) {
                     Ok(applied) => applied,
                     Err(e) => return (Change::Keep, Err(e)),
@@ -131,9 +130,11 @@ impl Coordinator {
                     Effect::Delete if object.is_none() => return (Change::Keep, Ok(outcome)),
                     Effect::Delete => (None, None),
                 };
-                let mut object = object.unwrap_or_default();
-                let context = object.context();
-                object.update(&context, Sibling { dot, timestamp: now, expires_at, value });
+                let new = Sibling { dot, timestamp: now, expires_at, value };
+                let object = match object {
+                    Some(o) => o.overwritten(new),
+                    None => Object::new().overwritten(new),
+                };
                 (Change::Put(object), Ok(outcome))
             })
             .await?
@@ -179,7 +180,7 @@ impl Coordinator {
         self.store
             .update(hash, key, move |object, dot| {
                 let now = now_ms();
-                let mut object = object.unwrap_or_default();
+                let mut object = object.cloned().unwrap_or_default();
                 let superseded = object.siblings().iter().filter(|s| context.covers(s.dot) && s.is_live(now)).count();
                 let expires_at = ttl_ms.map(|t| now.saturating_add(t));
                 let next = object.update(&context, Sibling { dot, timestamp: now, expires_at, value });

@@ -260,13 +260,13 @@ impl Store {
     pub async fn update<R, F>(&self, hash: u64, key: &[u8], f: F) -> Result<R>
     where
         R: Send + 'static,
-        F: FnOnce(Option<Object>, Dot) -> (Change, R) + Send + 'static,
+        F: FnOnce(Option<&Object>, Dot) -> (Change, R) + Send + 'static,
     {
         let k = data_key(hash, key);
         self.run(hash, move |w| {
             let before = w.read(&k)?;
             let dot = Dot::new(w.shared.node, w.shared.dots.next()?);
-            let (change, result) = f(before.as_deref().cloned(), dot);
+            let (change, result) = f(before.as_deref(), dot);
             w.write(hash, k, before.as_deref(), change)?;
             Ok(result)
         })
@@ -569,9 +569,9 @@ mod tests {
         value: Option<&'static str>,
         ts: u64,
         expires_at: Option<u64>,
-    ) -> impl FnOnce(Option<Object>, Dot) -> (Change, ()) {
+    ) -> impl FnOnce(Option<&Object>, Dot) -> (Change, ()) {
         move |before, dot| {
-            let mut o = before.unwrap_or_default();
+            let mut o = before.cloned().unwrap_or_default();
             let ctx = o.context();
             o.update(
                 &ctx,

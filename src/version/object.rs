@@ -115,6 +115,17 @@ impl Object {
         ctx.with_dot(dot, fold)
     }
 
+    /// A plain write: the object that `new` makes of this one when it
+    /// supersedes every sibling (the context is the whole vector). Cheaper
+    /// than [`update`](Self::update), which also computes a context to hand
+    /// back.
+    #[must_use]
+    pub fn overwritten(&self, new: Sibling) -> Self {
+        let mut vv = self.vv.clone();
+        vv.add(new.dot);
+        Self { vv, siblings: vec![new] }
+    }
+
     /// Merges a replica's object into this one. A sibling survives if the
     /// other side also has it or has not seen its dot; the vectors join.
     pub fn merge(&mut self, other: &Self) {
@@ -198,6 +209,17 @@ mod tests {
         o.update(&o.context(), sib(B, 1, 12, "z"));
         assert_eq!(o.siblings().len(), 1);
         assert_eq!(o.winner().and_then(|s| s.value.clone()), Some(Bytes::from_static(b"z")));
+    }
+
+    #[test]
+    fn overwriting_equals_updating_with_the_full_context() {
+        let mut o = Object::new();
+        o.update(&Context::default(), sib(A, 1, 1, "x"));
+        o.update(&Context::default(), sib(B, 1, 2, "y"));
+        let mut updated = o.clone();
+        updated.update(&o.context(), sib(A, 2, 3, "z"));
+        assert_eq!(o.overwritten(sib(A, 2, 3, "z")), updated);
+        assert_eq!(Object::new().overwritten(sib(A, 1, 1, "x")).siblings().len(), 1);
     }
 
     #[test]
