@@ -139,6 +139,11 @@ fn decode(bytes: fjall::Slice) -> Result<Object> {
     Object::decode(&Bytes::from(bytes)).map_err(|e| Error::Storage(format!("corrupt object: {e}")))
 }
 
+/// Decodes an object to keep: its values must not slice a whole disk block.
+fn decode_owned(bytes: &fjall::Slice) -> Result<Object> {
+    Object::decode(&Bytes::copy_from_slice(bytes)).map_err(|e| Error::Storage(format!("corrupt object: {e}")))
+}
+
 impl Store {
     /// Opens (or creates) the store and starts its workers. Blocking: call it
     /// before serving or from a blocking thread.
@@ -481,7 +486,7 @@ impl Worker<'_> {
         if let Cached::Hit(object) = self.shared.cache(self.index).get(k) {
             return Ok(object);
         }
-        let object = self.shared.data.get(k).map_err(storage)?.map(decode).transpose()?.map(Arc::new);
+        let object = self.shared.data.get(k).map_err(storage)?.map(|v| decode_owned(&v)).transpose()?.map(Arc::new);
         self.shared.cache(self.index).put(k.clone(), object.clone());
         Ok(object)
     }
@@ -491,12 +496,13 @@ impl Worker<'_> {
         let partition = shared.partitioner.of(hash);
         match change {
             Change::Keep => return Ok(()),
-            Change::Put(object) => {
+            Change::Put(mut object) => {
                 let due = object.next_due(shared.grace_ms);
                 if let Some(due) = due.filter(|&d| before.and_then(|b| b.next_due(shared.grace_ms)) != Some(d)) {
                     shared.reap.insert(reap_key(due, &k), []).map_err(storage)?;
                 }
-                shared.data.insert(k.clone(), object.encode()).map_err(storage)?;
+                // One buffer, exactly sized, shared by the memtable and the cache.
+                shared.data.insert(k.clone(), object.encode_shared()).map_err(storage)?;
                 shared.stats.record(partition, before, Some(&object));
                 self.written.insert(k, Some(Arc::new(object)));
             }

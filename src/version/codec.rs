@@ -143,6 +143,27 @@ impl Object {
     /// Encodes the object for storage or the wire.
     #[must_use]
     pub fn encode(&self) -> Bytes {
+        self.encode_recording(&mut Vec::new())
+    }
+
+    /// Encodes the object and re-points its values into the encoding, so
+    /// that the object keeps no other buffer alive (a value sliced out of a
+    /// client's read buffer would otherwise pin the whole buffer for as long
+    /// as the object is cached).
+    pub fn encode_shared(&mut self) -> Bytes {
+        let mut offsets = Vec::with_capacity(self.siblings().len());
+        let bytes = self.encode_recording(&mut offsets);
+        let mut at = offsets.into_iter();
+        for s in self.siblings_mut() {
+            if let (Some(v), Some(start)) = (s.value.as_mut(), at.next()) {
+                *v = bytes.slice(start..start + v.len());
+            }
+        }
+        bytes
+    }
+
+    /// Encodes, noting where each value starts.
+    fn encode_recording(&self, value_offsets: &mut Vec<usize>) -> Bytes {
         let values: usize = self.siblings().iter().map(|s| s.value.as_ref().map_or(0, Bytes::len)).sum();
         let mut out = BytesMut::with_capacity(16 + self.vv().len() * 12 + self.siblings().len() * 24 + values);
         out.put_u8(OBJECT_FORMAT);
@@ -163,6 +184,7 @@ impl Object {
             }
             if let Some(v) = &s.value {
                 put_varint(&mut out, v.len() as u64);
+                value_offsets.push(out.len());
                 out.put_slice(v);
             }
         }
@@ -237,6 +259,29 @@ mod tests {
         assert!(Reader::new(&bytes).varint().is_err());
         let ten = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02];
         assert!(Reader::new(&ten).varint().is_err());
+    }
+
+    #[test]
+    fn shared_encoding_points_values_into_itself() {
+        use crate::version::{Context, Sibling};
+        let big = Bytes::from(vec![7u8; 4096]);
+        let mut o = Object::new();
+        for (i, range) in [(1, 10..20), (2, 100..164)] {
+            let value = Some(big.slice(range));
+            o.update(
+                &Context::default(),
+                Sibling { dot: Dot::new(NodeId(3), i), timestamp: i, expires_at: None, value },
+            );
+        }
+        let before = o.clone();
+        let bytes = o.encode_shared();
+        assert_eq!(o, before, "same values");
+        assert_eq!(Object::decode(&bytes), Ok(before));
+        let span = bytes.as_ptr_range();
+        for s in o.siblings() {
+            let v = s.value.as_ref().expect("value");
+            assert!(span.contains(&v.as_ptr()), "value lives in the encoding");
+        }
     }
 
     #[test]

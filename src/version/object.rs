@@ -75,6 +75,11 @@ impl Object {
         &self.siblings
     }
 
+    /// For re-pointing values in place (same writes, same bytes).
+    pub(crate) fn siblings_mut(&mut self) -> &mut [Sibling] {
+        &mut self.siblings
+    }
+
     /// The whole causal history of the object, as handed to clients.
     #[must_use]
     pub fn context(&self) -> Context {
