@@ -12,20 +12,15 @@
 //! per-key serialization, so the dot, the superseded siblings and the new
 //! value are decided atomically.
 
-mod mutation;
-
 use std::sync::Arc;
 
 use bytes::Bytes;
-
-pub use mutation::{
-    Condition, Current, Effect, ExpireCondition, Expiry, Mutation, Outcome, format_f64, parse_f64, parse_i64,
-};
 
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::join::join_all;
 use crate::metrics::{self, Metrics};
+use crate::mutation::{Current, Effect, Mutation, Outcome};
 use crate::ring::{Ring, key_hash};
 use crate::storage::{Change, MAX_KEY_LEN, Store, Tally};
 use crate::version::{Context, NodeId, Object, Sibling};

@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 
-use crate::coordinator::{parse_f64, parse_i64};
 use crate::error::{Error, Result};
+use crate::mutation::{parse_f64, parse_i64};
 
 pub struct Args {
     items: std::vec::IntoIter<Bytes>,

@@ -136,7 +136,7 @@ impl Reply {
                 let text = if f.is_infinite() {
                     if *f > 0.0 { "inf".to_string() } else { "-inf".to_string() }
                 } else {
-                    crate::coordinator::format_f64(*f)
+                    crate::mutation::format_f64(*f)
                 };
                 if resp3 {
                     put_line(out, b',', &text);

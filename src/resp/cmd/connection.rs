@@ -73,7 +73,7 @@ fn set_name(s: &Session, name: Bytes) -> Result<()> {
 pub async fn hello(s: &mut Session, mut args: Args) -> Result<Reply> {
     let mut resp3 = s.resp3;
     if let Some(version) = args.next() {
-        match crate::coordinator::parse_i64(&version) {
+        match crate::mutation::parse_i64(&version) {
             Some(2) => resp3 = false,
             Some(3) => resp3 = true,
             Some(_) => return Err(Error::NoProto),

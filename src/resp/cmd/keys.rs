@@ -4,8 +4,8 @@
 use bytes::Bytes;
 
 use crate::clock::now_ms;
-use crate::coordinator::{ExpireCondition, Expiry, Mutation, Outcome};
 use crate::error::{Error, Result};
+use crate::mutation::{ExpireCondition, Expiry, Mutation, Outcome};
 use crate::resp::args::Args;
 use crate::resp::reply::Reply;
 use crate::resp::session::Session;

@@ -6,8 +6,8 @@
 use bytes::Bytes;
 
 use crate::clock::now_ms;
-use crate::coordinator::{Condition, Expiry, Mutation, Outcome};
 use crate::error::{Error, Result};
+use crate::mutation::{Condition, Expiry, Mutation, Outcome};
 use crate::resp::args::Args;
 use crate::resp::reply::Reply;
 use crate::resp::session::Session;
