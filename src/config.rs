@@ -92,6 +92,18 @@ pub struct Config {
     /// Partitions of the ring (a power of two, fixed when the data
     /// directory is created).
     pub partitions: u32,
+    /// Peers to join, as `host:peer-port`; the node's own address may be
+    /// among them. Empty: a cluster of one.
+    #[serde(deserialize_with = "list")]
+    pub seeds: Vec<String>,
+    /// Replicas of each key (default 3 with seeds, 1 without).
+    pub n: Option<usize>,
+    /// Replies a read waits for (default 2 with seeds, 1 without).
+    pub r: Option<usize>,
+    /// Acknowledgements a write waits for (default 2 with seeds, 1 without).
+    pub w: Option<usize>,
+    /// Milliseconds a request to a peer may take before it counts as failed.
+    pub request_timeout: u64,
     /// Threads serving clients; 0 = one per core.
     pub io_threads: usize,
     /// Storage worker threads; 0 = half the cores, 1 to 4.
@@ -122,6 +134,11 @@ impl Default for Config {
             client_query_buffer_limit: ByteSize(1024 * 1024 * 1024),
             requirepass: None,
             partitions: 256,
+            seeds: Vec::new(),
+            n: None,
+            r: None,
+            w: None,
+            request_timeout: 2000,
             io_threads: 0,
             storage_threads: 0,
             cache_size: ByteSize(64 * 1024 * 1024),
@@ -170,6 +187,13 @@ impl Config {
         if self.port != 0 && self.peer_port() == self.port {
             return bad(format!("peer-port {} must differ from port", self.port));
         }
+        let (n, r, w) = self.quorum();
+        if n == 0 || !(1..=n).contains(&r) || !(1..=n).contains(&w) {
+            return bad(format!("n = {n}, r = {r}, w = {w}: need 1 <= r <= n and 1 <= w <= n"));
+        }
+        if self.request_timeout == 0 {
+            return bad("request-timeout must be at least 1 ms".into());
+        }
         if self.max_siblings == 0 {
             return bad("max-siblings must be at least 1".into());
         }
@@ -195,6 +219,13 @@ impl Config {
         self.peer_port.unwrap_or(if self.port == 0 { 0 } else { self.port.wrapping_add(10_000) })
     }
 
+    /// N, R and W: as configured, else 3/2/2 in a cluster and 1/1/1 alone.
+    #[must_use]
+    pub fn quorum(&self) -> (usize, usize, usize) {
+        let (n, r, w) = if self.seeds.is_empty() { (1, 1, 1) } else { (3, 2, 2) };
+        (self.n.unwrap_or(n), self.r.unwrap_or(r), self.w.unwrap_or(w))
+    }
+
     /// Client-serving threads to run.
     #[must_use]
     pub fn io_threads(&self) -> usize {
@@ -208,6 +239,22 @@ impl Config {
         // worker with big batches beats several contending for the cores.
         if self.storage_threads == 0 { (cores() / 2).clamp(1, 4) } else { self.storage_threads }
     }
+}
+
+/// A list given as a TOML array or as one comma-separated string (from the
+/// environment or a flag).
+fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    let items = match Raw::deserialize(d)? {
+        Raw::List(items) => items,
+        Raw::Text(text) => text.split(',').map(str::to_string).collect(),
+    };
+    Ok(items.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
 }
 
 fn cores() -> usize {
@@ -242,5 +289,22 @@ mod tests {
         assert!(Config::load(Some(&file), &[]).is_err(), "unknown keys are refused");
         assert!(Config::load(None, &[("partitions", "100".into())]).is_err());
         assert!(Config::load(None, &[("port", "7000".into()), ("peer-port", "7000".into())]).is_err());
+    }
+
+    #[test]
+    fn quorum_defaults_follow_the_cluster_size_and_are_validated() {
+        assert_eq!(Config::default().quorum(), (1, 1, 1));
+        let c = Config::load(None, &[("seeds", "127.0.0.1:16379, 127.0.0.1:16380".into())]).expect("load");
+        assert_eq!(c.seeds, ["127.0.0.1:16379", "127.0.0.1:16380"]);
+        assert_eq!(c.quorum(), (3, 2, 2));
+        assert!(Config::load(None, &[("n", "3".into()), ("w", "4".into())]).is_err());
+        assert!(Config::load(None, &[("r", "0".into())]).is_err());
+    }
+
+    #[test]
+    fn the_documented_file_states_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/shoal.toml");
+        let c = Config::load(Some(&path), &[]).expect("conf/shoal.toml loads");
+        assert_eq!(format!("{c:?}"), format!("{:?}", Config::default()));
     }
 }

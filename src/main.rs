@@ -47,6 +47,9 @@ struct ServerArgs {
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long)]
     log_level: Option<String>,
+    /// Peers to join, comma-separated host:peer-port (this node's own may be included).
+    #[arg(long, value_name = "HOST:PORT,...")]
+    seeds: Option<String>,
 }
 
 impl ServerArgs {
@@ -63,6 +66,7 @@ impl ServerArgs {
         add("data-dir", self.data_dir.as_ref().map(|d| d.display().to_string()));
         add("durability", self.durability.clone());
         add("log-level", self.log_level.clone());
+        add("seeds", self.seeds.clone());
         o
     }
 }

@@ -17,6 +17,10 @@ pub struct Metrics {
     pub writes_coordinated: AtomicU64,
     /// Writes that left a key with more than 25 siblings.
     pub sibling_warnings: AtomicU64,
+    /// Writes sent on to a replica because this node is not one.
+    pub writes_forwarded: AtomicU64,
+    /// Merged objects sent to replicas that answered a read with less.
+    pub read_repairs: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -33,6 +37,8 @@ impl Default for Metrics {
             reads_coordinated: AtomicU64::new(0),
             writes_coordinated: AtomicU64::new(0),
             sibling_warnings: AtomicU64::new(0),
+            writes_forwarded: AtomicU64::new(0),
+            read_repairs: AtomicU64::new(0),
         }
     }
 }

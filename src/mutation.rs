@@ -169,6 +169,13 @@ pub fn format_f64(f: f64) -> String {
 }
 
 impl Mutation {
+    /// True if the result depends on the key's current value: everything
+    /// but a plain SET, which only replaces.
+    #[must_use]
+    pub fn reads_current(&self) -> bool {
+        !matches!(self, Self::Set { condition: Condition::Always, get: false, expiry, .. } if *expiry != Expiry::Keep)
+    }
+
     /// Applies the mutation to the key's live value at `now`.
     ///
     /// # Errors

@@ -1,10 +1,11 @@
-//! The composition root: opens storage, builds the ring and the
-//! coordinator, starts the client listener and the background tasks, and
-//! owns shutdown.
+//! The composition root: opens storage, binds the client and peer ports,
+//! builds the membership, the peer connections and the coordinator, starts
+//! the listeners and the background tasks, and owns shutdown.
 //!
-//! Shutdown order: stop accepting and let connections finish their
-//! in-flight requests (bounded by `shutdown-timeout`), stop the background
-//! tasks, then stop the storage workers and fsync.
+//! Shutdown order: stop accepting and let client connections finish their
+//! in-flight requests (bounded by `shutdown-timeout`), stop the peer server,
+//! the membership exchange and the reaper, then stop the storage workers
+//! and fsync.
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
@@ -17,11 +18,13 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, Durability};
 use crate::coordinator::{self, Coordinator};
 use crate::error::{Error, Result};
+use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::resp;
-use crate::ring::Ring;
+use crate::rpc::{self, Member, Peers, Request, Response};
 use crate::shutdown::{self, Stop, Trigger};
 use crate::storage::{self, Store};
+use crate::version::NodeId;
 
 /// How often the reaper looks for expired values and old tombstones.
 const REAP_INTERVAL: Duration = Duration::from_millis(100);
@@ -30,7 +33,11 @@ const REAP_BATCH: usize = 1000;
 
 /// A running node.
 pub struct Node {
+    pub id: NodeId,
+    /// Where clients connect.
     pub addr: SocketAddr,
+    /// Where peers connect.
+    pub peer_addr: SocketAddr,
     trigger: Trigger,
     tasks: Vec<JoinHandle<()>>,
     store: Arc<Store>,
@@ -64,8 +71,54 @@ async fn reaper(store: Arc<Store>, mut stop: Stop) {
     }
 }
 
+/// What this node does for its peers.
+struct PeerService {
+    coordinator: Arc<Coordinator>,
+    membership: Arc<Membership>,
+}
+
+fn answer<T>(result: Result<T>, ok: impl FnOnce(T) -> Response) -> Response {
+    match result {
+        Ok(v) => ok(v),
+        Err(e) => Response::Error(e.resp_message()),
+    }
+}
+
+impl rpc::Handler for PeerService {
+    async fn handle(&self, _from: &Member, request: Request) -> Response {
+        let c = &self.coordinator;
+        match request {
+            Request::Ping => Response::Pong,
+            Request::Members(list) => {
+                self.membership.learn(&list);
+                Response::Members(self.membership.view().members.clone())
+            }
+            Request::Read { key } => answer(c.replica_read(&key).await, Response::Object),
+            Request::Merge { key, object } => answer(c.replica_merge(&key, &object).await, |()| Response::Done),
+            Request::Write { key, mutation } => answer(c.forwarded_write(&key, mutation).await, Response::Outcome),
+            Request::WriteVersions { key, context, value, ttl_ms, w } => answer(
+                c.forwarded_write_versions(&key, context, value, ttl_ms, w.map(|w| w as usize)).await,
+                |(context, superseded)| Response::Written { context, superseded: superseded as u64 },
+            ),
+            Request::Scan { from, to, count, pattern } => {
+                answer(c.scan_local(from, to, count as usize, pattern.as_ref()).await, |(keys, examined, next)| {
+                    Response::Keys { keys, examined: u32::try_from(examined).unwrap_or(u32::MAX), next }
+                })
+            }
+            Request::Tallies => Response::Tallies(c.local_tallies()),
+            Request::FlushAll => answer(c.flush_local().await, |()| Response::Done),
+        }
+    }
+}
+
+async fn bind(host: &str, port: u16, what: &str) -> Result<TcpListener> {
+    TcpListener::bind((host, port))
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen for {what} on {host}:{port}: {e}")))
+}
+
 impl Node {
-    /// Starts a node: storage, listener, background tasks.
+    /// Starts a node: storage, listeners, background tasks.
     ///
     /// # Errors
     /// Storage that cannot be opened, a port that cannot be bound.
@@ -83,30 +136,49 @@ impl Node {
         let store =
             tokio::task::spawn_blocking(move || Store::open(&opts)).await.map_err(|_| Error::ShuttingDown)??;
         let store = Arc::new(store);
-        let node_id = store.node_id();
-        let ring = Ring::single(node_id, config.partitions);
+        let id = store.node_id();
+        let listener = bind(&config.bind, config.port, "clients").await?;
+        let peer_listener = bind(&config.bind, config.peer_port(), "peers").await?;
+        let (addr, peer_addr) = (listener.local_addr()?, peer_listener.local_addr()?);
+        let me = Member {
+            id,
+            client_addr: addr.to_string(),
+            peer_addr: peer_addr.to_string(),
+            epoch: crate::clock::now_ms(),
+        };
+        let (trigger, stop) = shutdown::signal();
+        // Room in a peer frame for an object with a value of the largest size.
+        let max_frame =
+            usize::try_from(config.proto_max_bulk_len.0).unwrap_or(usize::MAX / 4).saturating_mul(2) + (16 << 20);
+        let peers = Peers::new(me.clone(), Duration::from_millis(config.request_timeout), max_frame, stop.clone());
+        let membership = Arc::new(Membership::new(me.clone(), config.partitions, config.seeds.clone(), peers.clone()));
+        let (n, r, w) = config.quorum();
+        let settings = coordinator::Settings { n, r, w, max_siblings: config.max_siblings };
         let metrics = Arc::new(Metrics::default());
-        let settings = coordinator::Settings { max_siblings: config.max_siblings };
-        let coordinator = Arc::new(Coordinator::new(ring, Arc::clone(&store), Arc::clone(&metrics), settings));
-        let listener = TcpListener::bind((config.bind.as_str(), config.port))
-            .await
-            .map_err(|e| Error::Config(format!("cannot listen on {}:{}: {e}", config.bind, config.port)))?;
-        let addr = listener.local_addr()?;
+        let coordinator = Arc::new(Coordinator::new(
+            Arc::clone(&store),
+            Arc::clone(&membership),
+            peers,
+            Arc::clone(&metrics),
+            settings,
+        ));
         let server = Arc::new(resp::Server {
-            coordinator,
+            coordinator: Arc::clone(&coordinator),
             config: Arc::clone(&config),
             metrics,
             clients: resp::Clients::default(),
             addr,
             run_id: run_id(),
         });
-        let (trigger, stop) = shutdown::signal();
+        let service = Arc::new(PeerService { coordinator, membership: Arc::clone(&membership) });
         let tasks = vec![
             tokio::spawn(resp::serve(listener, server, stop.clone())),
+            tokio::spawn(rpc::serve(peer_listener, me, service, max_frame, stop.clone())),
+            tokio::spawn(Arc::clone(&membership).run(stop.clone())),
             tokio::spawn(reaper(Arc::clone(&store), stop)),
         ];
-        tracing::info!(node = %node_id, data_dir = %config.data_dir.display(), durability = ?config.durability, "shoal {} ready: accepting clients on {addr}", env!("CARGO_PKG_VERSION"));
-        Ok(Self { addr, trigger, tasks, store })
+        tracing::info!(node = %id, peers = %peer_addr, data_dir = %config.data_dir.display(), durability = ?config.durability, n, r, w, "shoal {} ready: accepting clients on {addr}", env!("CARGO_PKG_VERSION"));
+        Ok(Self { id, addr, peer_addr, trigger, tasks, store })
     }
 
     /// Stops the node in order and waits for it.

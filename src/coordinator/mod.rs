@@ -1,16 +1,30 @@
 //! The coordinator: turns a client's reads and writes of keys into reads
 //! and writes of the key's replicas, and decides what the client sees.
 //!
-//! A key's replicas are the first N nodes of its preference list on the
-//! ring. Today the ring has one member (N = R = W = 1), so the only replica
-//! is the local store; the request path already has the cluster's shape:
-//! locate the key on the ring, read objects and pick what the client sees,
-//! or apply a [`Mutation`] to the current winner and store the new version
-//! under a fresh dot of this node.
+//! A key's replicas are the first N distinct nodes of its preference list
+//! on the ring (see [`crate::membership::View`]).
 //!
-//! Writes are read-modify-writes of the whole object inside the store's
-//! per-key serialization, so the dot, the superseded siblings and the new
-//! value are decided atomically.
+//! - **Reads** go to every replica; the reply is the merge of the first R
+//!   answers, and read repair brings stale replicas up to date afterwards
+//!   (`replicas.rs`).
+//! - **Writes** are coordinated by a replica: a node outside the preference
+//!   list forwards the write to one. The coordinator applies the write to
+//!   its own copy inside the store's per-key serialization (so the dot, the
+//!   superseded siblings and the new value are decided atomically), sends
+//!   the new object to the other replicas, which merge it, and replies once
+//!   W replicas hold it. A write whose result depends on the current value
+//!   (INCR, SETNX, DEL…) first reads the key at quorum and merges that into
+//!   the local copy, so it applies to the latest acknowledged value.
+//! - Too few answers within the request timeout: `NOQUORUM`. A write that
+//!   missed its quorum may still have reached some replicas; it is never
+//!   reported as done.
+//!
+//! A cluster of one (N = R = W = 1) takes the same path minus the peers.
+//! `peer.rs` holds what this node does when a peer asks.
+
+mod peer;
+mod quorum;
+mod replicas;
 
 use std::sync::Arc;
 
@@ -19,18 +33,28 @@ use bytes::Bytes;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::join::join_all;
+use crate::membership::{Membership, View};
 use crate::metrics::{self, Metrics};
 use crate::mutation::{Current, Effect, Mutation, Outcome};
-use crate::ring::{Ring, key_hash};
+use crate::ring::key_hash;
+use crate::rpc::{Member, Peers, Request, Response};
 use crate::storage::{Change, MAX_KEY_LEN, Store, Tally};
 use crate::version::{Context, NodeId, Object, Sibling};
+
+use replicas::Placement;
 
 /// Siblings beyond which a write is logged and counted as a warning.
 pub const SIBLING_WARNING: usize = 25;
 
-/// Limits the coordinator enforces.
+/// Replication and limits.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// Replicas per key.
+    pub n: usize,
+    /// Answers a read waits for.
+    pub r: usize,
+    /// Acknowledgements a write waits for.
+    pub w: usize,
     /// Writes that would leave a key with more siblings are refused.
     pub max_siblings: usize,
 }
@@ -51,9 +75,29 @@ pub struct Value {
     pub expires_at: Option<u64>,
 }
 
+/// One node of a key's preference list, as SHOAL.WHERE shows it.
+#[derive(Clone, Debug)]
+pub struct Holder {
+    pub member: Member,
+    /// A replica (else a fallback).
+    pub primary: bool,
+    /// Its copy of the key, or why it could not be asked.
+    pub object: Result<Option<Object>, String>,
+}
+
+/// One member, as SHOAL.STATUS shows it.
+#[derive(Clone, Debug)]
+pub struct MemberStatus {
+    pub member: Member,
+    pub partitions: usize,
+    pub me: bool,
+    pub reachable: bool,
+}
+
 pub struct Coordinator {
-    ring: Ring,
     store: Arc<Store>,
+    membership: Arc<Membership>,
+    peers: Peers,
     metrics: Arc<Metrics>,
     settings: Settings,
 }
@@ -71,10 +115,29 @@ fn value_of(object: Option<&Object>, now: u64) -> Option<Value> {
     Some(Value { data: s.value.clone()?, expires_at: s.expires_at })
 }
 
+fn unexpected(answer: &Response) -> Error {
+    Error::TryAgain(format!("unexpected answer from a peer: {answer:?}"))
+}
+
+/// A quorum override, checked against N.
+fn quorum_of(given: Option<usize>, default: usize, n: usize, name: &str) -> Result<usize> {
+    match given {
+        None => Ok(default),
+        Some(q) if (1..=n).contains(&q) => Ok(q),
+        Some(_) => Err(Error::err(format!("{name} must be between 1 and N ({n})"))),
+    }
+}
+
 impl Coordinator {
     #[must_use]
-    pub fn new(ring: Ring, store: Arc<Store>, metrics: Arc<Metrics>, settings: Settings) -> Self {
-        Self { ring, store, metrics, settings }
+    pub fn new(
+        store: Arc<Store>,
+        membership: Arc<Membership>,
+        peers: Peers,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> Self {
+        Self { store, membership, peers, metrics, settings }
     }
 
     #[must_use]
@@ -83,35 +146,93 @@ impl Coordinator {
     }
 
     #[must_use]
-    pub fn ring(&self) -> &Ring {
-        &self.ring
+    pub fn view(&self) -> Arc<View> {
+        self.membership.view()
+    }
+
+    #[must_use]
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn place(&self, key: &[u8]) -> Result<Placement> {
+        let hash = locate(key)?;
+        Ok(Placement::new(&self.membership.view(), self.node_id(), hash, self.settings.n))
+    }
+
+    /// The key's object, merged from `r` replicas.
+    async fn read_object(&self, key: &Bytes, place: &Placement, r: usize) -> Result<Option<Arc<Object>>> {
+        metrics::add(&self.metrics.reads_coordinated, 1);
+        if place.local_only() {
+            return self.store.get(place.hash, key).await;
+        }
+        Ok(self.read_replicas(key, place, r).await?.map(Arc::new))
     }
 
     /// The live value of `key`, if any.
     ///
     /// # Errors
-    /// Too long a key, or a storage failure.
-    pub async fn get(&self, key: &[u8]) -> Result<Option<Value>> {
-        let hash = locate(key)?;
-        metrics::add(&self.metrics.reads_coordinated, 1);
-        let object = self.store.get(hash, key).await?;
+    /// Too long a key, too few replicas answering, or a storage failure.
+    pub async fn get(&self, key: &Bytes) -> Result<Option<Value>> {
+        let place = self.place(key)?;
+        let object = self.read_object(key, &place, self.settings.r).await?;
         let value = value_of(object.as_deref(), now_ms());
         let counter = if value.is_some() { &self.metrics.keyspace_hits } else { &self.metrics.keyspace_misses };
         metrics::add(counter, 1);
         Ok(value)
     }
 
-    /// Applies a plain Redis write to `key`: the new version supersedes every
-    /// sibling this node knows.
+    /// Every live sibling of `key` and the context covering them all (and
+    /// any tombstones), read from `r` replicas (default R).
     ///
     /// # Errors
-    /// Too long a key, a type error of the value, or a storage failure (then
-    /// nothing was written).
-    pub async fn write(&self, key: &[u8], mutation: Mutation) -> Result<Outcome> {
-        let hash = locate(key)?;
+    /// Too long a key, a bad `r`, too few replicas answering, or a storage
+    /// failure.
+    pub async fn get_versions(&self, key: &Bytes, r: Option<usize>) -> Result<Versions> {
+        let place = self.place(key)?;
+        let r = quorum_of(r, self.settings.r, place.count(), "R")?;
+        let object = self.read_object(key, &place, r).await?.unwrap_or_default();
+        let now = now_ms();
+        let mut live: Vec<&Sibling> = object.siblings().iter().filter(|s| s.is_live(now)).collect();
+        live.sort_by_key(|s| (s.timestamp, s.dot));
+        let values = live.into_iter().filter_map(|s| s.value.clone()).collect();
+        Ok(Versions { context: object.context(), values })
+    }
+
+    /// Applies a plain Redis write to `key`: the new version supersedes every
+    /// sibling the coordinator knows.
+    ///
+    /// # Errors
+    /// Too long a key, a type error of the value, too few replicas
+    /// acknowledging (`NOQUORUM`), or a storage failure.
+    pub async fn write(&self, key: &Bytes, mutation: Mutation) -> Result<Outcome> {
+        let place = self.place(key)?;
+        if place.me.is_none() {
+            let request = Request::Write { key: key.clone(), mutation };
+            return match self.forward(&place, request, self.settings.w).await? {
+                Response::Outcome(o) => Ok(o),
+                other => Err(unexpected(&other)),
+            };
+        }
+        self.coordinate_write(key, &place, mutation).await
+    }
+
+    async fn coordinate_write(&self, key: &Bytes, place: &Placement, mutation: Mutation) -> Result<Outcome> {
         metrics::add(&self.metrics.writes_coordinated, 1);
-        self.store
-            .update(hash, key, move |object, dot| {
+        let replicate = !place.local_only();
+        if replicate && mutation.reads_current() {
+            if let Some(current) = self.read_replicas(key, place, self.settings.r).await? {
+                replicas::merge_local(&self.store, place.hash, key, &current).await?;
+            }
+        }
+        let (outcome, written) = self
+            .store
+            .update(place.hash, key, move |object, dot| {
                 let now = now_ms();
                 let current = value_of(object, now).map(|v| Current { value: v.data, expires_at: v.expires_at });
                 let (effect, outcome) = match mutation.apply(current.as_ref(), now) {
@@ -119,10 +240,10 @@ impl Coordinator {
                     Err(e) => return (Change::Keep, Err(e)),
                 };
                 let (value, expires_at) = match effect {
-                    Effect::None => return (Change::Keep, Ok(outcome)),
+                    Effect::None => return (Change::Keep, Ok((outcome, None))),
                     Effect::Put { value, expires_at } => (Some(value), expires_at),
                     // Nothing to delete: no need for a tombstone.
-                    Effect::Delete if object.is_none() => return (Change::Keep, Ok(outcome)),
+                    Effect::Delete if object.is_none() => return (Change::Keep, Ok((outcome, None))),
                     Effect::Delete => (None, None),
                 };
                 let new = Sibling { dot, timestamp: now, expires_at, value };
@@ -130,50 +251,63 @@ impl Coordinator {
                     Some(o) => o.overwritten(new),
                     None => Object::new().overwritten(new),
                 };
-                (Change::Put(object), Ok(outcome))
+                let copy = replicate.then(|| object.clone());
+                (Change::Put(object), Ok((outcome, copy)))
             })
-            .await?
-    }
-
-    /// Every live sibling of `key` and the context that covers them all
-    /// (and any tombstones), for a later [`write_versions`](Self::write_versions).
-    ///
-    /// # Errors
-    /// Too long a key, or a storage failure.
-    pub async fn get_versions(&self, key: &[u8]) -> Result<Versions> {
-        let hash = locate(key)?;
-        metrics::add(&self.metrics.reads_coordinated, 1);
-        let object = self.store.get(hash, key).await?.unwrap_or_default();
-        let now = now_ms();
-        let object = &*object;
-        let mut live: Vec<&Sibling> = object.siblings().iter().filter(|s| s.is_live(now)).collect();
-        live.sort_by_key(|s| (s.timestamp, s.dot));
-        let values = live.into_iter().filter_map(|s| s.value.clone()).collect();
-        Ok(Versions { context: object.context(), values })
+            .await??;
+        if let Some(object) = written {
+            self.replicate(key, place, object, self.settings.w).await?;
+        }
+        Ok(outcome)
     }
 
     /// A causal write: supersedes exactly the siblings `context` covers and
     /// adds `value` (a tombstone when `None`) as a new sibling, expiring
-    /// `ttl_ms` after now if given. Returns the context to write with next
-    /// (`context` plus the new dot) and how many live values were superseded.
+    /// `ttl_ms` after now if given, acknowledged by `w` replicas (default
+    /// W). Returns the context to write with next (`context` plus the new
+    /// dot) and how many live values were superseded.
     ///
     /// # Errors
-    /// Too long a key, [`Error::TooManySiblings`] when the key would exceed
-    /// `max-siblings` (nothing is written then), or a storage failure.
+    /// Too long a key, a bad `w`, [`Error::TooManySiblings`] when the key
+    /// would exceed `max-siblings` (nothing is written then), too few
+    /// replicas acknowledging, or a storage failure.
     pub async fn write_versions(
         &self,
-        key: &[u8],
+        key: &Bytes,
         context: Context,
         value: Option<Bytes>,
         ttl_ms: Option<u64>,
+        w: Option<usize>,
     ) -> Result<(Context, usize)> {
-        let hash = locate(key)?;
+        let place = self.place(key)?;
+        let w = quorum_of(w, self.settings.w, place.count(), "W")?;
+        if place.me.is_none() {
+            let request = Request::WriteVersions { key: key.clone(), context, value, ttl_ms, w: u32::try_from(w).ok() };
+            return match self.forward(&place, request, w).await? {
+                Response::Written { context, superseded } => Ok((context, superseded as usize)),
+                other => Err(unexpected(&other)),
+            };
+        }
+        self.coordinate_versions(key, &place, context, value, ttl_ms, w).await
+    }
+
+    async fn coordinate_versions(
+        &self,
+        key: &Bytes,
+        place: &Placement,
+        context: Context,
+        value: Option<Bytes>,
+        ttl_ms: Option<u64>,
+        w: usize,
+    ) -> Result<(Context, usize)> {
         metrics::add(&self.metrics.writes_coordinated, 1);
         let max = self.settings.max_siblings;
         let warnings = Arc::clone(&self.metrics);
         let shown = String::from_utf8_lossy(key).into_owned();
-        self.store
-            .update(hash, key, move |object, dot| {
+        let replicate = !place.local_only();
+        let (next, superseded, written) = self
+            .store
+            .update(place.hash, key, move |object, dot| {
                 let now = now_ms();
                 let mut object = object.cloned().unwrap_or_default();
                 let superseded = object.siblings().iter().filter(|s| context.covers(s.dot) && s.is_live(now)).count();
@@ -187,9 +321,14 @@ impl Coordinator {
                     metrics::add(&warnings.sibling_warnings, 1);
                     tracing::warn!(key = %shown, siblings = count, "key holds many siblings; resolve them with SETCTX");
                 }
-                (Change::Put(object), Ok((next, superseded)))
+                let copy = replicate.then(|| object.clone());
+                (Change::Put(object), Ok((next, superseded, copy)))
             })
-            .await?
+            .await??;
+        if let Some(object) = written {
+            self.replicate(key, place, object, w).await?;
+        }
+        Ok((next, superseded))
     }
 
     /// [`get`](Self::get) of many keys at once, in order.
@@ -203,29 +342,25 @@ impl Coordinator {
     }
 
     /// One step of a cluster-wide key walk. The cursor is a ring position:
-    /// the walk goes partition by partition in ring order, examining about
-    /// `count` keys, and returns the next cursor (0 when done) and the live
-    /// keys matching `pattern`.
+    /// the walk goes partition by partition in ring order, each partition
+    /// from one replica (this node if it is one), examining about `count`
+    /// keys, and returns the next cursor (0 when done) and the live keys
+    /// matching `pattern`.
     ///
     /// # Errors
-    /// A storage failure.
-    pub async fn scan(&self, cursor: u64, count: usize, pattern: Option<&[u8]>) -> Result<(u64, Vec<Bytes>)> {
-        let partitions = self.ring.partitioner();
-        let now = now_ms();
+    /// No replica of a partition could be asked.
+    pub async fn scan(&self, cursor: u64, count: usize, pattern: Option<&Bytes>) -> Result<(u64, Vec<Bytes>)> {
+        let view = self.membership.view();
+        let partitions = view.partitioner();
         let mut position = cursor;
         let mut keys = Vec::new();
         let mut examined = 0;
         loop {
             let p = partitions.of(position);
-            let (entries, next) = self.store.scan(position, partitions.end(p), count.saturating_sub(examined)).await?;
-            examined += entries.len();
-            keys.extend(
-                entries
-                    .into_iter()
-                    .filter(|e| e.object.live(now).is_some())
-                    .filter(|e| pattern.is_none_or(|pat| crate::glob::matches(pat, &e.key, false)))
-                    .map(|e| e.key),
-            );
+            let want = count.saturating_sub(examined).max(1);
+            let (found, seen, next) = self.scan_partition(&view, position, partitions.end(p), want, pattern).await?;
+            examined += seen;
+            keys.extend(found);
             position = match next {
                 Some(n) => n,
                 None if p + 1 == partitions.count() => return Ok((0, keys)),
@@ -237,11 +372,38 @@ impl Coordinator {
         }
     }
 
+    /// Scans `from..=to` (inside one partition) on one of its replicas.
+    async fn scan_partition(
+        &self,
+        view: &View,
+        from: u64,
+        to: u64,
+        count: usize,
+        pattern: Option<&Bytes>,
+    ) -> Result<(Vec<Bytes>, usize, Option<u64>)> {
+        let (_, replicas) = view.replicas_at(from, self.settings.n);
+        let me = self.node_id();
+        if view.members.len() == 1 || replicas.iter().any(|m| m.id == me) {
+            return self.scan_local(from, to, count, pattern).await;
+        }
+        let request =
+            Request::Scan { from, to, count: u32::try_from(count).unwrap_or(u32::MAX), pattern: pattern.cloned() };
+        let mut last = String::new();
+        for replica in replicas {
+            match self.peers.call(&replica.peer_addr, &request).await {
+                Ok(Response::Keys { keys, examined, next }) => return Ok((keys, examined as usize, next)),
+                Ok(other) => last = format!("{other:?}"),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(Error::TryAgain(format!("no replica of a partition answered the scan: {last}")))
+    }
+
     /// Every live key matching `pattern`.
     ///
     /// # Errors
-    /// A storage failure.
-    pub async fn keys(&self, pattern: &[u8]) -> Result<Vec<Bytes>> {
+    /// As [`scan`](Self::scan).
+    pub async fn keys(&self, pattern: &Bytes) -> Result<Vec<Bytes>> {
         let mut cursor = 0;
         let mut all = Vec::new();
         loop {
@@ -254,33 +416,131 @@ impl Coordinator {
         }
     }
 
-    /// Keys in the store (as Redis counts them: expired keys not yet
-    /// reclaimed included).
-    #[must_use]
-    pub fn dbsize(&self) -> u64 {
-        self.tally().keys.max(0) as u64
+    /// Keys in the cluster (as Redis counts them: expired keys not yet
+    /// reclaimed included): for each partition, the count of the replica
+    /// that holds the most.
+    ///
+    /// # Errors
+    /// No member could be asked.
+    pub async fn dbsize(&self) -> Result<u64> {
+        let view = self.membership.view();
+        if view.members.len() == 1 {
+            return Ok(self.tally().keys.max(0) as u64);
+        }
+        let mut best = vec![0u64; view.partitioner().count() as usize];
+        let me = self.node_id();
+        let calls = view
+            .members
+            .iter()
+            .map(|m| async move {
+                if m.id == me {
+                    return Ok(self.local_tallies());
+                }
+                match self.peers.call(&m.peer_addr, &Request::Tallies).await {
+                    Ok(Response::Tallies(t)) => Ok(t),
+                    Ok(other) => Err(unexpected(&other)),
+                    Err(e) => Err(Error::TryAgain(e.to_string())),
+                }
+            })
+            .collect();
+        let mut answered = 0;
+        for tallies in join_all(calls).await.into_iter().flatten() {
+            answered += 1;
+            for t in tallies {
+                if let Some(b) = best.get_mut(t.partition as usize) {
+                    *b = (*b).max(t.keys);
+                }
+            }
+        }
+        if answered == 0 {
+            return Err(Error::NoQuorum { needed: 1, got: 0 });
+        }
+        Ok(best.iter().sum())
     }
 
+    /// This node's counts.
     #[must_use]
     pub fn tally(&self) -> Tally {
         self.store.tally()
     }
 
-    #[must_use]
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    #[must_use]
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// Removes every key.
+    /// Removes every key on every member.
     ///
     /// # Errors
-    /// A storage failure.
+    /// Any member could not be flushed (the others were).
     pub async fn flush_all(&self) -> Result<()> {
-        self.store.flush_all().await
+        let view = self.membership.view();
+        let me = self.node_id();
+        let calls = view
+            .members
+            .iter()
+            .map(|m| async move {
+                if m.id == me {
+                    return self.store.flush_all().await.map_err(|e| e.to_string());
+                }
+                match self.peers.call(&m.peer_addr, &Request::FlushAll).await {
+                    Ok(Response::Done) => Ok(()),
+                    Ok(other) => Err(format!("{other:?}")),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .collect();
+        let failures: Vec<String> = join_all(calls).await.into_iter().filter_map(Result::err).collect();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::err(format!(
+                "FLUSHALL reached {} of {} nodes: {}",
+                view.members.len() - failures.len(),
+                view.members.len(),
+                failures.join("; ")
+            )))
+        }
+    }
+
+    /// The key's partition and every node of its preference list (replicas
+    /// first, then fallbacks) with its copy of the key.
+    ///
+    /// # Errors
+    /// Too long a key.
+    pub async fn placement(&self, key: &Bytes) -> Result<(u32, Vec<Holder>)> {
+        let hash = locate(key)?;
+        let view = self.membership.view();
+        let p = view.partitioner().of(hash);
+        let me = self.node_id();
+        let list = view.ring.preference_list(p);
+        let calls = list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| view.member(*id).map(|m| (i, m.clone())))
+            .map(|(i, member)| async move {
+                let object = if member.id == me {
+                    self.store.get(hash, key).await.map(|o| o.map(Arc::unwrap_or_clone)).map_err(|e| e.to_string())
+                } else {
+                    match self.peers.call(&member.peer_addr, &Request::Read { key: key.clone() }).await {
+                        Ok(Response::Object(o)) => Ok(o),
+                        Ok(other) => Err(format!("{other:?}")),
+                        Err(e) => Err(e.to_string()),
+                    }
+                };
+                Holder { member, primary: i < self.settings.n, object }
+            })
+            .collect();
+        Ok((p, join_all(calls).await))
+    }
+
+    /// Every member, with its partition count and whether it answers.
+    pub async fn status(&self) -> Vec<MemberStatus> {
+        let view = self.membership.view();
+        let me = self.node_id();
+        let calls = view
+            .members
+            .iter()
+            .map(|m| async {
+                let reachable = m.id == me || self.peers.call(&m.peer_addr, &Request::Ping).await.is_ok();
+                MemberStatus { member: m.clone(), partitions: view.ring.owned_by(m.id), me: m.id == me, reachable }
+            })
+            .collect();
+        join_all(calls).await
     }
 }

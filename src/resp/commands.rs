@@ -18,7 +18,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 
 use super::args::Args;
-use super::cmd::{connection, context, keys, server, strings};
+use super::cmd::{admin, connection, context, keys, server, strings};
 use super::reply::Reply;
 use super::session::Session;
 use super::transaction;
@@ -167,6 +167,9 @@ commands! {
     Getctx "getctx" -2 ["readonly", "fast"] 1 1 1 "@string" => ref context::getctx;
     Setctx "setctx" -4 ["write", "denyoom"] 1 1 1 "@string" => ref context::setctx;
     Delctx "delctx" -3 ["write", "fast"] 1 1 1 "@string" => ref context::delctx;
+    // administration
+    ShoalStatus "shoal.status" 1 ["readonly"] 0 0 0 "@admin" => ref admin::status;
+    ShoalWhere "shoal.where" 2 ["readonly"] 1 1 1 "@admin" => ref admin::where_is;
 }
 
 static BY_NAME: LazyLock<HashMap<&'static str, usize>> =

@@ -7,6 +7,16 @@
 //! boundaries never move. Each partition has one owner. The preference list
 //! of a partition walks the ring clockwise from it and collects distinct
 //! owners: the first N are the replicas, the rest fallbacks.
+//!
+//! Claim is a pure function of the member list: partition `p` belongs to
+//! the `p mod S`-th member in id order. Every member owns Q/S partitions
+//! ±1, and any run of up to S consecutive partitions that does not cross
+//! the end of the ring is on distinct members. A run that crosses from the
+//! last partition to the first can repeat a member when S does not divide Q
+//! (with N = S that is unavoidable: no cyclic sequence of length Q over S
+//! members has every S consecutive entries distinct unless S divides Q);
+//! the preference list skips repeats, so every key still has N distinct
+//! replicas whenever S >= N.
 
 use md5::{Digest, Md5};
 
@@ -78,12 +88,32 @@ pub struct Ring {
     owners: Vec<NodeId>,
 }
 
+/// Owners of `q` partitions among `members`: round robin in id order.
+/// `members` must not be empty.
+#[must_use]
+pub fn claim(members: &[NodeId], q: u32) -> Vec<NodeId> {
+    let mut sorted = members.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    (0..q as usize).map(|p| sorted[p % sorted.len()]).collect()
+}
+
 impl Ring {
     /// A ring of `q` partitions all owned by `node`: a cluster of one.
     #[must_use]
     pub fn single(node: NodeId, q: u32) -> Self {
+        Self::new(&[node], q)
+    }
+
+    /// The ring of `members` (in any order; at least one).
+    ///
+    /// # Panics
+    /// If `members` is empty or `q` is not a valid partition count.
+    #[must_use]
+    pub fn new(members: &[NodeId], q: u32) -> Self {
+        assert!(!members.is_empty(), "a ring needs a member");
         let partitioner = Partitioner::new(q);
-        Self { partitioner, owners: vec![node; q as usize] }
+        Self { partitioner, owners: claim(members, q) }
     }
 
     #[must_use]
@@ -114,6 +144,14 @@ impl Ring {
             }
         }
         nodes
+    }
+
+    /// The first `n` distinct owners from partition `p`: its replicas.
+    #[must_use]
+    pub fn replicas(&self, p: u32, n: usize) -> Vec<NodeId> {
+        let mut list = self.preference_list(p);
+        list.truncate(n);
+        list
     }
 
     /// How many partitions `node` owns.
@@ -163,7 +201,47 @@ mod tests {
         assert!(counts.iter().all(|&c| (154..=358).contains(&c)), "{counts:?}");
     }
 
+    fn ids(s: u64) -> Vec<NodeId> {
+        (0..s).map(|i| NodeId(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)).collect()
+    }
+
+    #[test]
+    fn claim_ignores_member_order() {
+        let mut members = ids(5);
+        let ring = Ring::new(&members, 64);
+        members.reverse();
+        assert_eq!(Ring::new(&members, 64), ring);
+    }
+
     proptest! {
+        #[test]
+        fn claim_balances_and_spreads_replicas(s in 1u64..=12, bits in 0u32..=10, n in 1usize..=5) {
+            let q = 1u32 << bits;
+            let members = ids(s);
+            let ring = Ring::new(&members, q);
+            let s = s as usize;
+            // Every member owns Q/S partitions, ±1.
+            for m in &members {
+                let owned = ring.owned_by(*m);
+                prop_assert!(owned == q as usize / s || owned == (q as usize).div_ceil(s), "{owned}");
+            }
+            // Any n consecutive partitions not crossing the end are on n distinct members.
+            if n <= s {
+                for start in 0..(q as usize).saturating_sub(n - 1) {
+                    let window: std::collections::BTreeSet<_> = (start..start + n).map(|p| ring.owner(p as u32)).collect();
+                    prop_assert_eq!(window.len(), n);
+                }
+            }
+            // Every key has min(n, S) distinct replicas (fewer only if Q < S); the first is the owner.
+            for p in 0..q {
+                let replicas = ring.replicas(p, n);
+                prop_assert_eq!(replicas.len(), n.min(s).min(q as usize));
+                prop_assert_eq!(replicas[0], ring.owner(p));
+                let distinct: std::collections::BTreeSet<_> = replicas.iter().collect();
+                prop_assert_eq!(distinct.len(), replicas.len());
+            }
+        }
+
         #[test]
         fn partitions_tile_the_space(bits in 0u32..=16, hash in any::<u64>()) {
             let p = Partitioner::new(1 << bits);

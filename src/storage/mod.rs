@@ -278,6 +278,26 @@ impl Store {
         .await
     }
 
+    /// Like [`update`](Self::update), for changes that are not new writes
+    /// of this node (a replica merging what a coordinator sent): no dot.
+    ///
+    /// # Errors
+    /// Storage failures, a corrupt object, or shutdown; then nothing changed.
+    pub async fn apply<R, F>(&self, hash: u64, key: &[u8], f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(Option<&Object>) -> (Change, R) + Send + 'static,
+    {
+        let k = data_key(hash, key);
+        self.run(hash, move |w| {
+            let before = w.read(&k)?;
+            let (change, result) = f(before.as_deref());
+            w.write(hash, k, before.as_deref(), change)?;
+            Ok(result)
+        })
+        .await
+    }
+
     /// Up to `limit` keys with ring positions in `from..=to`, in ring order,
     /// and the position to continue from (`None` when the range is done).
     /// Keys sharing a position are never split across two calls.

@@ -106,6 +106,11 @@ impl<'a> Reader<'a> {
         Ok(range)
     }
 
+    /// Bytes read so far.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
     pub(crate) fn finish(&self) -> Result<(), DecodeError> {
         if self.pos == self.buf.len() { Ok(()) } else { Err(DecodeError::Malformed("trailing bytes")) }
     }

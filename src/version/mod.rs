@@ -8,7 +8,7 @@
 //! writes siblings instead of losing one, and make replica merges
 //! commutative, associative and idempotent.
 
-mod codec;
+pub(crate) mod codec;
 mod context;
 mod object;
 mod vector;

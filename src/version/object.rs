@@ -3,7 +3,9 @@
 //! Invariants, kept by every constructor and checked by decoding:
 //! - the object's vector covers the dot of every sibling;
 //! - no two siblings share a dot, and one dot always names the same write
-//!   (stripping an expired value is the only change a sibling ever sees).
+//!   (stripping an expired value is the only change a sibling ever sees);
+//! - siblings are sorted by dot, so equal objects compare and encode equal
+//!   (read repair relies on that to tell a stale replica from a current one).
 //!
 //! A dot covered by the vector but absent from the siblings was superseded.
 //! That single rule drives both the coordinator's update and the replica
@@ -60,8 +62,9 @@ impl Object {
     }
 
     /// Assembles an object whose invariants the caller has checked.
-    pub(crate) fn from_parts(vv: VersionVector, siblings: Vec<Sibling>) -> Self {
+    pub(crate) fn from_parts(vv: VersionVector, mut siblings: Vec<Sibling>) -> Self {
         debug_assert!(siblings.iter().all(|s| vv.covers(s.dot)));
+        siblings.sort_by_key(|s| s.dot);
         Self { vv, siblings }
     }
 
@@ -116,7 +119,8 @@ impl Object {
         self.siblings.retain(|s| !ctx.covers(s.dot));
         self.vv.merge(ctx.vector());
         self.vv.add(dot);
-        self.siblings.push(new);
+        let at = self.siblings.partition_point(|s| s.dot < dot);
+        self.siblings.insert(at, new);
         ctx.with_dot(dot, fold)
     }
 
@@ -142,7 +146,10 @@ impl Object {
                 // reclaimed copy is the later state of it.
                 Some(mine) if t.value.is_none() => mine.value = None,
                 Some(_) => {}
-                None if !self.vv.covers(t.dot) => self.siblings.push(t.clone()),
+                None if !self.vv.covers(t.dot) => {
+                    let at = self.siblings.partition_point(|s| s.dot < t.dot);
+                    self.siblings.insert(at, t.clone());
+                }
                 None => {}
             }
         }

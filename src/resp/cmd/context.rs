@@ -1,9 +1,11 @@
 //! The context commands, which expose sibling versions: GETCTX, SETCTX,
 //! DELCTX. A context is opaque printable text; see `version::Context`.
+//! `R n` / `W n` override the read or write quorum for one request.
 
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::mutation::parse_i64;
 use crate::resp::args::Args;
 use crate::resp::reply::Reply;
 use crate::resp::session::Session;
@@ -13,39 +15,61 @@ fn context(text: &[u8]) -> Result<Context> {
     Context::decode(text).map_err(|_| Error::InvalidContext)
 }
 
-/// GETCTX key → [context, [value, …]].
+/// The number after `R` or `W`.
+fn quorum(args: &mut Args) -> Result<usize> {
+    let n = parse_i64(&args.bytes()?).ok_or(Error::NotInteger)?;
+    usize::try_from(n).map_err(|_| Error::NotInteger)
+}
+
+/// GETCTX key [R n] → [context, [value, …]].
 pub async fn getctx(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
-    args.finish()?;
-    let v = s.coordinator().get_versions(&key).await?;
+    let mut r = None;
+    while let Some(option) = args.keyword() {
+        match option.as_str() {
+            "R" if r.is_none() => r = Some(quorum(&mut args)?),
+            _ => return Err(Error::Syntax),
+        }
+    }
+    let v = s.coordinator().get_versions(&key, r).await?;
     Ok(Reply::Array(vec![Reply::bulk(v.context.encode()), Reply::bulks(v.values)]))
 }
 
-/// SETCTX key context value [EX seconds | PX milliseconds] → new context.
+/// SETCTX key context value [EX seconds | PX milliseconds] [W n] → new context.
 pub async fn setctx(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     let ctx = context(&args.bytes()?)?;
     let value: Bytes = args.bytes()?;
-    let mut ttl = None;
+    let (mut ttl, mut w) = (None, None);
     while let Some(option) = args.keyword() {
         let unit = match option.as_str() {
             "EX" if ttl.is_none() => 1000,
             "PX" if ttl.is_none() => 1,
+            "W" if w.is_none() => {
+                w = Some(quorum(&mut args)?);
+                continue;
+            }
             _ => return Err(Error::Syntax),
         };
         let invalid = || Error::InvalidExpire("setctx".into());
         let ms = args.int()?.checked_mul(unit).filter(|&ms| ms > 0).ok_or_else(invalid)?;
         ttl = Some(ms as u64);
     }
-    let (next, _) = s.coordinator().write_versions(&key, ctx, Some(value), ttl).await?;
+    let (next, _) = s.coordinator().write_versions(&key, ctx, Some(value), ttl, w).await?;
     Ok(Reply::bulk(next.encode()))
 }
 
-/// DELCTX key context → how many values it superseded.
+/// DELCTX key context [W n] → how many values it superseded.
 pub async fn delctx(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     let ctx = context(&args.bytes()?)?;
-    args.finish()?;
-    let (_, superseded) = s.coordinator().write_versions(&key, ctx, None, None).await?;
+    let mut w = None;
+    while let Some(option) = args.keyword() {
+        match option.as_str() {
+            "W" if w.is_none() => w = Some(quorum(&mut args)?),
+            _ => return Err(Error::Syntax),
+        }
+    }
+    let (_, superseded) = s.coordinator().write_versions(&key, ctx, None, None, w).await?;
     Ok(Reply::Int(superseded as i64))
 }

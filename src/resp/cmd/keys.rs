@@ -129,7 +129,7 @@ pub async fn scan(s: &Session, mut args: Args) -> Result<Reply> {
         }
     }
     let (next, keys) =
-        if only_strings { s.coordinator().scan(cursor, count, pattern.as_deref()).await? } else { (0, Vec::new()) };
+        if only_strings { s.coordinator().scan(cursor, count, pattern.as_ref()).await? } else { (0, Vec::new()) };
     Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::bulks(keys)]))
 }
 

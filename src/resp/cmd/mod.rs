@@ -1,5 +1,6 @@
 //! Command handlers, one file per family.
 
+pub mod admin;
 pub mod connection;
 pub mod context;
 pub mod keys;

@@ -52,7 +52,7 @@ pub async fn command(_: &Session, mut args: Args) -> Result<Reply> {
 }
 
 pub async fn dbsize(s: &Session, _: Args) -> Result<Reply> {
-    Ok(Reply::Int(s.coordinator().dbsize() as i64))
+    Ok(Reply::Int(s.coordinator().dbsize().await? as i64))
 }
 
 pub async fn flushall(s: &Session, mut args: Args) -> Result<Reply> {
@@ -113,7 +113,7 @@ pub async fn config(s: &Session, mut args: Args) -> Result<Reply> {
 }
 
 const SECTIONS: &[&str] =
-    &["server", "clients", "memory", "persistence", "stats", "replication", "versions", "keyspace"];
+    &["server", "clients", "memory", "persistence", "stats", "replication", "cluster", "versions", "keyspace"];
 
 /// Resident memory of the process, from /proc where there is one.
 fn rss_bytes() -> u64 {
@@ -192,6 +192,22 @@ fn section(s: &Session, name: &str, out: &mut String) {
             line("connected_slaves", &0);
             line("master_replid", &server.run_id);
             line("master_repl_offset", &0);
+        }
+        "cluster" => {
+            // Not a Redis Cluster: cluster-aware clients must not switch modes.
+            line("cluster_enabled", &0);
+            let view = s.coordinator().view();
+            let settings = s.coordinator().settings();
+            line("shoal_members", &view.members.len());
+            line("shoal_partitions", &view.ring.partition_count());
+            line("shoal_partitions_owned", &view.ring.owned_by(s.coordinator().node_id()));
+            line("shoal_n", &settings.n);
+            line("shoal_r", &settings.r);
+            line("shoal_w", &settings.w);
+            line("shoal_reads_coordinated", &get(&m.reads_coordinated));
+            line("shoal_writes_coordinated", &get(&m.writes_coordinated));
+            line("shoal_writes_forwarded", &get(&m.writes_forwarded));
+            line("shoal_read_repairs", &get(&m.read_repairs));
         }
         "versions" => {
             let store = s.coordinator().store();

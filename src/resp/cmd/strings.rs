@@ -71,7 +71,7 @@ fn outcome(o: Outcome) -> Reply {
     }
 }
 
-async fn write(s: &Session, key: &[u8], m: Mutation) -> Result<Reply> {
+async fn write(s: &Session, key: &Bytes, m: Mutation) -> Result<Reply> {
     s.coordinator().write(key, m).await.map(outcome)
 }
 

@@ -1,0 +1,118 @@
+//! What this node does when a peer asks: read or merge its copy of a key,
+//! coordinate a write forwarded to it, scan or count what it holds.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+use crate::mutation::{Mutation, Outcome};
+use crate::rpc::PartitionCount;
+use crate::version::{Context, Object};
+
+use super::Coordinator;
+use super::replicas::merge_local;
+
+impl Coordinator {
+    /// This node's copy of `key`.
+    ///
+    /// # Errors
+    /// Too long a key, or a storage failure.
+    pub async fn replica_read(&self, key: &Bytes) -> Result<Option<Object>> {
+        let hash = super::locate(key)?;
+        Ok(self.store.get(hash, key).await?.map(Arc::unwrap_or_clone))
+    }
+
+    /// Merges a coordinator's object into this node's copy of `key`.
+    ///
+    /// # Errors
+    /// Too long a key, or a storage failure.
+    pub async fn replica_merge(&self, key: &Bytes, object: &Object) -> Result<()> {
+        let hash = super::locate(key)?;
+        merge_local(&self.store, hash, key, object).await.map(|_| ())
+    }
+
+    /// Coordinates a plain write another node forwarded here. A node that
+    /// does not see itself as a replica refuses with TRYAGAIN (the two
+    /// nodes' views of the cluster differ for a moment) rather than forward
+    /// it on.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write), or TRYAGAIN.
+    pub async fn forwarded_write(&self, key: &Bytes, mutation: Mutation) -> Result<Outcome> {
+        let place = self.place(key)?;
+        if place.me.is_none() {
+            return Err(Error::TryAgain("the cluster view is changing; retry".into()));
+        }
+        self.coordinate_write(key, &place, mutation).await
+    }
+
+    /// Coordinates a context write another node forwarded here.
+    ///
+    /// # Errors
+    /// As [`write_versions`](Self::write_versions), or TRYAGAIN.
+    pub async fn forwarded_write_versions(
+        &self,
+        key: &Bytes,
+        context: Context,
+        value: Option<Bytes>,
+        ttl_ms: Option<u64>,
+        w: Option<usize>,
+    ) -> Result<(Context, usize)> {
+        let place = self.place(key)?;
+        if place.me.is_none() {
+            return Err(Error::TryAgain("the cluster view is changing; retry".into()));
+        }
+        let w = super::quorum_of(w, self.settings.w, place.count(), "W")?;
+        self.coordinate_versions(key, &place, context, value, ttl_ms, w).await
+    }
+
+    /// Live keys this node holds with positions in `from..=to`, examining
+    /// about `count`: `(keys, examined, next position)`.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn scan_local(
+        &self,
+        from: u64,
+        to: u64,
+        count: usize,
+        pattern: Option<&Bytes>,
+    ) -> Result<(Vec<Bytes>, usize, Option<u64>)> {
+        let (entries, next) = self.store.scan(from, to, count).await?;
+        let now = now_ms();
+        let examined = entries.len();
+        let keys = entries
+            .into_iter()
+            .filter(|e| e.object.live(now).is_some())
+            .filter(|e| pattern.is_none_or(|pat| crate::glob::matches(pat, &e.key, false)))
+            .map(|e| e.key)
+            .collect();
+        Ok((keys, examined, next))
+    }
+
+    /// Key counts of every partition this node holds keys of.
+    #[must_use]
+    pub fn local_tallies(&self) -> Vec<PartitionCount> {
+        let q = self.membership.view().partitioner().count();
+        (0..q)
+            .filter_map(|p| {
+                let t = self.store.partition_tally(p);
+                (t.keys > 0).then(|| PartitionCount {
+                    partition: p,
+                    keys: t.keys as u64,
+                    expires: t.expires.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Removes every key this node holds.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn flush_local(&self) -> Result<()> {
+        self.store.flush_all().await
+    }
+}

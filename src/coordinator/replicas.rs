@@ -1,0 +1,277 @@
+//! Talking to a key's replicas: quorum reads with read repair, replicated
+//! writes, and forwarding to a coordinator in the preference list.
+//!
+//! A request goes to every replica at once. The coordinator answers as soon
+//! as enough have replied (R or W, counted by [`Quorum`]) or as soon as too
+//! many have failed; the calls still in flight then finish in a background
+//! task, so a slow replica neither delays the reply nor misses the write.
+//! After a read, that task merges every answer and sends the merged object
+//! to each replica whose answer differed (read repair).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::membership::View;
+use crate::metrics;
+use crate::rpc::{Member, Peers, Request, Response};
+use crate::storage::{Change, Store};
+use crate::version::{NodeId, Object};
+
+use super::Coordinator;
+use super::quorum::{Quorum, Status};
+
+/// One replica's answer, in flight.
+type Call<T> = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
+
+/// Where a key lives, as this node sees the cluster now.
+pub(super) struct Placement {
+    pub hash: u64,
+    /// The first N distinct owners from the key's partition; empty when
+    /// this node is the whole cluster (the common single-node path, kept
+    /// free of allocations).
+    pub replicas: Vec<Member>,
+    /// This node's index among them, if it is one.
+    pub me: Option<usize>,
+}
+
+impl Placement {
+    pub fn new(view: &View, me: NodeId, hash: u64, n: usize) -> Self {
+        if view.members.len() == 1 && view.members[0].id == me {
+            return Self { hash, replicas: Vec::new(), me: Some(0) };
+        }
+        let (_, replicas) = view.replicas_at(hash, n);
+        let replicas: Vec<Member> = replicas.into_iter().cloned().collect();
+        let me = replicas.iter().position(|m| m.id == me);
+        Self { hash, replicas, me }
+    }
+
+    /// True if this node is the key's only replica: no peer is involved.
+    pub fn local_only(&self) -> bool {
+        self.replicas.is_empty() || (self.replicas.len() == 1 && self.me == Some(0))
+    }
+
+    /// How many replicas the key has.
+    pub fn count(&self) -> usize {
+        self.replicas.len().max(1)
+    }
+}
+
+/// Polls `calls` until `needed` succeed or that can no longer happen.
+/// Returns the answers so far (by index) and the calls still pending.
+async fn until_quorum<T>(
+    calls: Vec<Call<T>>,
+    needed: usize,
+) -> (Status, Vec<(usize, Result<T>)>, Vec<(usize, Call<T>)>) {
+    let mut quorum = Quorum::new(needed, calls.len());
+    let mut pending: Vec<(usize, Call<T>)> = calls.into_iter().enumerate().collect();
+    let mut answers = Vec::new();
+    let status = std::future::poll_fn(|cx| {
+        let mut i = 0;
+        while i < pending.len() {
+            if let Poll::Ready(result) = pending[i].1.as_mut().poll(cx) {
+                let (index, _) = pending.swap_remove(i);
+                let status = if result.is_ok() { quorum.success() } else { quorum.failure() };
+                answers.push((index, result));
+                if status != Status::Pending {
+                    return Poll::Ready(status);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        if pending.is_empty() { Poll::Ready(quorum.status()) } else { Poll::Pending }
+    })
+    .await;
+    (status, answers, pending)
+}
+
+/// Finishes calls in the background, then hands all answers to `then`.
+fn finish_later<T: Send + 'static>(
+    mut answers: Vec<(usize, Result<T>)>,
+    pending: Vec<(usize, Call<T>)>,
+    then: impl FnOnce(Vec<(usize, Result<T>)>) -> Call<()> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let rest = crate::join::join_all(pending.into_iter().map(|(i, call)| async move { (i, call.await) }).collect());
+        answers.extend(rest.await);
+        let _ = then(answers).await;
+    });
+}
+
+fn peer_error(e: impl std::fmt::Display) -> Error {
+    Error::TryAgain(e.to_string())
+}
+
+/// Reads one replica's object.
+fn read_call(coordinator: &Coordinator, replica: &Member, local: bool, hash: u64, key: &Bytes) -> Call<Option<Object>> {
+    let key = key.clone();
+    if local {
+        let store = Arc::clone(&coordinator.store);
+        Box::pin(async move { Ok(store.get(hash, &key).await?.map(Arc::unwrap_or_clone)) })
+    } else {
+        let (peers, addr) = (coordinator.peers.clone(), replica.peer_addr.clone());
+        Box::pin(async move {
+            match peers.call(&addr, &Request::Read { key }).await.map_err(peer_error)? {
+                Response::Object(o) => Ok(o),
+                Response::Error(e) => Err(Error::Command(e)),
+                other => Err(peer_error(format!("unexpected answer {other:?}"))),
+            }
+        })
+    }
+}
+
+/// Merges `object` into one replica.
+fn merge_call(
+    store: &Arc<Store>,
+    peers: &Peers,
+    replica: &Member,
+    local: bool,
+    hash: u64,
+    key: &Bytes,
+    object: Arc<Object>,
+) -> Call<()> {
+    let key = key.clone();
+    if local {
+        let store = Arc::clone(store);
+        Box::pin(async move { merge_local(&store, hash, &key, &object).await.map(|_| ()) })
+    } else {
+        let (peers, addr) = (peers.clone(), replica.peer_addr.clone());
+        Box::pin(async move {
+            let request = Request::Merge { key, object: Arc::unwrap_or_clone(object) };
+            match peers.call(&addr, &request).await.map_err(peer_error)? {
+                Response::Done => Ok(()),
+                Response::Error(e) => Err(Error::Command(e)),
+                other => Err(peer_error(format!("unexpected answer {other:?}"))),
+            }
+        })
+    }
+}
+
+/// Merges `object` into this node's copy of the key; true if it changed.
+pub(super) async fn merge_local(store: &Store, hash: u64, key: &[u8], object: &Object) -> Result<bool> {
+    let incoming = object.clone();
+    store
+        .apply(hash, key, move |before| match before {
+            Some(b) => {
+                let mut merged = b.clone();
+                merged.merge(&incoming);
+                if merged == *b { (Change::Keep, false) } else { (Change::Put(merged), true) }
+            }
+            None => (Change::Put(incoming), true),
+        })
+        .await
+}
+
+impl Coordinator {
+    /// Reads `key` from its replicas and returns the merge of the answers
+    /// once `r` replicas have answered; repairs stale replicas afterwards.
+    pub(super) async fn read_replicas(&self, key: &Bytes, place: &Placement, r: usize) -> Result<Option<Object>> {
+        let calls: Vec<Call<Option<Object>>> = place
+            .replicas
+            .iter()
+            .enumerate()
+            .map(|(i, m)| read_call(self, m, place.me == Some(i), place.hash, key))
+            .collect();
+        let (status, answers, pending) = until_quorum(calls, r).await;
+        let got = answers.iter().filter(|(_, a)| a.is_ok()).count();
+        let mut merged: Option<Object> = None;
+        for (_, answer) in &answers {
+            if let Ok(Some(o)) = answer {
+                merged.get_or_insert_with(Object::new).merge(o);
+            }
+        }
+        self.repair_later(key, place, answers, pending);
+        match status {
+            Status::Reached => Ok(merged),
+            _ => Err(Error::NoQuorum { needed: r, got }),
+        }
+    }
+
+    /// Once every replica has answered (or failed), sends the merged object
+    /// to each one whose answer differed.
+    fn repair_later(
+        &self,
+        key: &Bytes,
+        place: &Placement,
+        answers: Vec<(usize, Result<Option<Object>>)>,
+        pending: Vec<(usize, Call<Option<Object>>)>,
+    ) {
+        let (store, peers, metrics) = (Arc::clone(&self.store), self.peers.clone(), Arc::clone(&self.metrics));
+        let (key, replicas, me, hash) = (key.clone(), place.replicas.clone(), place.me, place.hash);
+        finish_later(answers, pending, move |answers| {
+            Box::pin(async move {
+                let mut merged = Object::new();
+                for (_, answer) in &answers {
+                    if let Ok(Some(o)) = answer {
+                        merged.merge(o);
+                    }
+                }
+                if merged.siblings().is_empty() && merged.vv().is_empty() {
+                    return Ok(());
+                }
+                let merged = Arc::new(merged);
+                let stale: Vec<usize> = answers
+                    .iter()
+                    .filter(|(_, a)| matches!(a, Ok(o) if o.as_ref() != Some(&*merged)))
+                    .map(|(i, _)| *i)
+                    .collect();
+                let repairs = stale
+                    .iter()
+                    .map(|&i| merge_call(&store, &peers, &replicas[i], me == Some(i), hash, &key, Arc::clone(&merged)))
+                    .collect();
+                metrics::add(&metrics.read_repairs, stale.len() as u64);
+                for result in crate::join::join_all(repairs).await {
+                    if let Err(e) = result {
+                        tracing::debug!("read repair failed: {e}");
+                    }
+                }
+                Ok(())
+            })
+        });
+    }
+
+    /// Sends the object this node just wrote to the other replicas and waits
+    /// until `w` replicas (this one included) hold it.
+    pub(super) async fn replicate(&self, key: &Bytes, place: &Placement, object: Object, w: usize) -> Result<()> {
+        let object = Arc::new(object);
+        let calls: Vec<Call<()>> = place
+            .replicas
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| place.me != Some(*i))
+            .map(|(_, m)| merge_call(&self.store, &self.peers, m, false, place.hash, key, Arc::clone(&object)))
+            .collect();
+        let (status, answers, pending) = until_quorum(calls, w.saturating_sub(1)).await;
+        let got = 1 + answers.iter().filter(|(_, a)| a.is_ok()).count();
+        if !pending.is_empty() {
+            finish_later(answers, pending, |_| Box::pin(async { Ok(()) }));
+        }
+        match status {
+            Status::Reached => Ok(()),
+            _ => Err(Error::NoQuorum { needed: w, got }),
+        }
+    }
+
+    /// Sends `request` to the first replica that answers and returns its
+    /// answer; a replica's error (NOQUORUM, a type error) is passed on.
+    pub(super) async fn forward(&self, place: &Placement, request: Request, w: usize) -> Result<Response> {
+        metrics::add(&self.metrics.writes_forwarded, 1);
+        let mut last = None;
+        for replica in &place.replicas {
+            match self.peers.call(&replica.peer_addr, &request).await {
+                Ok(Response::Error(e)) => return Err(Error::Command(e)),
+                Ok(answer) => return Ok(answer),
+                Err(e) => last = Some(e),
+            }
+        }
+        if let Some(e) = last {
+            tracing::debug!("no replica took a forwarded write: {e}");
+        }
+        Err(Error::NoQuorum { needed: w, got: 0 })
+    }
+}

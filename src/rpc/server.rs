@@ -1,0 +1,138 @@
+//! Serving peers: accepts connections on the peer port, exchanges
+//! handshakes, and answers each request with the node's [`Handler`].
+//!
+//! Requests on one connection are handled concurrently (each in its own
+//! task, at most [`IN_FLIGHT`] at once per connection) and their responses
+//! written in completion order through one writer. A connection that sends
+//! anything malformed (a bad handshake, an oversized or undecodable frame)
+//! is closed at once, as are all connections when the node stops; nothing
+//! else is affected.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::shutdown::Stop;
+
+use super::wire::{Member, Request, Response, handshake, parse_handshake, split_frame};
+
+/// Requests one connection may have in progress.
+pub const IN_FLIGHT: usize = 1024;
+/// Time a new connection gets to introduce itself.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the node does with a peer's request.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers `request` from peer `from`.
+    fn handle(&self, from: &Member, request: Request) -> impl Future<Output = Response> + Send;
+}
+
+/// Serves peers on `listener` until `stop` fires.
+pub async fn serve<H: Handler>(listener: TcpListener, me: Member, handler: Arc<H>, max_frame: usize, mut stop: Stop) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stop.stopped() => return,
+        };
+        let (socket, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("peer accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (me, handler, stop) = (me.clone(), Arc::clone(&handler), stop.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve_peer(socket, &me, handler, max_frame, stop).await {
+                tracing::debug!(peer = %addr, "peer connection closed: {e}");
+            }
+        });
+    }
+}
+
+async fn serve_peer<H: Handler>(
+    socket: TcpStream,
+    me: &Member,
+    handler: Arc<H>,
+    max_frame: usize,
+    mut stop: Stop,
+) -> Result<(), String> {
+    let _ = socket.set_nodelay(true);
+    let (mut rd, wr) = socket.into_split();
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let from = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        loop {
+            if let Some((member, used)) = parse_handshake(&buf)? {
+                let _ = buf.split_to(used);
+                return Ok(member);
+            }
+            if rd.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                return Err("closed during the handshake".to_string());
+            }
+        }
+    })
+    .await
+    .map_err(|_| "no handshake".to_string())??;
+    let from = Arc::new(from);
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    wr.write_all(&handshake(me)).await.map_err(|e| e.to_string())?;
+    wr.flush().await.map_err(|e| e.to_string())?;
+
+    let (responses, queue) = mpsc::channel::<BytesMut>(IN_FLIGHT);
+    let writer = tokio::spawn(write_responses(wr, queue));
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+    let result = loop {
+        match split_frame(&mut buf, max_frame) {
+            Ok(Some((id, tag, payload))) => {
+                let request = match Request::decode(tag, &payload) {
+                    Ok(r) => r,
+                    Err(e) => break Err(format!("malformed request: {e}")),
+                };
+                let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { break Ok(()) };
+                let (handler, from, responses) = (Arc::clone(&handler), Arc::clone(&from), responses.clone());
+                tokio::spawn(async move {
+                    let response = handler.handle(&from, request).await;
+                    let mut frame = BytesMut::new();
+                    response.encode(id, &mut frame);
+                    let _ = responses.send(frame).await;
+                    drop(permit);
+                });
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+        buf.reserve(16 * 1024);
+        let read = tokio::select! {
+            read = rd.read_buf(&mut buf) => read,
+            () = stop.stopped() => break Ok(()),
+        };
+        match read {
+            Ok(0) => break Ok(()),
+            Ok(_) => {}
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    // The peer left, misbehaved, or the node is stopping: close now rather
+    // than keep the socket open for answers nobody will wait for.
+    writer.abort();
+    result
+}
+
+async fn write_responses(mut wr: BufWriter<tokio::net::tcp::OwnedWriteHalf>, mut queue: mpsc::Receiver<BytesMut>) {
+    while let Some(frame) = queue.recv().await {
+        if wr.write_all(&frame).await.is_err() {
+            return;
+        }
+        if queue.is_empty() && wr.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
