@@ -161,7 +161,9 @@ impl Config {
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
         }
-        builder = builder.add_source(config::Environment::with_prefix("SHOAL").convert_case(config::Case::Kebab));
+        builder = builder.add_source(
+            config::Environment::with_prefix("SHOAL").convert_case(config::Case::Kebab).source(Some(settings_in_env())),
+        );
         for (key, value) in overrides {
             builder = builder.set_override(*key, value.as_str()).map_err(|e| Error::Config(e.to_string()))?;
         }
@@ -241,6 +243,33 @@ impl Config {
     }
 }
 
+/// The `SHOAL_*` environment variables that name settings. Others are
+/// reported and ignored: a file's unknown keys are errors (a typo there is
+/// the user's), but the environment is shared with other programs.
+fn settings_in_env() -> std::collections::HashMap<String, String> {
+    let mut found = std::collections::HashMap::new();
+    for (name, value) in std::env::vars() {
+        let Some(rest) = name.strip_prefix("SHOAL_") else { continue };
+        let key = rest.to_ascii_lowercase().replace('_', "-");
+        if is_setting(&key) {
+            found.insert(name, value);
+        } else {
+            eprintln!("shoal: ignoring {name} in the environment: there is no setting `{key}`");
+        }
+    }
+    found
+}
+
+/// True if `key` names a setting: a config holding only that key fails to
+/// deserialize for any reason but an unknown field.
+fn is_setting(key: &str) -> bool {
+    let probe = config::Config::builder()
+        .set_override(key, "0")
+        .and_then(|b| b.build())
+        .and_then(config::Config::try_deserialize::<Config>);
+    !matches!(probe, Err(e) if e.to_string().contains("unknown field"))
+}
+
 /// A list given as a TOML array or as one comma-separated string (from the
 /// environment or a flag).
 fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -299,6 +328,16 @@ mod tests {
         assert_eq!(c.quorum(), (3, 2, 2));
         assert!(Config::load(None, &[("n", "3".into()), ("w", "4".into())]).is_err());
         assert!(Config::load(None, &[("r", "0".into())]).is_err());
+    }
+
+    #[test]
+    fn settings_are_told_apart_from_other_names() {
+        for key in ["port", "peer-port", "max-siblings", "seeds", "n", "object-cache-size"] {
+            assert!(is_setting(key), "{key}");
+        }
+        for key in ["cluster-dir", "prot", "log"] {
+            assert!(!is_setting(key), "{key}");
+        }
     }
 
     #[test]

@@ -82,8 +82,7 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let config = Config::load(args.config.as_deref(), &args.overrides())?;
+async fn run(config: Config) -> anyhow::Result<()> {
     init_logging(&config.log_level)?;
     let node = Node::start(config).await?;
     shutdown_requested().await;
@@ -98,18 +97,17 @@ fn main() -> ExitCode {
         Some(Command::Server(args)) => args,
         None => cli.server,
     };
-    // The runtime's size is a setting, so read it before building the runtime.
-    let threads = Config::load(args.config.as_deref(), &args.overrides()).map(|c| c.io_threads());
-    let threads = match threads {
-        Ok(t) => t,
+    // The runtime's size is a setting, so the config is read before it.
+    let config = match Config::load(args.config.as_deref(), &args.overrides()) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("shoal: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(config.io_threads()).enable_all().build();
     let result = match runtime {
-        Ok(rt) => rt.block_on(run(args)),
+        Ok(rt) => rt.block_on(run(config)),
         Err(e) => Err(e.into()),
     };
     match result {

@@ -62,7 +62,7 @@ impl View {
     #[must_use]
     pub fn replicas_at(&self, hash: u64, n: usize) -> (u32, Vec<&Member>) {
         let p = self.ring.partitioner().of(hash);
-        (p, self.ring.replicas(p, n).into_iter().filter_map(|id| self.member(id)).collect())
+        (p, self.ring.replicas(p, n).iter().filter_map(|&id| self.member(id)).collect())
     }
 }
 

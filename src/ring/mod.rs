@@ -81,11 +81,13 @@ impl Partitioner {
     }
 }
 
-/// Who owns each partition.
+/// Who owns each partition, and each partition's preference list
+/// (computed once, since every request asks for one).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ring {
     partitioner: Partitioner,
     owners: Vec<NodeId>,
+    lists: Vec<Vec<NodeId>>,
 }
 
 /// Owners of `q` partitions among `members`: round robin in id order.
@@ -113,7 +115,29 @@ impl Ring {
     pub fn new(members: &[NodeId], q: u32) -> Self {
         assert!(!members.is_empty(), "a ring needs a member");
         let partitioner = Partitioner::new(q);
-        Self { partitioner, owners: claim(members, q) }
+        let owners = claim(members, q);
+        let distinct = {
+            let mut d = owners.clone();
+            d.sort_unstable();
+            d.dedup();
+            d.len()
+        };
+        let lists = (0..owners.len())
+            .map(|p| {
+                let mut list: Vec<NodeId> = Vec::with_capacity(distinct);
+                for i in 0..owners.len() {
+                    if list.len() == distinct {
+                        break;
+                    }
+                    let owner = owners[(p + i) % owners.len()];
+                    if !list.contains(&owner) {
+                        list.push(owner);
+                    }
+                }
+                list
+            })
+            .collect();
+        Self { partitioner, owners, lists }
     }
 
     #[must_use]
@@ -134,24 +158,15 @@ impl Ring {
     /// Distinct owners walking clockwise from partition `p`: the first `n`
     /// are the replicas of keys in `p`, any after them are fallbacks.
     #[must_use]
-    pub fn preference_list(&self, p: u32) -> Vec<NodeId> {
-        let q = self.owners.len();
-        let mut nodes: Vec<NodeId> = Vec::new();
-        for i in 0..q {
-            let owner = self.owners[(p as usize + i) % q];
-            if !nodes.contains(&owner) {
-                nodes.push(owner);
-            }
-        }
-        nodes
+    pub fn preference_list(&self, p: u32) -> &[NodeId] {
+        &self.lists[p as usize]
     }
 
     /// The first `n` distinct owners from partition `p`: its replicas.
     #[must_use]
-    pub fn replicas(&self, p: u32, n: usize) -> Vec<NodeId> {
-        let mut list = self.preference_list(p);
-        list.truncate(n);
-        list
+    pub fn replicas(&self, p: u32, n: usize) -> &[NodeId] {
+        let list = self.preference_list(p);
+        &list[..n.min(list.len())]
     }
 
     /// How many partitions `node` owns.
@@ -186,7 +201,7 @@ mod tests {
     #[test]
     fn single_node_ring_lists_only_itself() {
         let ring = Ring::single(NodeId(7), 256);
-        assert_eq!(ring.preference_list(200), vec![NodeId(7)]);
+        assert_eq!(ring.preference_list(200), &[NodeId(7)]);
         assert_eq!(ring.owned_by(NodeId(7)), 256);
     }
 

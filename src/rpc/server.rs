@@ -96,13 +96,19 @@ async fn serve_peer<H: Handler>(
                 };
                 let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { break Ok(()) };
                 let (handler, from, responses) = (Arc::clone(&handler), Arc::clone(&from), responses.clone());
-                tokio::spawn(async move {
+                let mut answer = Box::pin(async move {
                     let response = handler.handle(&from, request).await;
                     let mut frame = BytesMut::new();
                     response.encode(id, &mut frame);
                     let _ = responses.send(frame).await;
                     drop(permit);
                 });
+                // Most answers are ready at once (a cached read): give the
+                // request one poll here and spawn a task only if it waits.
+                let waker = std::task::Waker::noop();
+                if answer.as_mut().poll(&mut std::task::Context::from_waker(waker)).is_pending() {
+                    tokio::spawn(answer);
+                }
                 continue;
             }
             Ok(None) => {}

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 pub struct Shoal {
     child: Option<Child>,
     pub port: u16,
+    /// Where peers reach the node.
+    pub peer_port: u16,
     pub dir: PathBuf,
     /// Keeps a temporary directory alive for the node's life.
     _temp: Option<tempfile::TempDir>,
@@ -77,28 +81,27 @@ impl Shoal {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
                     if let Some(addr) = line.split("accepting clients on ").nth(1) {
-                        let port = addr
-                            .split_whitespace()
-                            .next()
-                            .and_then(|a| a.rsplit(':').next())
-                            .and_then(|p| p.parse::<u16>().ok());
-                        if let Some(port) = port {
-                            let _ = tx.send(port);
+                        let port_of = |a: &str| a.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+                        let port = addr.split_whitespace().next().and_then(port_of);
+                        let peer =
+                            line.split("peers=").nth(1).and_then(|a| a.split_whitespace().next()).and_then(port_of);
+                        if let (Some(port), Some(peer)) = (port, peer) {
+                            let _ = tx.send((port, peer));
                         }
                     }
                     log.lock().expect("log").push_str(&(line + "\n"));
                 }
             });
         }
-        let port = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(port) => port,
+        let (port, peer_port) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(ports) => ports,
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!("shoal did not start; its output:\n{}", log.lock().expect("log"));
             }
         };
-        Self { child: Some(child), port, dir: dir.to_path_buf(), _temp: None, log }
+        Self { child: Some(child), port, peer_port, dir: dir.to_path_buf(), _temp: None, log }
     }
 
     pub fn addr(&self) -> String {

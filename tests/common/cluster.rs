@@ -1,0 +1,135 @@
+//! An in-process test cluster: several shoal nodes started through the
+//! library on one background tokio runtime, each on ephemeral loopback
+//! ports with its own temporary data directory, driven by real clients
+//! from the test thread. Nodes can be stopped and restarted on the same
+//! directory and ports.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use shoal::config::Config;
+use shoal::node::Node;
+
+use super::wait_for;
+
+pub struct TestCluster {
+    rt: tokio::runtime::Runtime,
+    nodes: Vec<Option<Node>>,
+    configs: Vec<Config>,
+    _temp: tempfile::TempDir,
+}
+
+/// The `shoal_members` field of a node's INFO, if it answers.
+fn members_seen(port: u16) -> Option<usize> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+    let mut c = client.get_connection_with_timeout(Duration::from_secs(2)).ok()?;
+    let info: String = redis::cmd("INFO").arg("cluster").query(&mut c).ok()?;
+    info.lines().find_map(|l| l.strip_prefix("shoal_members:")).and_then(|n| n.trim().parse().ok())
+}
+
+impl TestCluster {
+    /// Starts `size` nodes with the given N, R, W and waits until every node
+    /// sees every other.
+    pub fn start(size: usize, n: usize, r: usize, w: usize) -> Self {
+        Self::start_with(size, |c| {
+            c.n = Some(n);
+            c.r = Some(r);
+            c.w = Some(w);
+        })
+    }
+
+    /// Starts `size` nodes, letting `tune` adjust each one's settings.
+    pub fn start_with(size: usize, tune: impl Fn(&mut Config)) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut cluster = Self { rt, nodes: Vec::new(), configs: Vec::new(), _temp: temp };
+        for i in 0..size {
+            let mut config = Config {
+                port: 0,
+                peer_port: Some(0),
+                data_dir: cluster._temp.path().join(format!("node{i}")),
+                partitions: 64,
+                request_timeout: 500,
+                shutdown_timeout: 5,
+                // Every node after the first joins through the first.
+                seeds: cluster
+                    .configs
+                    .first()
+                    .map(|c: &Config| vec![format!("127.0.0.1:{}", c.peer_port())])
+                    .unwrap_or_default(),
+                ..Config::default()
+            };
+            tune(&mut config);
+            let node = cluster.rt.block_on(Node::start(config.clone())).expect("node starts");
+            // Later restarts keep the same ports.
+            config.port = node.addr.port();
+            config.peer_port = Some(node.peer_addr.port());
+            cluster.configs.push(config);
+            cluster.nodes.push(Some(node));
+        }
+        // The first node rejoins through any of the others after a restart.
+        let others: Vec<String> =
+            cluster.configs.iter().skip(1).map(|c| format!("127.0.0.1:{}", c.peer_port())).collect();
+        cluster.configs[0].seeds = others;
+        cluster.wait_converged();
+        cluster
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Waits until every running node sees every node as a member.
+    pub fn wait_converged(&self) {
+        let size = self.nodes.len();
+        for i in (0..size).filter(|&i| self.nodes[i].is_some()) {
+            let port = self.port(i);
+            wait_for(&format!("node {i} to see {size} members"), Duration::from_secs(20), || {
+                members_seen(port).filter(|&n| n == size)
+            });
+        }
+    }
+
+    pub fn port(&self, i: usize) -> u16 {
+        self.configs[i].port
+    }
+
+    pub fn peer_addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.configs[i].peer_port())
+    }
+
+    pub fn url(&self, i: usize) -> String {
+        format!("redis://127.0.0.1:{}/", self.port(i))
+    }
+
+    /// A RESP2 client of node `i`.
+    pub fn client(&self, i: usize) -> redis::Connection {
+        redis::Client::open(self.url(i)).expect("url").get_connection().expect("connect")
+    }
+
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].is_some()
+    }
+
+    /// Stops node `i` cleanly (its data stays).
+    pub fn stop(&mut self, i: usize) {
+        let node = self.nodes[i].take().expect("running");
+        self.rt.block_on(node.stop()).expect("clean stop");
+    }
+
+    /// Starts node `i` again on its directory and ports.
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node {i} is running");
+        let node = self.rt.block_on(Node::start(self.configs[i].clone())).expect("node restarts");
+        self.nodes[i] = Some(node);
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for node in self.nodes.iter_mut().filter_map(Option::take) {
+            let _ = self.rt.block_on(node.stop());
+        }
+    }
+}
