@@ -162,7 +162,7 @@ impl Coordinator {
 
     fn place(&self, key: &[u8]) -> Result<Placement> {
         let hash = locate(key)?;
-        Ok(Placement::new(&self.membership.view(), self.node_id(), hash, self.settings.n))
+        Ok(Placement::new(self.membership.view(), self.node_id(), hash, self.settings.n))
     }
 
     /// The key's object, merged from `r` replicas.

@@ -31,33 +31,62 @@ type Call<T> = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
 /// Where a key lives, as this node sees the cluster now.
 pub(super) struct Placement {
     pub hash: u64,
-    /// The first N distinct owners from the key's partition; empty when
-    /// this node is the whole cluster (the common single-node path, kept
-    /// free of allocations).
-    pub replicas: Vec<Member>,
-    /// This node's index among them, if it is one.
+    view: Arc<View>,
+    /// The first N distinct owners from the key's partition, as indices
+    /// into the view's members.
+    replicas: Vec<usize>,
+    /// This node's index among the replicas, if it is one.
     pub me: Option<usize>,
 }
 
 impl Placement {
-    pub fn new(view: &View, me: NodeId, hash: u64, n: usize) -> Self {
-        if view.members.len() == 1 && view.members[0].id == me {
-            return Self { hash, replicas: Vec::new(), me: Some(0) };
-        }
-        let (_, replicas) = view.replicas_at(hash, n);
-        let replicas: Vec<Member> = replicas.into_iter().cloned().collect();
-        let me = replicas.iter().position(|m| m.id == me);
-        Self { hash, replicas, me }
+    /// A copy for a background task.
+    fn clone_for_repair(&self) -> Self {
+        Self { hash: self.hash, view: Arc::clone(&self.view), replicas: self.replicas.clone(), me: self.me }
+    }
+
+    pub fn new(view: Arc<View>, me: NodeId, hash: u64, n: usize) -> Self {
+        let p = view.partitioner().of(hash);
+        let replicas: Vec<usize> = view
+            .ring
+            .replicas(p, n)
+            .iter()
+            .filter_map(|id| view.members.binary_search_by_key(id, |m| m.id).ok())
+            .collect();
+        let me = replicas.iter().position(|&i| view.members[i].id == me);
+        Self { hash, view, replicas, me }
     }
 
     /// True if this node is the key's only replica: no peer is involved.
     pub fn local_only(&self) -> bool {
-        self.replicas.is_empty() || (self.replicas.len() == 1 && self.me == Some(0))
+        self.replicas.len() <= 1 && self.me == Some(0)
     }
 
     /// How many replicas the key has.
     pub fn count(&self) -> usize {
         self.replicas.len().max(1)
+    }
+
+    fn member(&self, i: usize) -> &Member {
+        &self.view.members[self.replicas[i]]
+    }
+
+    /// The peer address of replica `i`, owned by the returned closure's
+    /// captures: the view stays alive, nothing is copied.
+    fn addr_of(&self, i: usize) -> PeerAddr {
+        PeerAddr { view: Arc::clone(&self.view), member: self.replicas[i] }
+    }
+}
+
+/// A replica's peer address that a spawned call can own cheaply.
+struct PeerAddr {
+    view: Arc<View>,
+    member: usize,
+}
+
+impl PeerAddr {
+    fn as_str(&self) -> &str {
+        &self.view.members[self.member].peer_addr
     }
 }
 
@@ -107,16 +136,16 @@ fn peer_error(e: impl std::fmt::Display) -> Error {
     Error::TryAgain(e.to_string())
 }
 
-/// Reads one replica's object.
-fn read_call(coordinator: &Coordinator, replica: &Member, local: bool, hash: u64, key: &Bytes) -> Call<Option<Object>> {
-    let key = key.clone();
-    if local {
+/// Reads replica `i`'s object.
+fn read_call(coordinator: &Coordinator, place: &Placement, i: usize, key: &Bytes) -> Call<Option<Object>> {
+    let (key, hash) = (key.clone(), place.hash);
+    if place.me == Some(i) {
         let store = Arc::clone(&coordinator.store);
         Box::pin(async move { Ok(store.get(hash, &key).await?.map(Arc::unwrap_or_clone)) })
     } else {
-        let (peers, addr) = (coordinator.peers.clone(), replica.peer_addr.clone());
+        let (peers, addr) = (coordinator.peers.clone(), place.addr_of(i));
         Box::pin(async move {
-            match peers.call(&addr, &Request::Read { key }).await.map_err(peer_error)? {
+            match peers.call(addr.as_str(), &Request::Read { key }).await.map_err(peer_error)? {
                 Response::Object(o) => Ok(o),
                 Response::Error(e) => Err(Error::Command(e)),
                 other => Err(peer_error(format!("unexpected answer {other:?}"))),
@@ -129,21 +158,20 @@ fn read_call(coordinator: &Coordinator, replica: &Member, local: bool, hash: u64
 fn merge_call(
     store: &Arc<Store>,
     peers: &Peers,
-    replica: &Member,
-    local: bool,
-    hash: u64,
+    place: &Placement,
+    i: usize,
     key: &Bytes,
     object: Arc<Object>,
 ) -> Call<()> {
-    let key = key.clone();
-    if local {
+    let (key, hash) = (key.clone(), place.hash);
+    if place.me == Some(i) {
         let store = Arc::clone(store);
         Box::pin(async move { merge_local(&store, hash, &key, &object).await.map(|_| ()) })
     } else {
-        let (peers, addr) = (peers.clone(), replica.peer_addr.clone());
+        let (peers, addr) = (peers.clone(), place.addr_of(i));
         Box::pin(async move {
             let request = Request::Merge { key, object: Arc::unwrap_or_clone(object) };
-            match peers.call(&addr, &request).await.map_err(peer_error)? {
+            match peers.call(addr.as_str(), &request).await.map_err(peer_error)? {
                 Response::Done => Ok(()),
                 Response::Error(e) => Err(Error::Command(e)),
                 other => Err(peer_error(format!("unexpected answer {other:?}"))),
@@ -171,12 +199,8 @@ impl Coordinator {
     /// Reads `key` from its replicas and returns the merge of the answers
     /// once `r` replicas have answered; repairs stale replicas afterwards.
     pub(super) async fn read_replicas(&self, key: &Bytes, place: &Placement, r: usize) -> Result<Option<Object>> {
-        let calls: Vec<Call<Option<Object>>> = place
-            .replicas
-            .iter()
-            .enumerate()
-            .map(|(i, m)| read_call(self, m, place.me == Some(i), place.hash, key))
-            .collect();
+        let calls: Vec<Call<Option<Object>>> =
+            (0..place.replicas.len()).map(|i| read_call(self, place, i, key)).collect();
         let (status, answers, pending) = until_quorum(calls, r).await;
         let got = answers.iter().filter(|(_, a)| a.is_ok()).count();
         let mut merged: Option<Object> = None;
@@ -202,7 +226,7 @@ impl Coordinator {
         pending: Vec<(usize, Call<Option<Object>>)>,
     ) {
         let (store, peers, metrics) = (Arc::clone(&self.store), self.peers.clone(), Arc::clone(&self.metrics));
-        let (key, replicas, me, hash) = (key.clone(), place.replicas.clone(), place.me, place.hash);
+        let (key, place) = (key.clone(), place.clone_for_repair());
         finish_later(answers, pending, move |answers| {
             Box::pin(async move {
                 let mut merged = Object::new();
@@ -220,10 +244,8 @@ impl Coordinator {
                     .filter(|(_, a)| matches!(a, Ok(o) if o.as_ref() != Some(&*merged)))
                     .map(|(i, _)| *i)
                     .collect();
-                let repairs = stale
-                    .iter()
-                    .map(|&i| merge_call(&store, &peers, &replicas[i], me == Some(i), hash, &key, Arc::clone(&merged)))
-                    .collect();
+                let repairs =
+                    stale.iter().map(|&i| merge_call(&store, &peers, &place, i, &key, Arc::clone(&merged))).collect();
                 metrics::add(&metrics.read_repairs, stale.len() as u64);
                 for result in crate::join::join_all(repairs).await {
                     if let Err(e) = result {
@@ -239,12 +261,9 @@ impl Coordinator {
     /// until `w` replicas (this one included) hold it.
     pub(super) async fn replicate(&self, key: &Bytes, place: &Placement, object: Object, w: usize) -> Result<()> {
         let object = Arc::new(object);
-        let calls: Vec<Call<()>> = place
-            .replicas
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| place.me != Some(*i))
-            .map(|(_, m)| merge_call(&self.store, &self.peers, m, false, place.hash, key, Arc::clone(&object)))
+        let calls: Vec<Call<()>> = (0..place.replicas.len())
+            .filter(|&i| place.me != Some(i))
+            .map(|i| merge_call(&self.store, &self.peers, place, i, key, Arc::clone(&object)))
             .collect();
         let (status, answers, pending) = until_quorum(calls, w.saturating_sub(1)).await;
         let got = 1 + answers.iter().filter(|(_, a)| a.is_ok()).count();
@@ -262,8 +281,8 @@ impl Coordinator {
     pub(super) async fn forward(&self, place: &Placement, request: Request, w: usize) -> Result<Response> {
         metrics::add(&self.metrics.writes_forwarded, 1);
         let mut last = None;
-        for replica in &place.replicas {
-            match self.peers.call(&replica.peer_addr, &request).await {
+        for i in 0..place.replicas.len() {
+            match self.peers.call(&place.member(i).peer_addr, &request).await {
                 Ok(Response::Error(e)) => return Err(Error::Command(e)),
                 Ok(answer) => return Ok(answer),
                 Err(e) => last = Some(e),
