@@ -847,6 +847,22 @@ fn five_nodes_forward_writes_to_replicas() {
     for (i, conn) in c.iter_mut().enumerate() {
         assert_eq!(info_int(conn, "cluster", "shoal_members"), 5, "node {i}");
     }
+
+    // Context writes are forwarded too, quorum overrides included.
+    for (n, k) in keys.iter().take(40).enumerate() {
+        let (read, _) = getctx_reply(&call!(c[(n + 2) % 5], "GETCTX", k, "R", 3));
+        let written = text(&call!(c[n % 5], "SETCTX", k, &read, format!("ctx {k}"), "W", 3));
+        for (i, conn) in c.iter_mut().enumerate() {
+            // W 3: every replica holds it, so any one answer has it.
+            let (ctx, values) = getctx_reply(&call!(conn, "GETCTX", k, "R", 1));
+            assert_eq!(values, [format!("ctx {k}")], "{k} through node {i}");
+            assert_eq!(ctx, written);
+        }
+        let e = err(&call!(c[n % 5], "GETCTX", k, "R", 4));
+        assert!(e.contains("must be between 1 and N (3)"), "{e}");
+        let e = err(&call!(c[n % 5], "SETCTX", k, "", "v", "W", 5));
+        assert!(e.contains("must be between 1 and N (3)"), "{e}");
+    }
 }
 
 #[test]
@@ -1103,4 +1119,77 @@ fn three_shoal_processes_form_a_cluster_and_survive_a_sigterm() {
     assert_eq!(int(&call!(rest[0], "INCR", "proc:counter")), 1);
     assert_eq!(int(&call!(rest[1], "INCR", "proc:counter")), 2);
     assert_eq!(info_int(&mut rest[1], "cluster", "shoal_members"), 3, "a stopped node stays a member");
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`) to a node process.
+fn signal(node: &Shoal, sig: &str) {
+    let status = std::process::Command::new("kill").args([sig, &node.pid().to_string()]).status().expect("kill");
+    assert!(status.success(), "kill {sig}");
+}
+
+/// Resumes a SIGSTOPped process however the test ends.
+struct Resume<'a>(&'a Shoal);
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+#[test]
+fn a_forwarded_write_that_times_out_is_applied_once() {
+    // Four processes, N=3: every key has one node that is not a replica and
+    // must forward. Its first replica is frozen (SIGSTOP), so the forwarded
+    // INCR sits unanswered in that replica's socket until the request
+    // timeout.
+    let env = [("SHOAL_N", "3"), ("SHOAL_R", "2"), ("SHOAL_W", "2"), ("SHOAL_REQUEST_TIMEOUT", "500")];
+    let temp = tempfile::tempdir().expect("temp dir");
+    let first = Shoal::spawn(&temp.path().join("n0"), &[], &env);
+    let seed = format!("127.0.0.1:{}", first.peer_port);
+    let mut nodes = vec![first];
+    for i in 1..4 {
+        nodes.push(Shoal::spawn(&temp.path().join(format!("n{i}")), &["--seeds", &seed], &env));
+    }
+    for node in &nodes {
+        wait_members(node, 4);
+    }
+    let key = "forwarded-counter";
+    let by_port = |port: u16| nodes.iter().find(|n| n.port == port).expect("a node of the cluster");
+    let (_, list) = where_is(&mut nodes[0].client(), key);
+    assert_eq!(list.len(), 4);
+    let (first_replica, outsider) = (by_port(list[0].port), by_port(list[3].port));
+    assert!(list[0].primary && !list[3].primary);
+    let mut f = outsider.client();
+    // Every node talks to every other before the freeze.
+    wait_for("every node to reach every other", WAIT, || {
+        let (_, list) = where_is(&mut f, key);
+        list.iter().all(|h| h.copy.is_ok()).then_some(())
+    });
+
+    signal(first_replica, "-STOP");
+    let resume = Resume(first_replica);
+    let reply = call!(f, "INCR", key);
+    drop(resume);
+
+    match reply {
+        Value::Int(n) => {
+            assert_eq!(n, 1, "the first INCR of a key");
+            // The frozen replica now runs what was queued for it. Whatever
+            // it does, the counter must stay at the acknowledged 1: observe
+            // it for a while through every node.
+            let mut conns: Vec<Connection> = nodes.iter().map(Shoal::client).collect();
+            let until = std::time::Instant::now() + Duration::from_secs(2);
+            while std::time::Instant::now() < until {
+                for (i, c) in conns.iter_mut().enumerate() {
+                    if let Some(v) = get(c, key) {
+                        assert_eq!(v, "1", "INCR answered 1 once, node {i} reads {v}");
+                    }
+                }
+            }
+            wait_replicated(&mut f, key);
+            assert_eq!(get(&mut f, key).as_deref(), Some("1"));
+        }
+        // Reporting the timeout instead is honest too.
+        other => assert!(error_text(&other).is_some(), "INCR: {other:?}"),
+    }
 }

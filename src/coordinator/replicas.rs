@@ -18,7 +18,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::membership::View;
 use crate::metrics;
-use crate::rpc::{Member, Peers, Request, Response};
+use crate::rpc::{CallError, Member, Peers, Request, Response};
 use crate::storage::{Change, Store};
 use crate::version::{NodeId, Object};
 
@@ -276,20 +276,27 @@ impl Coordinator {
         }
     }
 
-    /// Sends `request` to the first replica that answers and returns its
-    /// answer; a replica's error (NOQUORUM, a type error) is passed on.
+    /// Sends `request` to the first replica that can be reached and returns
+    /// its answer; a replica's error (NOQUORUM, a type error) is passed on.
+    ///
+    /// Only a replica that could not be reached at all is skipped for the
+    /// next one. Once a request may have been delivered (it timed out, or
+    /// the connection broke after sending), the replica may still apply it,
+    /// so trying another would apply the write twice (an INCR counted twice,
+    /// a stale SET over a newer one): the answer is then NOQUORUM, whose
+    /// meaning is exactly "not acknowledged; may or may not have happened".
     pub(super) async fn forward(&self, place: &Placement, request: Request, w: usize) -> Result<Response> {
         metrics::add(&self.metrics.writes_forwarded, 1);
-        let mut last = None;
         for i in 0..place.replicas.len() {
             match self.peers.call(&place.member(i).peer_addr, &request).await {
                 Ok(Response::Error(e)) => return Err(Error::Command(e)),
                 Ok(answer) => return Ok(answer),
-                Err(e) => last = Some(e),
+                Err(CallError::Unreachable(addr, why)) => tracing::debug!("forwarding past {addr}: {why}"),
+                Err(e) => {
+                    tracing::debug!("forwarded write's outcome unknown: {e}");
+                    break;
+                }
             }
-        }
-        if let Some(e) = last {
-            tracing::debug!("no replica took a forwarded write: {e}");
         }
         Err(Error::NoQuorum { needed: w, got: 0 })
     }
