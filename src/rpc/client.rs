@@ -5,7 +5,9 @@
 //! connection's writer task, which writes frames as they come and flushes
 //! when its queue runs dry (so concurrent calls share writes); the reader
 //! task matches each response to its caller by id. Every call is bounded by
-//! the request timeout, connecting included. A connection that fails is
+//! the request timeout, connecting included: a pending call records its
+//! deadline and the reader sweeps expired calls on a coarse tick, which
+//! spares a timer per call. A connection that fails is
 //! dropped, its callers get an error, and the next call reconnects, but not
 //! before a backoff that doubles per failure (up to a second), so a dead
 //! peer costs callers a fast failure rather than a connect attempt each.
@@ -41,7 +43,8 @@ pub enum CallError {
     Lost(String),
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+/// Calls awaiting their response: the caller's channel and its deadline.
+type Pending = Arc<Mutex<HashMap<u64, (oneshot::Sender<Result<Response, CallError>>, Instant)>>>;
 
 /// One live connection.
 struct Conn {
@@ -64,6 +67,8 @@ struct Link {
 struct Inner {
     me: Member,
     timeout: Duration,
+    /// How often readers look for calls past their deadline.
+    sweep: Duration,
     max_frame: usize,
     links: Mutex<HashMap<String, Arc<Link>>>,
     stop: Stop,
@@ -83,7 +88,8 @@ impl Peers {
     /// `me` is sent in every handshake; `timeout` bounds every call.
     #[must_use]
     pub fn new(me: Member, timeout: Duration, max_frame: usize, stop: Stop) -> Self {
-        Self { inner: Arc::new(Inner { me, timeout, max_frame, links: Mutex::new(HashMap::new()), stop }) }
+        let sweep = (timeout / 8).clamp(Duration::from_millis(5), Duration::from_millis(250));
+        Self { inner: Arc::new(Inner { me, timeout, sweep, max_frame, links: Mutex::new(HashMap::new()), stop }) }
     }
 
     #[must_use]
@@ -108,10 +114,32 @@ impl Peers {
     /// The peer is unreachable, does not answer within the timeout, or the
     /// connection is lost before it does.
     pub async fn call(&self, addr: &str, request: &Request) -> Result<Response, CallError> {
-        match tokio::time::timeout(self.inner.timeout, self.call_unbounded(addr, request)).await {
-            Ok(result) => result,
-            Err(_) => Err(CallError::Timeout(addr.to_string())),
+        let deadline = Instant::now() + self.inner.timeout;
+        let link = self.link(addr);
+        let conn = match tokio::time::timeout(self.inner.timeout, self.connection(addr, &link)).await {
+            Ok(conn) => conn?,
+            Err(_) => return Err(CallError::Timeout(addr.to_string())),
+        };
+        let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&conn.pending).insert(id, (tx, deadline));
+        let mut frame = BytesMut::with_capacity(64);
+        request.encode(id, &mut frame);
+        let sent = match conn.frames.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(frame)) => {
+                // A backed-up connection: wait for room, within the deadline.
+                matches!(tokio::time::timeout_at(deadline.into(), conn.frames.send(frame)).await, Ok(Ok(())))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        };
+        if !sent || conn.closed.load(Ordering::Acquire) {
+            lock(&conn.pending).remove(&id);
+            return Err(CallError::Lost(addr.to_string()));
         }
+        // The reader answers, the sweeper times out, or a lost connection
+        // drops the sender: every pending call ends one of those ways.
+        rx.await.unwrap_or_else(|_| Err(CallError::Lost(addr.to_string())))
     }
 
     /// Who answers at `addr` (connecting if need be).
@@ -124,22 +152,6 @@ impl Peers {
             .await
             .map_err(|_| CallError::Timeout(addr.to_string()))??;
         Ok(conn.remote.clone())
-    }
-
-    async fn call_unbounded(&self, addr: &str, request: &Request) -> Result<Response, CallError> {
-        let link = self.link(addr);
-        let conn = self.connection(addr, &link).await?;
-        let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        lock(&conn.pending).insert(id, tx);
-        // Removes the pending entry however this call ends (a timeout drops it).
-        let _forget = Forget { pending: &conn.pending, id };
-        let mut frame = BytesMut::new();
-        request.encode(id, &mut frame);
-        if conn.frames.send(frame).await.is_err() || conn.closed.load(Ordering::Acquire) {
-            return Err(CallError::Lost(addr.to_string()));
-        }
-        rx.await.map_err(|_| CallError::Lost(addr.to_string()))
     }
 
     /// The live connection to `addr`, connecting if there is none and the
@@ -172,17 +184,6 @@ impl Peers {
     }
 }
 
-struct Forget<'a> {
-    pending: &'a Pending,
-    id: u64,
-}
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        lock(self.pending).remove(&self.id);
-    }
-}
-
 async fn connect(addr: &str, inner: &Inner) -> Result<Arc<Conn>, String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
@@ -207,7 +208,8 @@ async fn connect(addr: &str, inner: &Inner) -> Result<Arc<Conn>, String> {
         buf,
         Arc::clone(&pending),
         Arc::clone(&closed),
-        inner.max_frame,
+        (inner.max_frame, inner.sweep),
+        addr.to_string(),
         inner.stop.clone(),
     ));
     Ok(Arc::new(Conn { frames, pending, closed, next_id: AtomicU64::new(1), remote }))
@@ -229,23 +231,39 @@ async fn write_frames(wr: OwnedWriteHalf, mut queue: mpsc::Receiver<BytesMut>, c
     let _ = out.shutdown().await;
 }
 
-/// Reads responses and hands each to its caller. On any error or at
-/// shutdown, marks the connection closed and fails every pending call.
+/// Fails the calls past their deadline.
+fn sweep(pending: &Pending, addr: &str) {
+    let now = Instant::now();
+    let mut pending = lock(pending);
+    let expired: Vec<u64> = pending.iter().filter(|(_, (_, deadline))| *deadline <= now).map(|(id, _)| *id).collect();
+    for id in expired {
+        if let Some((caller, _)) = pending.remove(&id) {
+            let _ = caller.send(Err(CallError::Timeout(addr.to_string())));
+        }
+    }
+}
+
+/// Reads responses and hands each to its caller, and fails calls that
+/// outlive their deadline. On any error or at shutdown, marks the
+/// connection closed and fails every pending call.
 async fn read_responses(
     mut rd: OwnedReadHalf,
     mut buf: BytesMut,
     pending: Pending,
     closed: Arc<AtomicBool>,
-    max_frame: usize,
+    (max_frame, every): (usize, Duration),
+    addr: String,
     mut stop: Stop,
 ) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'read: loop {
         loop {
             match split_frame(&mut buf, max_frame) {
                 Ok(Some((id, tag, payload))) => match Response::decode(tag, &payload) {
                     Ok(response) => {
-                        if let Some(caller) = lock(&pending).remove(&id) {
-                            let _ = caller.send(response);
+                        if let Some((caller, _)) = lock(&pending).remove(&id) {
+                            let _ = caller.send(Ok(response));
                         }
                     }
                     Err(e) => {
@@ -263,6 +281,10 @@ async fn read_responses(
         buf.reserve(16 * 1024);
         let read = tokio::select! {
             read = rd.read_buf(&mut buf) => read,
+            _ = tick.tick() => {
+                sweep(&pending, &addr);
+                continue;
+            }
             () = stop.stopped() => break,
         };
         match read {

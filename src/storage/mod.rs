@@ -49,6 +49,8 @@ const QUEUE_DEPTH: usize = 4096;
 const MAX_BATCH: usize = 1024;
 /// Times an idle worker yields its core before it parks.
 const SPIN_YIELDS: usize = 16;
+/// Object cache shards per worker, so client threads rarely wait on a lock.
+const CACHE_SHARDS: usize = 16;
 
 /// How the store is opened.
 #[derive(Clone, Debug)]
@@ -101,17 +103,29 @@ struct Shared {
     stats: stats::Stats,
     dots: DotCounter,
     node: NodeId,
-    /// One object cache per worker.
+    workers: usize,
+    /// The object cache: `CACHE_SHARDS` shards per worker, each holding
+    /// keys of that worker's partitions only.
     caches: Vec<Mutex<Cache>>,
 }
 
 impl Shared {
     fn worker_of(&self, hash: u64) -> usize {
-        self.partitioner.of(hash) as usize % self.caches.len()
+        self.partitioner.of(hash) as usize % self.workers
     }
 
-    fn cache(&self, worker: usize) -> std::sync::MutexGuard<'_, Cache> {
-        self.caches[worker].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The cache shard of data key `k` (which starts with its position).
+    fn cache(&self, k: &[u8]) -> std::sync::MutexGuard<'_, Cache> {
+        let hash = split_data_key(k).map_or(0, |(h, _)| h);
+        let shard = self.worker_of(hash) * CACHE_SHARDS + (hash as usize % CACHE_SHARDS);
+        self.caches[shard].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Empties the cache shards of `worker`.
+    fn clear_cache(&self, worker: usize) {
+        for shard in &self.caches[worker * CACHE_SHARDS..(worker + 1) * CACHE_SHARDS] {
+            shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        }
     }
 }
 
@@ -177,7 +191,7 @@ impl Store {
         }
         let persist_mode = if opts.fsync { PersistMode::SyncData } else { PersistMode::Buffer };
         let workers = opts.workers.max(1);
-        let per_worker = usize::try_from(opts.object_cache_bytes).unwrap_or(usize::MAX) / workers;
+        let per_shard = usize::try_from(opts.object_cache_bytes).unwrap_or(usize::MAX) / workers / CACHE_SHARDS;
         let shared = Arc::new(Shared {
             db,
             data,
@@ -188,7 +202,8 @@ impl Store {
             stats,
             dots,
             node,
-            caches: (0..workers).map(|_| Mutex::new(Cache::new(per_worker))).collect(),
+            workers,
+            caches: (0..workers * CACHE_SHARDS).map(|_| Mutex::new(Cache::new(per_shard))).collect(),
         });
         let mut queues = Vec::new();
         let mut threads = Vec::new();
@@ -250,7 +265,7 @@ impl Store {
     /// Storage failures, a corrupt object, or shutdown.
     pub async fn get(&self, hash: u64, key: &[u8]) -> Result<Option<Arc<Object>>> {
         let k = data_key(hash, key);
-        if let Cached::Hit(object) = self.shared.cache(self.shared.worker_of(hash)).get(&k) {
+        if let Cached::Hit(object) = self.shared.cache(&k).get(&k) {
             return Ok(object);
         }
         self.run(hash, move |w| w.read(&k)).await
@@ -431,17 +446,21 @@ fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut done: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
     let mut written = PositionMap::default();
+    // Under steady load the next job is usually moments away: yield a few
+    // times before parking, sparing a futex sleep and wake per batch. Spin
+    // only while spinning pays off, so an idle worker (a read-mostly load
+    // served from the cache) costs nothing.
+    let mut spin = SPIN_YIELDS;
     loop {
-        // Under load the next job is usually moments away: yield a few
-        // times before parking, sparing a futex sleep and wake per batch.
         let mut next = None;
-        for _ in 0..SPIN_YIELDS {
+        for _ in 0..spin {
             if let Ok(msg) = rx.try_recv() {
                 next = Some(msg);
                 break;
             }
             std::thread::yield_now();
         }
+        spin = if next.is_some() { SPIN_YIELDS } else { (spin / 2).max(1) };
         let Some(first) = next.or_else(|| rx.blocking_recv()) else { return };
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -450,7 +469,7 @@ fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
                 Err(_) => break,
             }
         }
-        let mut worker = Worker { shared, index, dirty: false, written };
+        let mut worker = Worker { shared, dirty: false, written };
         let mut stop = false;
         for msg in batch.drain(..) {
             match msg {
@@ -458,7 +477,7 @@ fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
                 Msg::Pause(barrier) => {
                     barrier.wait();
                     worker.written.clear();
-                    shared.cache(index).clear();
+                    shared.clear_cache(index);
                     barrier.wait();
                 }
                 Msg::Stop => stop = true,
@@ -467,14 +486,13 @@ fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
         let persisted = if worker.dirty { shared.db.persist(shared.persist_mode).map_err(storage) } else { Ok(()) };
         written = worker.written;
         // Only now is the batch durable: publish its writes to the cache.
-        let mut cache = shared.cache(index);
         for (k, object) in written.drain() {
+            let mut cache = shared.cache(&k);
             match &persisted {
                 Ok(()) => cache.put(k, object),
                 Err(_) => cache.remove(&k),
             }
         }
-        drop(cache);
         if let Err(e) = &persisted {
             tracing::error!("journal persist failed; failing the batch: {e}");
         }
@@ -490,7 +508,6 @@ fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
 /// What a job may do on its worker thread.
 struct Worker<'a> {
     shared: &'a Shared,
-    index: usize,
     dirty: bool,
     /// Objects written in this batch, not yet durable (nor in the cache).
     written: PositionMap<Option<Arc<Object>>>,
@@ -503,11 +520,11 @@ impl Worker<'_> {
         if let Some(object) = self.written.get(k) {
             return Ok(object.clone());
         }
-        if let Cached::Hit(object) = self.shared.cache(self.index).get(k) {
+        if let Cached::Hit(object) = self.shared.cache(k).get(k) {
             return Ok(object);
         }
         let object = self.shared.data.get(k).map_err(storage)?.map(|v| decode_owned(&v)).transpose()?.map(Arc::new);
-        self.shared.cache(self.index).put(k.clone(), object.clone());
+        self.shared.cache(k).put(k.clone(), object.clone());
         Ok(object)
     }
 
