@@ -9,7 +9,7 @@ use std::task::Poll;
 /// Futures polled at once; the rest wait for a chunk to finish.
 const FAN_OUT: usize = 64;
 
-/// Runs futures concurrently, [`FAN_OUT`] at a time, and returns their
+/// Runs futures concurrently, 64 at a time, and returns their
 /// outputs in order. Each future is first polled in order, so work the
 /// futures queue on their first poll is queued in order. (A `Vec`, not an
 /// iterator: an iterator of closures held across an await would make the

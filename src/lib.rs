@@ -4,18 +4,20 @@
 //! # The path of one request
 //!
 //! ```text
-//! client ─RESP─▶ resp (connection → parse → commands → cmd/*) ─▶ coordinator ─▶ storage (fjall)
-//!                                                                  │
-//!                                                         ring: where the key lives
+//! client ─RESP─▶ resp (connection → parse → commands → cmd/*) ─▶ coordinator ─┬─▶ storage (fjall), local replica
+//!                                                                  │         └─▶ rpc ─▶ peers' replicas
+//!                                                     membership: the ring, who the replicas are
 //! ```
 //!
 //! [`resp`] reads a client's bytes, decodes requests and runs each command
-//! handler; a handler turns the command into a read or a [`Mutation`]
-//! (or a context write) and asks the [`coordinator`]. The coordinator finds
-//! the key's place on the [`ring`] and reads or writes its replicas' objects;
-//! today the ring has one member and the only replica is the local
-//! [`storage`]. Objects are [`version`] sibling sets: a write gets a fresh
-//! dot from the node's counter and supersedes what its context covers.
+//! handler; a handler turns the command into a read or a [`Mutation`] (or
+//! a context write) and asks the [`coordinator`]. The coordinator finds the
+//! key's replicas on the ring of the current [`membership`] view, reads
+//! them at quorum (then repairs stale ones) or applies the write to its
+//! own copy in [`storage`] under a fresh dot and sends the new object to
+//! the other replicas over [`rpc`], answering after W acknowledgements.
+//! Objects are [`version`] sibling sets: a write supersedes what its
+//! context covers, and replicas merge by the same rule.
 //!
 //! # Modules
 //!
@@ -24,34 +26,39 @@
 //! | `main.rs` | the `shoal` command: `shoal` / `shoal server` run a node | `config`, `node` |
 //! | [`config`] | one `Config`: defaults < TOML < `SHOAL_*` env < flags; `validate()` | — |
 //! | [`error`] | the crate `Error`; the one place errors become RESP error lines | — |
-//! | [`node`] | composition root: opens storage, starts the listener and the reaper, owns shutdown | all |
+//! | [`node`] | composition root: opens storage, binds the ports, wires membership, peers and coordinator, answers peers, owns the staged shutdown | all |
 //! | [`resp`] | the Redis protocol: connections, request decoding (multibulk and inline), the command table, one file per command family, reply encoding (RESP2/RESP3), MULTI/EXEC | `coordinator`, `config`, `metrics` |
-//! | [`coordinator`] | reads and writes of keys: locate, read objects and pick what clients see, apply mutations under a fresh dot | `ring`, `version`, `storage`, `mutation` |
+//! | [`coordinator`] | reads and writes of keys: quorum reads with read repair, replicated writes, forwarding, cluster-wide SCAN/DBSIZE/FLUSHALL, and what a node does for its peers | `membership`, `rpc`, `storage`, `version`, `mutation`, `ring` |
+//! | [`membership`] | the cluster view: members learned from seeds by member-list exchange, and the ring they form | `rpc`, `ring` |
+//! | [`rpc`] | the peer wire protocol: handshake, frames, messages; multiplexed client with timeouts and backoff; server | `version`, `mutation` |
 //! | [`mutation`] | what plain Redis writes do to a value, as data (pure) | — |
 //! | [`version`] | dots, version vectors, sibling sets, contexts and their encoding (pure) | — |
-//! | [`ring`] | MD5 positions, partitions, ownership, preference lists (pure) | `version` (node ids) |
+//! | [`ring`] | MD5 positions, partitions, claim, preference lists (pure) | `version` (node ids) |
 //! | [`storage`] | the only module that touches fjall: keyspaces `data`, `reap`, `meta`; partition-owned worker threads with group commit; the object cache | `version`, `ring` |
 //! | [`metrics`] | counters behind INFO | — |
 //! | [`glob`] | Redis glob patterns (pure) | — |
 //! | [`join`] | running borrowed futures concurrently | — |
-//! | [`shutdown`] | the one stop signal | — |
+//! | [`shutdown`] | the stop signals and the tracker of background tasks | — |
 //! | [`clock`] | the wall clock, in milliseconds | — |
 //!
-//! Still to come, each in the module ../shared/DESIGN.md names: `rpc` (the
-//! peer wire protocol), `membership` (gossip and failure detection),
-//! `handoff` (hints, ownership transfer), `antientropy` (Merkle trees).
+//! Still to come, each in the module ../shared/DESIGN.md names: failure
+//! detection and gossip of liveness (`membership`), hinted handoff and
+//! ownership transfer (`handoff`), Merkle anti-entropy (`antientropy`).
 //!
 //! # Rules
 //!
 //! - The pure modules (`version`, `ring`, `mutation`, `glob`) use neither
 //!   tokio nor fjall and take the time as an argument.
 //! - One owner per dependency: only `storage` imports fjall, only `resp`
-//!   speaks RESP.
+//!   speaks RESP, only `rpc` knows the peer wire format.
 //! - No blocking call on an async thread: fjall runs on the storage workers
 //!   or tokio's blocking pool. Async threads only take short
-//!   `std::sync::Mutex` sections (the object cache).
-//! - Every spawned task stops on the shutdown signal; every queue, buffer
-//!   and frame has a bound.
+//!   `std::sync::Mutex` sections (the object cache, connection tables).
+//! - Every network call has a timeout; every queue, buffer and frame has a
+//!   bound. Spawned work ends with the node: connections and background
+//!   tasks stop on the shutdown signals, and the tasks that outlive a reply
+//!   (read repair, replication to slow replicas, peer requests) are tracked
+//!   and waited for before storage closes.
 //!
 //! # Where this differs from ../shared/DESIGN.md, and why
 //!
@@ -76,6 +83,23 @@
 //!   numeric cursor (the position) that clients can parse as an integer.
 //! - **The operation types (`mutation`) are a pure module of their own**,
 //!   so that a forwarded write can travel as data between nodes.
+//! - **Which replica coordinates.** DESIGN lets any node of the preference
+//!   list coordinate a write. A write whose result depends on the current
+//!   value (INCR, APPEND, SET NX, DEL…) goes to the key's first reachable
+//!   replica instead: two coordinators would each read the same value and
+//!   each write their own result, losing an increment or granting a lock
+//!   twice. A plain SET, or a context write, is coordinated by any replica.
+//! - **A context covers only what the coordinator has seen.** Its claims
+//!   about any node are capped at the coordinator's copy (which first
+//!   merges the other replicas' copies, read at quorum), so a forged,
+//!   corrupt or misdirected context cannot make replicas drop acknowledged
+//!   writes it never saw.
+//! - **Tombstones in a cluster are kept for now.** DESIGN reaps a tombstone
+//!   once all replicas have it; nothing yet tells a node that (hinted
+//!   handoff and anti-entropy will). Until then, with N > 1 a node
+//!   reclaims expired values but keeps every object's history, since a
+//!   replica that missed a delete would otherwise bring the value back. A
+//!   single node (N = 1) reaps after `tombstone-grace`.
 
 pub mod clock;
 pub mod config;

@@ -2,10 +2,12 @@
 //! builds the membership, the peer connections and the coordinator, starts
 //! the listeners and the background tasks, and owns shutdown.
 //!
-//! Shutdown order: stop accepting and let client connections finish their
-//! in-flight requests (bounded by `shutdown-timeout`), stop the peer server,
-//! the membership exchange and the reaper, then stop the storage workers
-//! and fsync.
+//! Shutdown goes in stages, each bounded by `shutdown-timeout`: stop
+//! accepting clients and let their connections finish the requests in
+//! flight (which still need the peers); let the coordinator's background
+//! work finish (read repair, replication to slow replicas); stop the peer
+//! side (server, connections, membership exchange) and the reaper; then
+//! stop the storage workers and fsync.
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
@@ -22,7 +24,7 @@ use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::resp;
 use crate::rpc::{self, Member, Peers, Request, Response};
-use crate::shutdown::{self, Stop, Trigger};
+use crate::shutdown::{self, Stop, Tracker, Trigger};
 use crate::storage::{self, Store};
 use crate::version::NodeId;
 
@@ -38,9 +40,11 @@ pub struct Node {
     pub addr: SocketAddr,
     /// Where peers connect.
     pub peer_addr: SocketAddr,
-    trigger: Trigger,
-    tasks: Vec<JoinHandle<()>>,
+    clients: (Trigger, JoinHandle<()>),
+    peers: (Trigger, Vec<JoinHandle<()>>, Tracker),
+    coordinator: Arc<Coordinator>,
     store: Arc<Store>,
+    grace: Duration,
 }
 
 fn run_id() -> String {
@@ -106,7 +110,7 @@ impl rpc::Handler for PeerService {
                 })
             }
             Request::Tallies => Response::Tallies(c.local_tallies()),
-            Request::FlushAll => answer(c.flush_local().await, |()| Response::Done),
+            Request::FlushAll => answer(c.store().flush_all().await, |()| Response::Done),
         }
     }
 }
@@ -130,6 +134,7 @@ impl Node {
             fsync: config.durability == Durability::Fsync,
             workers: config.storage_threads(),
             tombstone_grace_ms: config.tombstone_grace.saturating_mul(1000),
+            reap_objects: config.quorum().0 == 1,
             cache_bytes: config.cache_size.0,
             object_cache_bytes: config.object_cache_size.0,
         };
@@ -146,14 +151,21 @@ impl Node {
             peer_addr: peer_addr.to_string(),
             epoch: crate::clock::now_ms(),
         };
-        let (trigger, stop) = shutdown::signal();
+        let (client_trigger, client_stop) = shutdown::signal();
+        let (peer_trigger, stop) = shutdown::signal();
         // Room in a peer frame for an object with a value of the largest size.
         let max_frame =
             usize::try_from(config.proto_max_bulk_len.0).unwrap_or(usize::MAX / 4).saturating_mul(2) + (16 << 20);
         let peers = Peers::new(me.clone(), Duration::from_millis(config.request_timeout), max_frame, stop.clone());
         let membership = Arc::new(Membership::new(me.clone(), config.partitions, config.seeds.clone(), peers.clone()));
         let (n, r, w) = config.quorum();
-        let settings = coordinator::Settings { n, r, w, max_siblings: config.max_siblings };
+        let settings = coordinator::Settings {
+            n,
+            r,
+            w,
+            max_siblings: config.max_siblings,
+            max_value_len: usize::try_from(config.proto_max_bulk_len.0).unwrap_or(usize::MAX),
+        };
         let metrics = Arc::new(Metrics::default());
         let coordinator = Arc::new(Coordinator::new(
             Arc::clone(&store),
@@ -170,15 +182,26 @@ impl Node {
             addr,
             run_id: run_id(),
         });
-        let service = Arc::new(PeerService { coordinator, membership: Arc::clone(&membership) });
+        let service =
+            Arc::new(PeerService { coordinator: Arc::clone(&coordinator), membership: Arc::clone(&membership) });
+        let peer_tasks = Tracker::default();
+        let client_task = tokio::spawn(resp::serve(listener, server, client_stop));
         let tasks = vec![
-            tokio::spawn(resp::serve(listener, server, stop.clone())),
-            tokio::spawn(rpc::serve(peer_listener, me, service, max_frame, stop.clone())),
+            tokio::spawn(rpc::serve(peer_listener, me, service, max_frame, stop.clone(), peer_tasks.clone())),
             tokio::spawn(Arc::clone(&membership).run(stop.clone())),
             tokio::spawn(reaper(Arc::clone(&store), stop)),
         ];
         tracing::info!(node = %id, peers = %peer_addr, data_dir = %config.data_dir.display(), durability = ?config.durability, n, r, w, "shoal {} ready: accepting clients on {addr}", env!("CARGO_PKG_VERSION"));
-        Ok(Self { id, addr, peer_addr, trigger, tasks, store })
+        Ok(Self {
+            id,
+            addr,
+            peer_addr,
+            clients: (client_trigger, client_task),
+            peers: (peer_trigger, tasks, peer_tasks),
+            coordinator,
+            store,
+            grace: Duration::from_secs(config.shutdown_timeout),
+        })
     }
 
     /// Stops the node in order and waits for it.
@@ -186,10 +209,18 @@ impl Node {
     /// # Errors
     /// The final storage flush failed.
     pub async fn stop(self) -> Result<()> {
-        self.trigger.fire();
-        for task in self.tasks {
+        let (client_trigger, client_task) = self.clients;
+        client_trigger.fire();
+        let _ = client_task.await;
+        if !self.coordinator.background().wait(self.grace).await {
+            tracing::warn!("background work still running after {:?}; stopping anyway", self.grace);
+        }
+        let (peer_trigger, tasks, peer_tasks) = self.peers;
+        peer_trigger.fire();
+        for task in tasks {
             let _ = task.await;
         }
+        peer_tasks.wait(self.grace).await;
         self.store.close().await?;
         tracing::info!("shoal stopped; data flushed");
         Ok(())

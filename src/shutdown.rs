@@ -36,3 +36,51 @@ impl Stop {
         let _ = self.0.wait_for(|&stop| stop).await;
     }
 }
+
+/// Background tasks that must be done before the node goes further down:
+/// spawned through the tracker, counted until they end.
+#[derive(Clone, Default)]
+pub struct Tracker {
+    inner: std::sync::Arc<TrackerInner>,
+}
+
+#[derive(Default)]
+struct TrackerInner {
+    active: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl Tracker {
+    /// Spawns `task`, counting it until it ends.
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        use std::sync::atomic::Ordering;
+        self.inner.active.fetch_add(1, Ordering::AcqRel);
+        let inner = std::sync::Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            task.await;
+            if inner.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+                inner.idle.notify_waiters();
+            }
+        });
+    }
+
+    /// Tasks still running.
+    #[must_use]
+    pub fn active(&self) -> usize {
+        self.inner.active.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits until no task runs, or `limit` passes; true if none runs.
+    pub async fn wait(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let idle = self.inner.idle.notified();
+            if self.active() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.active() == 0;
+            }
+        }
+    }
+}

@@ -13,14 +13,19 @@
 //!   superseded siblings and the new value are decided atomically), sends
 //!   the new object to the other replicas, which merge it, and replies once
 //!   W replicas hold it. A write whose result depends on the current value
-//!   (INCR, SETNX, DEL…) first reads the key at quorum and merges that into
-//!   the local copy, so it applies to the latest acknowledged value.
+//!   (INCR, SET NX, DEL…) is coordinated by the key's first reachable
+//!   replica, so concurrent ones are serialized in one place, and it first
+//!   reads the key at quorum and merges that into the local copy, so it
+//!   applies to the latest acknowledged value. A context write also merges
+//!   a quorum read first, so the context it carries is covered in full.
 //! - Too few answers within the request timeout: `NOQUORUM`. A write that
 //!   missed its quorum may still have reached some replicas; it is never
 //!   reported as done.
 //!
-//! A cluster of one (N = R = W = 1) takes the same path minus the peers.
-//! `peer.rs` holds what this node does when a peer asks.
+//! With N = 1 the key's one replica serves it alone, minus the peers. A
+//! node that knows fewer members than N (its seeds unreachable) is not
+//! alone: it cannot reach R or W and answers NOQUORUM. `peer.rs` holds
+//! what this node does when a peer asks.
 
 mod peer;
 mod quorum;
@@ -38,6 +43,7 @@ use crate::metrics::{self, Metrics};
 use crate::mutation::{Current, Effect, Mutation, Outcome};
 use crate::ring::key_hash;
 use crate::rpc::{Member, Peers, Request, Response};
+use crate::shutdown::Tracker;
 use crate::storage::{Change, MAX_KEY_LEN, Store, Tally};
 use crate::version::{Context, NodeId, Object, Sibling};
 
@@ -57,6 +63,9 @@ pub struct Settings {
     pub w: usize,
     /// Writes that would leave a key with more siblings are refused.
     pub max_siblings: usize,
+    /// The longest value a write may leave (`proto-max-bulk-len`); a
+    /// context write may not leave more than twice this in live values.
+    pub max_value_len: usize,
 }
 
 /// A key's versions as the context commands see them.
@@ -100,6 +109,8 @@ pub struct Coordinator {
     peers: Peers,
     metrics: Arc<Metrics>,
     settings: Settings,
+    /// Work that outlives a reply: read repair, replication stragglers.
+    tasks: Tracker,
 }
 
 /// Where a key lives: its ring position, checked for length.
@@ -137,7 +148,13 @@ impl Coordinator {
         metrics: Arc<Metrics>,
         settings: Settings,
     ) -> Self {
-        Self { store, membership, peers, metrics, settings }
+        Self { store, membership, peers, metrics, settings, tasks: Tracker::default() }
+    }
+
+    /// Background work still running (read repairs, replication).
+    #[must_use]
+    pub fn background(&self) -> &Tracker {
+        &self.tasks
     }
 
     #[must_use]
@@ -195,7 +212,7 @@ impl Coordinator {
     /// failure.
     pub async fn get_versions(&self, key: &Bytes, r: Option<usize>) -> Result<Versions> {
         let place = self.place(key)?;
-        let r = quorum_of(r, self.settings.r, place.count(), "R")?;
+        let r = quorum_of(r, self.settings.r, self.settings.n, "R")?;
         let object = self.read_object(key, &place, r).await?.unwrap_or_default();
         let now = now_ms();
         let mut live: Vec<&Sibling> = object.siblings().iter().filter(|s| s.is_live(now)).collect();
@@ -212,12 +229,22 @@ impl Coordinator {
     /// acknowledging (`NOQUORUM`), or a storage failure.
     pub async fn write(&self, key: &Bytes, mutation: Mutation) -> Result<Outcome> {
         let place = self.place(key)?;
-        if place.me.is_none() {
-            let request = Request::Write { key: key.clone(), mutation };
-            return match self.forward(&place, request, self.settings.w).await? {
-                Response::Outcome(o) => Ok(o),
-                other => Err(unexpected(&other)),
-            };
+        // A plain SET may be coordinated by any replica. A write whose
+        // result depends on the current value goes to the key's first
+        // reachable replica, so concurrent INCRs or SET NXs through
+        // different nodes are serialized in one place.
+        let here = match place.me {
+            Some(0) => true,
+            Some(_) => !mutation.reads_current(),
+            None => false,
+        };
+        if !here {
+            let request = Request::Write { key: key.clone(), mutation: mutation.clone() };
+            match self.forward(&place, request, self.settings.w).await? {
+                Some(Response::Outcome(o)) => return Ok(o),
+                Some(other) => return Err(unexpected(&other)),
+                None => {}
+            }
         }
         self.coordinate_write(key, &place, mutation).await
     }
@@ -230,6 +257,7 @@ impl Coordinator {
                 replicas::merge_local(&self.store, place.hash, key, &current).await?;
             }
         }
+        let max_len = self.settings.max_value_len;
         let (outcome, written) = self
             .store
             .update(place.hash, key, move |object, dot| {
@@ -241,6 +269,12 @@ impl Coordinator {
                 };
                 let (value, expires_at) = match effect {
                     Effect::None => return (Change::Keep, Ok((outcome, None))),
+                    Effect::Put { value, .. } if value.len() > max_len => {
+                        return (
+                            Change::Keep,
+                            Err(Error::err("string exceeds maximum allowed size (proto-max-bulk-len)")),
+                        );
+                    }
                     Effect::Put { value, expires_at } => (Some(value), expires_at),
                     // Nothing to delete: no need for a tombstone.
                     Effect::Delete if object.is_none() => return (Change::Keep, Ok((outcome, None))),
@@ -280,13 +314,20 @@ impl Coordinator {
         w: Option<usize>,
     ) -> Result<(Context, usize)> {
         let place = self.place(key)?;
-        let w = quorum_of(w, self.settings.w, place.count(), "W")?;
+        let w = quorum_of(w, self.settings.w, self.settings.n, "W")?;
         if place.me.is_none() {
-            let request = Request::WriteVersions { key: key.clone(), context, value, ttl_ms, w: u32::try_from(w).ok() };
-            return match self.forward(&place, request, w).await? {
-                Response::Written { context, superseded } => Ok((context, superseded as usize)),
-                other => Err(unexpected(&other)),
+            let request = Request::WriteVersions {
+                key: key.clone(),
+                context: context.clone(),
+                value: value.clone(),
+                ttl_ms,
+                w: u32::try_from(w).ok(),
             };
+            match self.forward(&place, request, w).await? {
+                Some(Response::Written { context, superseded }) => return Ok((context, superseded as usize)),
+                Some(other) => return Err(unexpected(&other)),
+                None => {}
+            }
         }
         self.coordinate_versions(key, &place, context, value, ttl_ms, w).await
     }
@@ -301,10 +342,16 @@ impl Coordinator {
         w: usize,
     ) -> Result<(Context, usize)> {
         metrics::add(&self.metrics.writes_coordinated, 1);
+        let replicate = !place.local_only();
+        // The context speaks of what the client read at quorum: merge the
+        // other replicas' copies first, so that this copy has seen all of it.
+        if replicate && let Some(current) = self.read_replicas(key, place, self.settings.r).await? {
+            replicas::merge_local(&self.store, place.hash, key, &current).await?;
+        }
         let max = self.settings.max_siblings;
+        let max_total = self.settings.max_value_len.saturating_mul(2);
         let warnings = Arc::clone(&self.metrics);
         let shown = String::from_utf8_lossy(key).into_owned();
-        let replicate = !place.local_only();
         let (next, superseded, written) = self
             .store
             .update(place.hash, key, move |object, dot| {
@@ -316,6 +363,15 @@ impl Coordinator {
                 let count = object.siblings().len();
                 if count > max {
                     return (Change::Keep, Err(Error::TooManySiblings));
+                }
+                let total: usize = object.siblings().iter().filter_map(|s| s.value.as_ref()).map(Bytes::len).sum();
+                if total > max_total {
+                    return (
+                        Change::Keep,
+                        Err(Error::err(
+                            "the key's values would exceed twice proto-max-bulk-len; resolve them with SETCTX",
+                        )),
+                    );
                 }
                 if count > SIBLING_WARNING {
                     metrics::add(&warnings.sibling_warnings, 1);

@@ -64,7 +64,7 @@ impl Coordinator {
         if place.me.is_none() {
             return Err(Error::TryAgain("the cluster view is changing; retry".into()));
         }
-        let w = super::quorum_of(w, self.settings.w, place.count(), "W")?;
+        let w = super::quorum_of(w, self.settings.w, self.settings.n, "W")?;
         self.coordinate_versions(key, &place, context, value, ttl_ms, w).await
     }
 
@@ -99,20 +99,8 @@ impl Coordinator {
         (0..q)
             .filter_map(|p| {
                 let t = self.store.partition_tally(p);
-                (t.keys > 0).then(|| PartitionCount {
-                    partition: p,
-                    keys: t.keys as u64,
-                    expires: t.expires.max(0) as u64,
-                })
+                (t.keys > 0).then_some(PartitionCount { partition: p, keys: t.keys as u64 })
             })
             .collect()
-    }
-
-    /// Removes every key this node holds.
-    ///
-    /// # Errors
-    /// A storage failure.
-    pub async fn flush_local(&self) -> Result<()> {
-        self.store.flush_all().await
     }
 }

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::membership::View;
 use crate::metrics;
 use crate::rpc::{CallError, Member, Peers, Request, Response};
+use crate::shutdown::Tracker;
 use crate::storage::{Change, Store};
 use crate::version::{NodeId, Object};
 
@@ -37,12 +38,14 @@ pub(super) struct Placement {
     replicas: Vec<usize>,
     /// This node's index among the replicas, if it is one.
     pub me: Option<usize>,
+    /// N, as configured.
+    n: usize,
 }
 
 impl Placement {
     /// A copy for a background task.
     fn clone_for_repair(&self) -> Self {
-        Self { hash: self.hash, view: Arc::clone(&self.view), replicas: self.replicas.clone(), me: self.me }
+        Self { hash: self.hash, view: Arc::clone(&self.view), replicas: self.replicas.clone(), me: self.me, n: self.n }
     }
 
     pub fn new(view: Arc<View>, me: NodeId, hash: u64, n: usize) -> Self {
@@ -54,17 +57,14 @@ impl Placement {
             .filter_map(|id| view.members.binary_search_by_key(id, |m| m.id).ok())
             .collect();
         let me = replicas.iter().position(|&i| view.members[i].id == me);
-        Self { hash, view, replicas, me }
+        Self { hash, view, replicas, me, n }
     }
 
-    /// True if this node is the key's only replica: no peer is involved.
+    /// True if N is 1 and this node is the key's replica: no peer is
+    /// involved. (A node that knows fewer members than N is not alone: it
+    /// cannot reach W or R by itself and says so.)
     pub fn local_only(&self) -> bool {
-        self.replicas.len() <= 1 && self.me == Some(0)
-    }
-
-    /// How many replicas the key has.
-    pub fn count(&self) -> usize {
-        self.replicas.len().max(1)
+        self.n == 1 && self.me == Some(0)
     }
 
     fn member(&self, i: usize) -> &Member {
@@ -99,6 +99,9 @@ async fn until_quorum<T>(
     let mut quorum = Quorum::new(needed, calls.len());
     let mut pending: Vec<(usize, Call<T>)> = calls.into_iter().enumerate().collect();
     let mut answers = Vec::new();
+    if needed == 0 {
+        return (Status::Reached, answers, pending);
+    }
     let status = std::future::poll_fn(|cx| {
         let mut i = 0;
         while i < pending.len() {
@@ -119,13 +122,15 @@ async fn until_quorum<T>(
     (status, answers, pending)
 }
 
-/// Finishes calls in the background, then hands all answers to `then`.
+/// Finishes calls in the background (a tracked task), then hands all
+/// answers to `then`.
 fn finish_later<T: Send + 'static>(
+    tasks: &Tracker,
     mut answers: Vec<(usize, Result<T>)>,
     pending: Vec<(usize, Call<T>)>,
     then: impl FnOnce(Vec<(usize, Result<T>)>) -> Call<()> + Send + 'static,
 ) {
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let rest = crate::join::join_all(pending.into_iter().map(|(i, call)| async move { (i, call.await) }).collect());
         answers.extend(rest.await);
         let _ = then(answers).await;
@@ -227,7 +232,7 @@ impl Coordinator {
     ) {
         let (store, peers, metrics) = (Arc::clone(&self.store), self.peers.clone(), Arc::clone(&self.metrics));
         let (key, place) = (key.clone(), place.clone_for_repair());
-        finish_later(answers, pending, move |answers| {
+        finish_later(&self.tasks, answers, pending, move |answers| {
             Box::pin(async move {
                 let mut merged = Object::new();
                 for (_, answer) in &answers {
@@ -268,7 +273,7 @@ impl Coordinator {
         let (status, answers, pending) = until_quorum(calls, w.saturating_sub(1)).await;
         let got = 1 + answers.iter().filter(|(_, a)| a.is_ok()).count();
         if !pending.is_empty() {
-            finish_later(answers, pending, |_| Box::pin(async { Ok(()) }));
+            finish_later(&self.tasks, answers, pending, |_| Box::pin(async { Ok(()) }));
         }
         match status {
             Status::Reached => Ok(()),
@@ -276,8 +281,10 @@ impl Coordinator {
         }
     }
 
-    /// Sends `request` to the first replica that can be reached and returns
-    /// its answer; a replica's error (NOQUORUM, a type error) is passed on.
+    /// Sends `request` to the first replica that can be reached, in
+    /// preference-list order, and returns its answer; a replica's error
+    /// (NOQUORUM, a type error) is passed on. `None`: this node comes first
+    /// among the replicas that can be reached, so it should coordinate.
     ///
     /// Only a replica that could not be reached at all is skipped for the
     /// next one. Once a request may have been delivered (it timed out, or
@@ -285,12 +292,15 @@ impl Coordinator {
     /// so trying another would apply the write twice (an INCR counted twice,
     /// a stale SET over a newer one): the answer is then NOQUORUM, whose
     /// meaning is exactly "not acknowledged; may or may not have happened".
-    pub(super) async fn forward(&self, place: &Placement, request: Request, w: usize) -> Result<Response> {
-        metrics::add(&self.metrics.writes_forwarded, 1);
+    pub(super) async fn forward(&self, place: &Placement, request: Request, w: usize) -> Result<Option<Response>> {
         for i in 0..place.replicas.len() {
+            if place.me == Some(i) {
+                return Ok(None);
+            }
+            metrics::add(&self.metrics.writes_forwarded, 1);
             match self.peers.call(&place.member(i).peer_addr, &request).await {
                 Ok(Response::Error(e)) => return Err(Error::Command(e)),
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => return Ok(Some(answer)),
                 Err(CallError::Unreachable(addr, why)) => tracing::debug!("forwarding past {addr}: {why}"),
                 Err(e) => {
                     tracing::debug!("forwarded write's outcome unknown: {e}");

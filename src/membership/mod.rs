@@ -82,11 +82,6 @@ impl Membership {
         Self { me, q, seeds, peers, view: RwLock::new(view), changed: RwLock::new(Instant::now()) }
     }
 
-    #[must_use]
-    pub fn me(&self) -> &Member {
-        &self.me
-    }
-
     /// The current view.
     #[must_use]
     pub fn view(&self) -> Arc<View> {
@@ -94,12 +89,23 @@ impl Membership {
     }
 
     /// Merges what a peer knows: new members are added, known ones take
-    /// the addresses of their latest run. Returns true if the view changed.
+    /// the addresses of their latest run, and a peer address names one node
+    /// (a node that comes back under a new id, its data directory lost,
+    /// replaces its old id rather than counting twice). Returns true if the
+    /// view changed.
     pub fn learn(&self, members: &[Member]) -> bool {
         let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
         let mut list = view.members.clone();
         let mut changed = false;
         for m in members {
+            if let Some(i) = list.iter().position(|x| x.peer_addr == m.peer_addr && x.id != m.id) {
+                if m.epoch <= list[i].epoch || list[i].id == self.me.id {
+                    continue;
+                }
+                tracing::warn!(old = %list[i].id, new = %m.id, addr = %m.peer_addr, "a node came back under a new id; forgetting the old one");
+                list.remove(i);
+                changed = true;
+            }
             match list.binary_search_by_key(&m.id, |x| x.id) {
                 Ok(i) if m.id != self.me.id && m.epoch > list[i].epoch => {
                     list[i] = m.clone();
@@ -187,5 +193,16 @@ mod tests {
         assert_eq!(view.ring.owned_by(NodeId(2)), 5);
         let (_, replicas) = view.replicas_of(b"some key", 3);
         assert_eq!(replicas.len(), 3);
+    }
+
+    #[test]
+    fn a_new_id_at_a_known_address_replaces_the_old_one() {
+        let m = membership(member(2, 7002, 5));
+        m.learn(&[member(1, 7001, 5), member(3, 7003, 5)]);
+        assert!(m.learn(&[member(9, 7003, 8)]), "node 3 came back as 9");
+        assert!(!m.learn(&[member(3, 7003, 5)]), "a stale list does not bring the old id back");
+        assert!(!m.learn(&[member(7, 7002, 99)]), "nobody takes this node's address from it");
+        let ids: Vec<u64> = m.view().members.iter().map(|m| m.id.0).collect();
+        assert_eq!(ids, [1, 2, 9]);
     }
 }

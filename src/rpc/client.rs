@@ -92,11 +92,6 @@ impl Peers {
         Self { inner: Arc::new(Inner { me, timeout, sweep, max_frame, links: Mutex::new(HashMap::new()), stop }) }
     }
 
-    #[must_use]
-    pub fn timeout(&self) -> Duration {
-        self.inner.timeout
-    }
-
     fn link(&self, addr: &str) -> Arc<Link> {
         let mut links = lock(&self.inner.links);
         Arc::clone(links.entry(addr.to_string()).or_insert_with(|| {
@@ -116,10 +111,7 @@ impl Peers {
     pub async fn call(&self, addr: &str, request: &Request) -> Result<Response, CallError> {
         let deadline = Instant::now() + self.inner.timeout;
         let link = self.link(addr);
-        let conn = match tokio::time::timeout(self.inner.timeout, self.connection(addr, &link)).await {
-            Ok(conn) => conn?,
-            Err(_) => return Err(CallError::Timeout(addr.to_string())),
-        };
+        let conn = self.connection(addr, &link).await?;
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&conn.pending).insert(id, (tx, deadline));
@@ -133,7 +125,16 @@ impl Peers {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         };
-        if !sent || conn.closed.load(Ordering::Acquire) {
+        if !sent {
+            lock(&conn.pending).remove(&id);
+            return Err(CallError::Unreachable(
+                addr.to_string(),
+                "the connection closed before the request was sent".into(),
+            ));
+        }
+        if conn.closed.load(Ordering::Acquire) {
+            // The reader may have failed the pending calls before this one
+            // joined them; nobody would answer it.
             lock(&conn.pending).remove(&id);
             return Err(CallError::Lost(addr.to_string()));
         }
@@ -148,10 +149,7 @@ impl Peers {
     /// As [`call`](Self::call).
     pub async fn identify(&self, addr: &str) -> Result<Member, CallError> {
         let link = self.link(addr);
-        let conn = tokio::time::timeout(self.inner.timeout, self.connection(addr, &link))
-            .await
-            .map_err(|_| CallError::Timeout(addr.to_string()))??;
-        Ok(conn.remote.clone())
+        Ok(self.connection(addr, &link).await?.remote.clone())
     }
 
     /// The live connection to `addr`, connecting if there is none and the
@@ -169,7 +167,11 @@ impl Peers {
         if Instant::now() < next_attempt {
             return Err(CallError::Unreachable(addr.to_string(), "recently failed; backing off".into()));
         }
-        match connect(addr, &self.inner).await {
+        // A peer that vanished without a reset (powered off, partitioned)
+        // never answers the connect: bounded like any call, and then a
+        // failure like any other, so the backoff spares the next callers.
+        let attempt = tokio::time::timeout(self.inner.timeout, connect(addr, &self.inner)).await;
+        match attempt.unwrap_or_else(|_| Err("no answer to the connection in time".into())) {
             Ok(conn) => {
                 *lock(&link.retry) = (Instant::now(), FIRST_BACKOFF);
                 *lock(&link.conn) = Some(Arc::clone(&conn));

@@ -56,7 +56,8 @@ mod tests {
         let addr = listener.local_addr().expect("addr").to_string();
         let (trigger, stop) = shutdown::signal();
         let handler = Arc::new(Echo(AtomicUsize::new(0)));
-        tokio::spawn(serve(listener, member(1, addr.clone()), Arc::clone(&handler), 1 << 20, stop));
+        let tasks = shutdown::Tracker::default();
+        tokio::spawn(serve(listener, member(1, addr.clone()), Arc::clone(&handler), 1 << 20, stop, tasks));
         (addr, handler, trigger)
     }
 

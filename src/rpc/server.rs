@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::shutdown::Stop;
+use crate::shutdown::{Stop, Tracker};
 
 use super::wire::{Member, Request, Response, handshake, parse_handshake, split_frame};
 
@@ -32,8 +32,16 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, from: &Member, request: Request) -> impl Future<Output = Response> + Send;
 }
 
-/// Serves peers on `listener` until `stop` fires.
-pub async fn serve<H: Handler>(listener: TcpListener, me: Member, handler: Arc<H>, max_frame: usize, mut stop: Stop) {
+/// Serves peers on `listener` until `stop` fires. Connections and requests
+/// run as tasks of `tasks`, so the node can wait for them.
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    me: Member,
+    handler: Arc<H>,
+    max_frame: usize,
+    mut stop: Stop,
+    tasks: Tracker,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -47,9 +55,9 @@ pub async fn serve<H: Handler>(listener: TcpListener, me: Member, handler: Arc<H
                 continue;
             }
         };
-        let (me, handler, stop) = (me.clone(), Arc::clone(&handler), stop.clone());
-        tokio::spawn(async move {
-            if let Err(e) = serve_peer(socket, &me, handler, max_frame, stop).await {
+        let (me, handler, stop, inner) = (me.clone(), Arc::clone(&handler), stop.clone(), tasks.clone());
+        tasks.spawn(async move {
+            if let Err(e) = serve_peer(socket, &me, handler, max_frame, stop, inner).await {
                 tracing::debug!(peer = %addr, "peer connection closed: {e}");
             }
         });
@@ -62,6 +70,7 @@ async fn serve_peer<H: Handler>(
     handler: Arc<H>,
     max_frame: usize,
     mut stop: Stop,
+    tasks: Tracker,
 ) -> Result<(), String> {
     let _ = socket.set_nodelay(true);
     let (mut rd, wr) = socket.into_split();
@@ -107,7 +116,7 @@ async fn serve_peer<H: Handler>(
                 // request one poll here and spawn a task only if it waits.
                 let waker = std::task::Waker::noop();
                 if answer.as_mut().poll(&mut std::task::Context::from_waker(waker)).is_pending() {
-                    tokio::spawn(answer);
+                    tasks.spawn(answer);
                 }
                 continue;
             }

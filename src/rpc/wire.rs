@@ -37,12 +37,11 @@ pub struct Member {
     pub epoch: u64,
 }
 
-/// Per-partition counts, for DBSIZE across the cluster.
+/// Per-partition key counts, for DBSIZE across the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PartitionCount {
     pub partition: u32,
     pub keys: u64,
-    pub expires: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -484,7 +483,6 @@ impl Response {
                 for c in counts {
                     put_varint(out, u64::from(c.partition));
                     put_varint(out, c.keys);
-                    put_varint(out, c.expires);
                 }
             }
             Self::Error(e) => put_bytes(out, e.as_bytes()),
@@ -512,11 +510,11 @@ impl Response {
                 Self::Keys { keys, examined, next: p.opt_u64()? }
             }
             8 => {
-                let n = p.r.len(3)?;
+                let n = p.r.len(2)?;
                 let mut counts = Vec::with_capacity(n);
                 for _ in 0..n {
                     let partition = u32::try_from(p.varint()?).map_err(|_| DecodeError::Malformed("partition"))?;
-                    counts.push(PartitionCount { partition, keys: p.varint()?, expires: p.varint()? });
+                    counts.push(PartitionCount { partition, keys: p.varint()? });
                 }
                 Self::Tallies(counts)
             }
@@ -653,7 +651,7 @@ mod tests {
             Response::Outcome(Outcome::Int(-9)),
             Response::Written { context: Context::default(), superseded: 2 },
             Response::Keys { keys: vec![Bytes::from("a"), Bytes::new()], examined: 5, next: Some(42) },
-            Response::Tallies(vec![PartitionCount { partition: 3, keys: 10, expires: 1 }]),
+            Response::Tallies(vec![PartitionCount { partition: 3, keys: 10 }]),
             Response::Error("NOQUORUM 2 replicas needed, 1 answered".into()),
         ]
     }

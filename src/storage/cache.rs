@@ -1,8 +1,9 @@
-//! A bounded cache of decoded objects: one per storage worker, holding only
-//! keys of that worker's partitions.
+//! A bounded cache of decoded objects, in shards: each shard holds keys of
+//! one storage worker's partitions (the store keeps 16 shards per worker,
+//! so client threads rarely wait on each other's lock).
 //!
-//! The worker is the cache's only writer and updates it after each batch is
-//! durable, so every cached object (or cached absence) is the key's current,
+//! The owning worker is a shard's only writer and updates it after each
+//! batch is durable, so every cached object (or cached absence) is the key's current,
 //! durable state. Client threads read it under a short lock: a hit answers a
 //! read without waking the worker or touching the LSM tree.
 //!

@@ -61,6 +61,11 @@ pub struct Options {
     pub fsync: bool,
     pub workers: usize,
     pub tombstone_grace_ms: u64,
+    /// Remove whole objects once every sibling has been dead for the grace
+    /// period. Only safe when this node holds the only copy (N = 1): with
+    /// replicas, a copy that missed the delete would bring the value back,
+    /// so then only expired values are reclaimed and histories are kept.
+    pub reap_objects: bool,
     /// The storage engine's block cache.
     pub cache_bytes: u64,
     /// The object cache, shared out among the workers.
@@ -88,9 +93,36 @@ type Job = Box<dyn FnOnce(&mut Worker<'_>) -> Completion + Send>;
 
 enum Msg {
     Run(Job),
-    /// Wait at the barrier twice: the caller works on the whole store between.
-    Pause(Arc<Barrier>),
+    /// Hold still while the caller works on the whole store.
+    Pause(Pause),
     Stop,
+}
+
+/// A worker's part in a pause: wait at the barrier, let the caller work,
+/// wait again. A pause that is dropped unheld (its worker already gone)
+/// stands in for the worker, so the caller and the other workers are never
+/// left waiting. Dropping one blocks: only on a blocking thread.
+struct Pause {
+    barrier: Arc<Barrier>,
+    held: bool,
+}
+
+impl Pause {
+    fn hold(mut self, meanwhile: impl FnOnce()) {
+        self.barrier.wait();
+        meanwhile();
+        self.barrier.wait();
+        self.held = true;
+    }
+}
+
+impl Drop for Pause {
+    fn drop(&mut self) {
+        if !self.held {
+            self.barrier.wait();
+            self.barrier.wait();
+        }
+    }
 }
 
 struct Shared {
@@ -100,6 +132,7 @@ struct Shared {
     partitioner: Partitioner,
     persist_mode: PersistMode,
     grace_ms: u64,
+    reap_objects: bool,
     stats: stats::Stats,
     dots: DotCounter,
     node: NodeId,
@@ -110,6 +143,12 @@ struct Shared {
 }
 
 impl Shared {
+    /// When background work is next due on `object`: an expiry to reclaim,
+    /// or (if objects are reaped here) the object's removal.
+    fn due(&self, object: &Object) -> Option<u64> {
+        if self.reap_objects { object.next_due(self.grace_ms) } else { object.next_expiry() }
+    }
+
     fn worker_of(&self, hash: u64) -> usize {
         self.partitioner.of(hash) as usize % self.workers
     }
@@ -199,6 +238,7 @@ impl Store {
             partitioner,
             persist_mode,
             grace_ms: opts.tombstone_grace_ms,
+            reap_objects: opts.reap_objects,
             stats,
             dots,
             node,
@@ -276,7 +316,9 @@ impl Store {
     /// order: no later update of any key gets a smaller one.
     ///
     /// # Errors
-    /// Storage failures, a corrupt object, or shutdown; then nothing changed.
+    /// Storage failures, a corrupt object, or shutdown. If the journal could
+    /// not be written (the store then refuses all further work), the write's
+    /// outcome is unknown.
     pub async fn update<R, F>(&self, hash: u64, key: &[u8], f: F) -> Result<R>
     where
         R: Send + 'static,
@@ -297,7 +339,7 @@ impl Store {
     /// of this node (a replica merging what a coordinator sent): no dot.
     ///
     /// # Errors
-    /// Storage failures, a corrupt object, or shutdown; then nothing changed.
+    /// As [`update`](Self::update).
     pub async fn apply<R, F>(&self, hash: u64, key: &[u8], f: F) -> Result<R>
     where
         R: Send + 'static,
@@ -350,8 +392,14 @@ impl Store {
     pub async fn flush_all(&self) -> Result<()> {
         let _one_at_a_time = self.flushing.lock().await;
         let barrier = Arc::new(Barrier::new(self.queues.len() + 1));
+        let mut stopped = false;
         for q in &self.queues {
-            q.send(Msg::Pause(Arc::clone(&barrier))).await.map_err(|_| Error::ShuttingDown)?;
+            let pause = Msg::Pause(Pause { barrier: Arc::clone(&barrier), held: false });
+            if let Err(unsent) = q.send(pause).await {
+                // That worker has stopped: its pause stands in for it.
+                tokio::task::spawn_blocking(move || drop(unsent));
+                stopped = true;
+            }
         }
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
@@ -367,7 +415,8 @@ impl Store {
             result
         })
         .await
-        .map_err(|_| Error::ShuttingDown)?
+        .map_err(|_| Error::ShuttingDown)??;
+        if stopped { Err(Error::ShuttingDown) } else { Ok(()) }
     }
 
     /// Does the background work due by `now` (reclaiming expired values,
@@ -414,10 +463,11 @@ impl Store {
         self.shared.stats.max_siblings()
     }
 
-    /// Bytes on disk, journal included.
-    #[must_use]
-    pub fn disk_space(&self) -> u64 {
-        self.shared.db.disk_space().unwrap_or(0)
+    /// Bytes on disk, journal included (a directory walk: on the blocking
+    /// pool).
+    pub async fn disk_space(&self) -> u64 {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || shared.db.disk_space().unwrap_or(0)).await.unwrap_or(0)
     }
 
     /// Stops the workers after what is queued and fsyncs everything.
@@ -474,12 +524,10 @@ fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
         for msg in batch.drain(..) {
             match msg {
                 Msg::Run(job) => done.push(job(&mut worker)),
-                Msg::Pause(barrier) => {
-                    barrier.wait();
+                Msg::Pause(pause) => pause.hold(|| {
                     worker.written.clear();
                     shared.clear_cache(index);
-                    barrier.wait();
-                }
+                }),
                 Msg::Stop => stop = true,
             }
         }
@@ -534,8 +582,8 @@ impl Worker<'_> {
         match change {
             Change::Keep => return Ok(()),
             Change::Put(mut object) => {
-                let due = object.next_due(shared.grace_ms);
-                if let Some(due) = due.filter(|&d| before.and_then(|b| b.next_due(shared.grace_ms)) != Some(d)) {
+                let due = shared.due(&object);
+                if let Some(due) = due.filter(|&d| before.and_then(|b| shared.due(b)) != Some(d)) {
                     shared.reap.insert(reap_key(due, &k), []).map_err(storage)?;
                 }
                 // One buffer, exactly sized, shared by the memtable and the cache.
@@ -568,7 +616,7 @@ impl Worker<'_> {
         let before = Arc::unwrap_or_clone(before);
         let mut after = before.clone();
         let stripped = after.strip_expired(now);
-        if after.reap_at(shared.grace_ms).is_some_and(|at| at <= now) {
+        if shared.reap_objects && after.reap_at(shared.grace_ms).is_some_and(|at| at <= now) {
             return self.write(hash, k, Some(&before), Change::Remove);
         }
         if stripped {
@@ -576,7 +624,7 @@ impl Worker<'_> {
         }
         // Nothing due yet (the entry was stale, or the grace period grew):
         // make sure the object's next due moment is scheduled.
-        if let Some(due) = after.next_due(shared.grace_ms).filter(|&d| d > now) {
+        if let Some(due) = shared.due(&after).filter(|&d| d > now) {
             shared.reap.insert(reap_key(due, &k), []).map_err(storage)?;
         }
         Ok(())
@@ -602,6 +650,7 @@ mod tests {
             fsync: false,
             workers,
             tombstone_grace_ms: 1_000,
+            reap_objects: true,
             cache_bytes: 8 << 20,
             object_cache_bytes: 1 << 20,
         })

@@ -4,7 +4,7 @@
 //! clients as printable base64url text. Both start with a format byte, use
 //! LEB128 varints for counters and lengths and fixed 8-byte node ids.
 //! Decoding validates every invariant the rest of the module relies on
-//! (sorted vectors, siblings covered by the vector, no duplicate dots, no
+//! (sorted vectors, siblings covered by the vector and in dot order, no
 //! trailing bytes), so corrupt input is an error, never a panic or a
 //! silently wrong object. Values are sliced out of the input `Bytes`
 //! without copying.
@@ -221,8 +221,10 @@ impl Object {
                 return Err(DecodeError::Malformed("sibling dot not covered by vector"));
             }
             let dot = Dot::new(node, counter);
-            if siblings.iter().any(|s| s.dot == dot) {
-                return Err(DecodeError::Malformed("duplicate dot"));
+            // Siblings are stored sorted by dot: equal or descending dots
+            // mean corruption (and the check stays linear).
+            if siblings.last().is_some_and(|last| last.dot >= dot) {
+                return Err(DecodeError::Malformed("siblings not in dot order"));
             }
             let timestamp = r.varint()?;
             let flags = r.u8()?;

@@ -67,16 +67,15 @@ impl Context {
         next
     }
 
-    /// This context with `node`'s claims limited to counters up to `max`.
+    /// This context limited to what `seen` covers: every entry capped at
+    /// `seen`'s, dots beyond it dropped.
     #[must_use]
-    pub fn clamped(&self, node: NodeId, max: u64) -> Self {
-        if self.vv.get(node) <= max && self.dots.iter().all(|d| d.node != node || d.counter <= max) {
+    pub fn clamped_to(&self, seen: &VersionVector) -> Self {
+        if seen.dominates(&self.vv) && self.dots.iter().all(|d| seen.covers(*d)) {
             return self.clone();
         }
-        let vv = VersionVector::from_entries(
-            self.vv.entries().iter().map(|&(n, c)| (n, if n == node { c.min(max) } else { c })),
-        );
-        let dots = self.dots.iter().copied().filter(|d| d.node != node || d.counter <= max).collect();
+        let vv = VersionVector::from_entries(self.vv.entries().iter().map(|&(n, c)| (n, c.min(seen.get(n)))));
+        let dots = self.dots.iter().copied().filter(|d| seen.covers(*d) && !vv.covers(*d)).collect();
         Self { vv, dots }
     }
 
@@ -221,11 +220,14 @@ mod tests {
     }
 
     #[test]
-    fn clamping_drops_claims_beyond_what_a_node_issued() {
-        let ctx = Context::from_vector(VersionVector::from_entries([(A, 50), (B, 2)])).with_dot(Dot::new(A, 70), false);
-        let c = ctx.clamped(A, 10);
+    fn clamping_drops_claims_beyond_what_was_seen() {
+        let ctx = Context::from_vector(VersionVector::from_entries([(A, 50), (B, 2)]))
+            .with_dot(Dot::new(A, 70), false)
+            .with_dot(Dot::new(B, 4), false);
+        let c = ctx.clamped_to(&VersionVector::from_entries([(A, 10), (B, 9)]));
         assert_eq!(c.vector().get(A), 10);
         assert_eq!(c.vector().get(B), 2);
-        assert!(c.dots().is_empty());
+        assert_eq!(c.dots(), &[Dot::new(B, 4)]);
+        assert_eq!(ctx.clamped_to(&VersionVector::from_entries([(A, 99), (B, 99)])), ctx);
     }
 }

@@ -106,18 +106,20 @@ impl Object {
     /// adds `new` and returns the context to hand back: `ctx` plus the new
     /// dot. `new.dot` must be fresh from the coordinating node's counter.
     ///
-    /// The coordinator holds every dot it ever issued for this key, so a
-    /// context claiming more of its dots is forged or corrupt: those claims
-    /// are dropped rather than allowed to cover future writes. The new dot is
-    /// folded into the context's vector when the context covered every dot of
-    /// that node for this key, since no write of that node lies between.
+    /// A context can only speak of writes this object has seen: claims
+    /// beyond its vector (a forged or corrupt context, one meant for another
+    /// key, or writes this copy has not merged yet) are dropped rather than
+    /// allowed to cover writes the client never saw, which replicas would
+    /// then discard. In a cluster the coordinator merges the other replicas'
+    /// copies first, so a context read at quorum is covered in full. The new
+    /// dot is folded into the context's vector when the context covered
+    /// every dot of that node for this key, since no write of that node lies
+    /// between.
     pub fn update(&mut self, ctx: &Context, new: Sibling) -> Context {
         let dot = new.dot;
-        let known = self.vv.get(dot.node);
-        let ctx = ctx.clamped(dot.node, known);
-        let fold = ctx.vector().get(dot.node) == known;
+        let ctx = ctx.clamped_to(&self.vv);
+        let fold = ctx.vector().get(dot.node) == self.vv.get(dot.node);
         self.siblings.retain(|s| !ctx.covers(s.dot));
-        self.vv.merge(ctx.vector());
         self.vv.add(dot);
         let at = self.siblings.partition_point(|s| s.dot < dot);
         self.siblings.insert(at, new);
@@ -181,12 +183,18 @@ impl Object {
         Some(latest.saturating_add(grace))
     }
 
+    /// The earliest expiry of a value still held: when there is space to
+    /// reclaim.
+    #[must_use]
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.siblings.iter().filter(|s| s.value.is_some()).filter_map(|s| s.expires_at).min()
+    }
+
     /// The next moment background work is due on this object: an expiry to
     /// reclaim or the object to reap.
     #[must_use]
     pub fn next_due(&self, grace: u64) -> Option<u64> {
-        let strip = self.siblings.iter().filter(|s| s.value.is_some()).filter_map(|s| s.expires_at).min();
-        match (strip, self.reap_at(grace)) {
+        match (self.next_expiry(), self.reap_at(grace)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }

@@ -101,6 +101,28 @@ proptest! {
     }
 
     #[test]
+    fn no_context_makes_replicas_drop_what_the_coordinator_never_saw(
+        steps in prop::collection::vec(step(), 0..40),
+        forged in prop::collection::vec((1u64..=NODES, 0u64..1_000_000), 0..4),
+        forged_dots in prop::collection::vec((1u64..=NODES, 1u64..1_000_000), 0..3),
+    ) {
+        let r = play(&steps);
+        let (mut x, y) = (r[0].clone(), &r[1]);
+        let mut ctx = Context::from_vector(VersionVector::from_entries(forged.into_iter().map(|(n, c)| (NodeId(n), c))));
+        for (n, c) in forged_dots {
+            ctx = ctx.with_dot(Dot::new(NodeId(n), c), false);
+        }
+        let seen = x.vv().clone();
+        x.update(&ctx, Sibling { dot: Dot::new(NodeId(1), 2_000_000), timestamp: 0, expires_at: None, value: Some(Bytes::from("new")) });
+        let after = merged(y, &x);
+        for s in y.siblings() {
+            if !seen.covers(s.dot) {
+                prop_assert!(after.siblings().iter().any(|t| t.dot == s.dot), "{:?} was dropped", s.dot);
+            }
+        }
+    }
+
+    #[test]
     fn writers_sharing_a_context_each_leave_a_sibling(start in prop::collection::vec(step(), 0..20), writers in 1usize..8) {
         let mut o = play(&start).swap_remove(0);
         let ctx = o.context();

@@ -5,8 +5,9 @@
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
-use crate::mutation::parse_i64;
+use crate::mutation::{Expiry, parse_i64};
 use crate::resp::args::Args;
+use crate::resp::cmd::strings::ttl as ttl_of;
 use crate::resp::reply::Reply;
 use crate::resp::session::Session;
 use crate::version::Context;
@@ -42,18 +43,19 @@ pub async fn setctx(s: &Session, mut args: Args) -> Result<Reply> {
     let value: Bytes = args.bytes()?;
     let (mut ttl, mut w) = (None, None);
     while let Some(option) = args.keyword() {
-        let unit = match option.as_str() {
-            "EX" if ttl.is_none() => 1000,
-            "PX" if ttl.is_none() => 1,
+        let expiry = match option.as_str() {
+            "EX" if ttl.is_none() => ttl_of(args.int()?, 1000, "setctx")?,
+            "PX" if ttl.is_none() => ttl_of(args.int()?, 1, "setctx")?,
             "W" if w.is_none() => {
                 w = Some(quorum(&mut args)?);
                 continue;
             }
             _ => return Err(Error::Syntax),
         };
-        let invalid = || Error::InvalidExpire("setctx".into());
-        let ms = args.int()?.checked_mul(unit).filter(|&ms| ms > 0).ok_or_else(invalid)?;
-        ttl = Some(ms as u64);
+        ttl = match expiry {
+            Expiry::In(ms) => Some(ms),
+            _ => return Err(Error::Syntax),
+        };
     }
     let (next, _) = s.coordinator().write_versions(&key, ctx, Some(value), ttl, w).await?;
     Ok(Reply::bulk(next.encode()))

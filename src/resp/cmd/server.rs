@@ -130,7 +130,7 @@ fn human(bytes: u64) -> String {
     }
 }
 
-fn section(s: &Session, name: &str, out: &mut String) {
+fn section(s: &Session, name: &str, disk: u64, out: &mut String) {
     let server = &s.server;
     let m = &server.metrics;
     let uptime = m.started.elapsed().as_secs();
@@ -166,7 +166,6 @@ fn section(s: &Session, name: &str, out: &mut String) {
             line("used_memory_rss", &rss);
             line("maxmemory", &0);
             line("maxmemory_policy", &"noeviction");
-            let disk = s.coordinator().store().disk_space();
             line("shoal_disk_bytes", &disk);
             line("shoal_disk_human", &human(disk));
         }
@@ -228,15 +227,17 @@ fn section(s: &Session, name: &str, out: &mut String) {
 pub async fn info(s: &Session, args: Args) -> Result<Reply> {
     let wanted: Vec<String> = args.rest().iter().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).collect();
     let all = wanted.is_empty() || wanted.iter().any(|w| matches!(w.as_str(), "all" | "everything" | "default"));
+    let sections: Vec<&str> = SECTIONS.iter().copied().filter(|n| all || wanted.iter().any(|w| w == n)).collect();
+    let disk = if sections.contains(&"memory") { s.coordinator().store().disk_space().await } else { 0 };
     let mut out = String::new();
-    for name in SECTIONS.iter().filter(|n| all || wanted.iter().any(|w| w == *n)) {
+    for name in sections {
         if !out.is_empty() {
             out.push_str("\r\n");
         }
         let mut title = name.to_string();
         title[..1].make_ascii_uppercase();
         let _ = write!(out, "# {title}\r\n");
-        section(s, name, &mut out);
+        section(s, name, disk, &mut out);
     }
     Ok(Reply::Verbatim("txt", out))
 }
