@@ -484,23 +484,11 @@ impl Coordinator {
             return Ok(self.tally().keys.max(0) as u64);
         }
         let mut best = vec![0u64; view.partitioner().count() as usize];
-        let me = self.node_id();
-        let calls = view
-            .members
-            .iter()
-            .map(|m| async move {
-                if m.id == me {
-                    return Ok(self.local_tallies());
-                }
-                match self.peers.call(&m.peer_addr, &Request::Tallies).await {
-                    Ok(Response::Tallies(t)) => Ok(t),
-                    Ok(other) => Err(unexpected(&other)),
-                    Err(e) => Err(Error::TryAgain(e.to_string())),
-                }
-            })
-            .collect();
+        let answers =
+            self.ask_every_member(&view, &Request::Tallies, || async { Ok(Response::Tallies(self.local_tallies())) });
         let mut answered = 0;
-        for tallies in join_all(calls).await.into_iter().flatten() {
+        for answer in answers.await {
+            let Ok(Response::Tallies(tallies)) = answer else { continue };
             answered += 1;
             for t in tallies {
                 if let Some(b) = best.get_mut(t.partition as usize) {
@@ -526,22 +514,19 @@ impl Coordinator {
     /// Any member could not be flushed (the others were).
     pub async fn flush_all(&self) -> Result<()> {
         let view = self.membership.view();
-        let me = self.node_id();
-        let calls = view
-            .members
-            .iter()
-            .map(|m| async move {
-                if m.id == me {
-                    return self.store.flush_all().await.map_err(|e| e.to_string());
-                }
-                match self.peers.call(&m.peer_addr, &Request::FlushAll).await {
-                    Ok(Response::Done) => Ok(()),
-                    Ok(other) => Err(format!("{other:?}")),
-                    Err(e) => Err(e.to_string()),
-                }
+        let answers = self.ask_every_member(&view, &Request::FlushAll, || async {
+            self.store.flush_all().await?;
+            Ok(Response::Done)
+        });
+        let failures: Vec<String> = answers
+            .await
+            .into_iter()
+            .filter_map(|answer| match answer {
+                Ok(Response::Done) => None,
+                Ok(other) => Some(format!("{other:?}")),
+                Err(e) => Some(e.to_string()),
             })
             .collect();
-        let failures: Vec<String> = join_all(calls).await.into_iter().filter_map(Result::err).collect();
         if failures.is_empty() {
             Ok(())
         } else {
@@ -552,6 +537,28 @@ impl Coordinator {
                 failures.join("; ")
             )))
         }
+    }
+
+    /// Sends `request` to every member of `view` at once, answering it
+    /// with `local` for this node: one answer per member.
+    async fn ask_every_member<F, Fut>(&self, view: &View, request: &Request, local: F) -> Vec<Result<Response>>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Response>>,
+    {
+        let me = self.node_id();
+        let local = &local;
+        let calls = view
+            .members
+            .iter()
+            .map(|m| async move {
+                if m.id == me {
+                    return local().await;
+                }
+                self.peers.call(&m.peer_addr, request).await.map_err(|e| Error::TryAgain(e.to_string()))
+            })
+            .collect();
+        join_all(calls).await
     }
 
     /// The key's partition and every node of its preference list (replicas

@@ -12,7 +12,7 @@ use crate::rpc::PartitionCount;
 use crate::version::{Context, Object};
 
 use super::Coordinator;
-use super::replicas::merge_local;
+use super::replicas::{Placement, merge_local};
 
 impl Coordinator {
     /// This node's copy of `key`.
@@ -41,10 +41,7 @@ impl Coordinator {
     /// # Errors
     /// As [`write`](Self::write), or TRYAGAIN.
     pub async fn forwarded_write(&self, key: &Bytes, mutation: Mutation) -> Result<Outcome> {
-        let place = self.place(key)?;
-        if place.me.is_none() {
-            return Err(Error::TryAgain("the cluster view is changing; retry".into()));
-        }
+        let place = self.place_here(key)?;
         self.coordinate_write(key, &place, mutation).await
     }
 
@@ -60,12 +57,20 @@ impl Coordinator {
         ttl_ms: Option<u64>,
         w: Option<usize>,
     ) -> Result<(Context, usize)> {
+        let place = self.place_here(key)?;
+        let w = super::quorum_of(w, self.settings.w, self.settings.n, "W")?;
+        self.coordinate_versions(key, &place, context, value, ttl_ms, w).await
+    }
+
+    /// The key's placement, which must include this node: a peer forwarded
+    /// the write here because its view said so, and a view that disagrees
+    /// is changing.
+    fn place_here(&self, key: &Bytes) -> Result<Placement> {
         let place = self.place(key)?;
         if place.me.is_none() {
             return Err(Error::TryAgain("the cluster view is changing; retry".into()));
         }
-        let w = super::quorum_of(w, self.settings.w, self.settings.n, "W")?;
-        self.coordinate_versions(key, &place, context, value, ttl_ms, w).await
+        Ok(place)
     }
 
     /// Live keys this node holds with positions in `from..=to`, examining
