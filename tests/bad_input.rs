@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Shoal, closed_by_server, exchange, wait_for};
+use common::{Shoal, XorShift, closed_by_server, exchange, wait_for};
 
 /// Longest any single wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(5);
@@ -178,24 +178,6 @@ impl Meter {
     /// Waits until the server has read `bytes` from other connections.
     fn wait_read(&mut self, bytes: u64) {
         wait_for(&format!("the server to read {bytes} bytes"), WAIT, || (self.poll().0 >= bytes).then_some(()));
-    }
-}
-
-/// xorshift64: reproducible noise without a `rand` crate.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

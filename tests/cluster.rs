@@ -9,14 +9,17 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::cluster::TestCluster;
-use common::{Shoal, wait_for};
+use common::reply::{
+    array, call, err, error_text, fields, get, getctx, getctx_reply, info, int, ok, opt_text, set, setctx, text,
+};
+use common::{Shoal, closed_by_server, wait_for};
 use md5::{Digest, Md5};
 use redis::{Commands, Connection, ConnectionLike, Value};
 
@@ -24,128 +27,6 @@ use redis::{Commands, Connection, ConnectionLike, Value};
 const WAIT: Duration = Duration::from_secs(10);
 /// The test cluster's partition count.
 const PARTITIONS: u32 = 64;
-
-/// Sends one command and returns its raw reply (errors included).
-macro_rules! call {
-    ($c:expr, $name:expr $(, $arg:expr)* $(,)?) => {{
-        #[allow(unused_mut)]
-        let mut cmd = redis::cmd($name);
-        $( cmd.arg($arg); )*
-        $c.req_command(&cmd).expect("connection failed")
-    }};
-}
-
-/// The full error line of a reply (`CODE detail`), if it is an error.
-fn error_text(v: &Value) -> Option<String> {
-    match v {
-        Value::ServerError(e) => Some(match e.details() {
-            Some(d) => format!("{} {d}", e.code()),
-            None => e.code().to_string(),
-        }),
-        _ => None,
-    }
-}
-
-/// The full error line of a reply, or a panic.
-#[track_caller]
-fn err(v: &Value) -> String {
-    error_text(v).unwrap_or_else(|| panic!("expected an error reply, got {v:?}"))
-}
-
-#[track_caller]
-fn ok(v: &Value) {
-    assert!(matches!(v, Value::Okay), "expected OK, got {v:?}");
-}
-
-#[track_caller]
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Int(n) => *n,
-        other => panic!("expected an integer reply, got {other:?}"),
-    }
-}
-
-/// A bulk (or simple) string reply as text.
-#[track_caller]
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).expect("utf-8 reply"),
-        Value::SimpleString(s) => s.clone(),
-        Value::VerbatimString { text, .. } => text.clone(),
-        other => panic!("expected a string reply, got {other:?}"),
-    }
-}
-
-/// A bulk string, or nil as `None`.
-#[track_caller]
-fn opt_text(v: &Value) -> Option<String> {
-    match v {
-        Value::Nil => None,
-        other => Some(text(other)),
-    }
-}
-
-#[track_caller]
-fn array(v: &Value) -> &[Value] {
-    match v {
-        Value::Array(items) => items,
-        other => panic!("expected an array reply, got {other:?}"),
-    }
-}
-
-/// A map reply (a flat array of pairs in RESP2) by field name.
-#[track_caller]
-fn fields(v: &Value) -> HashMap<String, Value> {
-    match v {
-        Value::Map(pairs) => pairs.iter().map(|(k, v)| (text(k), v.clone())).collect(),
-        Value::Array(items) => {
-            assert!(items.len() % 2 == 0, "a map has pairs: {items:?}");
-            items.chunks(2).map(|p| (text(&p[0]), p[1].clone())).collect()
-        }
-        other => panic!("expected a map reply, got {other:?}"),
-    }
-}
-
-#[track_caller]
-fn get(c: &mut Connection, key: &str) -> Option<String> {
-    opt_text(&call!(c, "GET", key))
-}
-
-#[track_caller]
-fn set(c: &mut Connection, key: &str, value: &str) {
-    ok(&call!(c, "SET", key, value));
-}
-
-/// GETCTX key [R n] → (context, values oldest first).
-#[track_caller]
-fn getctx_reply(v: &Value) -> (String, Vec<String>) {
-    let items = array(v);
-    assert_eq!(items.len(), 2, "GETCTX is [context, values]: {items:?}");
-    (text(&items[0]), array(&items[1]).iter().map(text).collect())
-}
-
-#[track_caller]
-fn getctx(c: &mut Connection, key: &str) -> (String, Vec<String>) {
-    getctx_reply(&call!(c, "GETCTX", key))
-}
-
-/// SETCTX that must succeed; returns the new context.
-#[track_caller]
-fn setctx(c: &mut Connection, key: &str, ctx: &str, value: &str) -> String {
-    let next = text(&call!(c, "SETCTX", key, ctx, value));
-    assert!(!next.is_empty(), "SETCTX returns the context of the write it made");
-    next
-}
-
-/// One field of an `INFO section` reply.
-#[track_caller]
-fn info(c: &mut Connection, section: &str, field: &str) -> String {
-    let all = text(&call!(c, "INFO", section));
-    all.lines()
-        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
-        .map(|v| v.trim().to_string())
-        .unwrap_or_else(|| panic!("INFO {section} has no {field}: {all}"))
-}
 
 #[track_caller]
 fn info_int(c: &mut Connection, section: &str, field: &str) -> i64 {
@@ -673,17 +554,7 @@ fn a_read_repairs_a_replica_that_missed_writes() {
 /// Reads until the server closes `stream`; false if it stays open.
 fn server_closes(stream: &mut TcpStream) -> bool {
     stream.set_read_timeout(Some(Duration::from_secs(8))).expect("timeout");
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                return false;
-            }
-            Err(_) => return true,
-        }
-    }
+    closed_by_server(stream)
 }
 
 /// Writes and reads through every node, and checks the membership.
@@ -1121,18 +992,12 @@ fn three_shoal_processes_form_a_cluster_and_survive_a_sigterm() {
     assert_eq!(info_int(&mut rest[1], "cluster", "shoal_members"), 3, "a stopped node stays a member");
 }
 
-/// Sends `sig` (`-STOP`, `-CONT`) to a node process.
-fn signal(node: &Shoal, sig: &str) {
-    let status = std::process::Command::new("kill").args([sig, &node.pid().to_string()]).status().expect("kill");
-    assert!(status.success(), "kill {sig}");
-}
-
 /// Resumes a SIGSTOPped process however the test ends.
 struct Resume<'a>(&'a Shoal);
 
 impl Drop for Resume<'_> {
     fn drop(&mut self) {
-        signal(self.0, "-CONT");
+        self.0.signal("-CONT");
     }
 }
 
@@ -1166,7 +1031,7 @@ fn a_forwarded_write_that_times_out_is_applied_once() {
         list.iter().all(|h| h.copy.is_ok()).then_some(())
     });
 
-    signal(first_replica, "-STOP");
+    first_replica.signal("-STOP");
     let resume = Resume(first_replica);
     let reply = call!(f, "INCR", key);
     drop(resume);

@@ -18,110 +18,16 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::cluster::TestCluster;
+use common::reply::{array, call, error_text, fields, get, info, int, ok, opt_text, set, text};
 use common::wait_for;
 use redis::{Connection, ConnectionLike, Value};
 
 /// Bound for every poll.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Sends one command and returns its raw reply (errors included).
-macro_rules! call {
-    ($c:expr, $name:expr $(, $arg:expr)* $(,)?) => {{
-        #[allow(unused_mut)]
-        let mut cmd = redis::cmd($name);
-        $( cmd.arg($arg); )*
-        $c.req_command(&cmd).expect("connection failed")
-    }};
-}
-
-/// The full error line of a reply (`CODE detail`), if it is an error.
-fn error_text(v: &Value) -> Option<String> {
-    match v {
-        Value::ServerError(e) => Some(match e.details() {
-            Some(d) => format!("{} {d}", e.code()),
-            None => e.code().to_string(),
-        }),
-        _ => None,
-    }
-}
-
 /// Is the reply an error starting with NOQUORUM?
 fn is_noquorum(v: &Value) -> bool {
     error_text(v).is_some_and(|e| e.starts_with("NOQUORUM"))
-}
-
-#[track_caller]
-fn ok(v: &Value) {
-    assert!(matches!(v, Value::Okay), "expected OK, got {v:?}");
-}
-
-#[track_caller]
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Int(n) => *n,
-        other => panic!("expected an integer reply, got {other:?}"),
-    }
-}
-
-/// A bulk (or simple) string reply as text.
-#[track_caller]
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).expect("utf-8 reply"),
-        Value::SimpleString(s) => s.clone(),
-        Value::VerbatimString { text, .. } => text.clone(),
-        other => panic!("expected a string reply, got {other:?}"),
-    }
-}
-
-/// A bulk string, or nil as `None`.
-#[track_caller]
-fn opt_text(v: &Value) -> Option<String> {
-    match v {
-        Value::Nil => None,
-        other => Some(text(other)),
-    }
-}
-
-#[track_caller]
-fn array(v: &Value) -> &[Value] {
-    match v {
-        Value::Array(items) => items,
-        other => panic!("expected an array reply, got {other:?}"),
-    }
-}
-
-/// A map reply (a flat array of pairs in RESP2) by field name.
-#[track_caller]
-fn fields(v: &Value) -> HashMap<String, Value> {
-    match v {
-        Value::Map(pairs) => pairs.iter().map(|(k, v)| (text(k), v.clone())).collect(),
-        Value::Array(items) => {
-            assert!(items.len() % 2 == 0, "a map has pairs: {items:?}");
-            items.chunks(2).map(|p| (text(&p[0]), p[1].clone())).collect()
-        }
-        other => panic!("expected a map reply, got {other:?}"),
-    }
-}
-
-#[track_caller]
-fn get(c: &mut Connection, key: &str) -> Option<String> {
-    opt_text(&call!(c, "GET", key))
-}
-
-#[track_caller]
-fn set(c: &mut Connection, key: &str, value: &str) {
-    ok(&call!(c, "SET", key, value));
-}
-
-/// One field of an `INFO section` reply.
-#[track_caller]
-fn info(c: &mut Connection, section: &str, field: &str) -> String {
-    let all = text(&call!(c, "INFO", section));
-    all.lines()
-        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
-        .map(|v| v.trim().to_string())
-        .unwrap_or_else(|| panic!("INFO {section} has no {field}: {all}"))
 }
 
 /// SHOAL.STATUS as one field map per member.

@@ -10,36 +10,9 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::reply::{array, bulk, call, err, int, text};
 use common::{Shoal, wait_for};
 use redis::{Connection, ConnectionLike, Value};
-
-/// Sends one command and returns its raw reply (errors included).
-macro_rules! call {
-    ($c:expr, $name:expr $(, $arg:expr)* $(,)?) => {{
-        #[allow(unused_mut)]
-        let mut cmd = redis::cmd($name);
-        $( cmd.arg($arg); )*
-        $c.req_command(&cmd).expect("connection failed")
-    }};
-}
-
-/// The full error line of a reply (`CODE detail`), or a panic.
-fn err(v: &Value) -> String {
-    match v {
-        Value::ServerError(e) => match e.details() {
-            Some(d) => format!("{} {d}", e.code()),
-            None => e.code().to_string(),
-        },
-        other => panic!("expected an error reply, got {other:?}"),
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Int(n) => *n,
-        other => panic!("expected an integer reply, got {other:?}"),
-    }
-}
 
 /// A string-like reply (bulk, simple, verbatim, OK) as bytes.
 fn bytes(v: &Value) -> Vec<u8> {
@@ -49,25 +22,6 @@ fn bytes(v: &Value) -> Vec<u8> {
         Value::VerbatimString { text, .. } => text.as_bytes().to_vec(),
         Value::Okay => b"OK".to_vec(),
         other => panic!("expected a string reply, got {other:?}"),
-    }
-}
-
-fn text(v: &Value) -> String {
-    String::from_utf8(bytes(v)).expect("utf-8 reply")
-}
-
-/// A bulk string reply as text (not a simple string or OK).
-fn bulk(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).expect("utf-8 reply"),
-        other => panic!("expected a bulk string reply, got {other:?}"),
-    }
-}
-
-fn array(v: &Value) -> &[Value] {
-    match v {
-        Value::Array(items) | Value::Set(items) => items,
-        other => panic!("expected an array reply, got {other:?}"),
     }
 }
 

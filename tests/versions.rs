@@ -11,89 +11,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Shoal, wait_for};
-use redis::{Connection, ConnectionLike, Value};
+use common::reply::{bulk, call, err, get, getctx, info, int, setctx};
+use common::{Shoal, XorShift, wait_for};
+use redis::{Connection, Value};
 
 /// Bound for every poll: expiry, reaping, log lines.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Sends one command and returns its raw reply (errors included).
-macro_rules! call {
-    ($c:expr, $name:expr $(, $arg:expr)* $(,)?) => {{
-        #[allow(unused_mut)]
-        let mut cmd = redis::cmd($name);
-        $( cmd.arg($arg); )*
-        $c.req_command(&cmd).expect("connection failed")
-    }};
-}
-
-/// The full error line of a reply (`CODE detail`), or a panic.
-#[track_caller]
-fn err(v: &Value) -> String {
-    match v {
-        Value::ServerError(e) => match e.details() {
-            Some(d) => format!("{} {d}", e.code()),
-            None => e.code().to_string(),
-        },
-        other => panic!("expected an error reply, got {other:?}"),
-    }
-}
-
-#[track_caller]
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Int(n) => *n,
-        other => panic!("expected an integer reply, got {other:?}"),
-    }
-}
-
-/// A bulk string reply as text.
-#[track_caller]
-fn bulk(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).expect("utf-8 reply"),
-        other => panic!("expected a bulk string reply, got {other:?}"),
-    }
-}
-
-/// A bulk string, or nil as `None`.
-#[track_caller]
-fn opt_bulk(v: &Value) -> Option<String> {
-    match v {
-        Value::Nil => None,
-        other => Some(bulk(other)),
-    }
-}
-
-/// GETCTX key → (context, values oldest first), checking the reply's shape:
-/// a two-element array of a bulk string and an array of bulk strings.
-#[track_caller]
-fn getctx(c: &mut Connection, key: &str) -> (String, Vec<String>) {
-    match call!(c, "GETCTX", key) {
-        Value::Array(items) => {
-            assert_eq!(items.len(), 2, "GETCTX {key} is [context, values]: {items:?}");
-            let values = match &items[1] {
-                Value::Array(vs) => vs.iter().map(bulk).collect(),
-                other => panic!("GETCTX {key}: values are an array, got {other:?}"),
-            };
-            (bulk(&items[0]), values)
-        }
-        other => panic!("GETCTX {key}: expected an array, got {other:?}"),
-    }
-}
-
-/// SETCTX that must succeed; returns the new context.
-#[track_caller]
-fn setctx(c: &mut Connection, key: &str, ctx: &str, value: &str) -> String {
-    let next = bulk(&call!(c, "SETCTX", key, ctx, value));
-    assert!(!next.is_empty(), "SETCTX returns the context of the write it made");
-    next
-}
-
-#[track_caller]
-fn get(c: &mut Connection, key: &str) -> Option<String> {
-    opt_bulk(&call!(c, "GET", key))
-}
 
 #[track_caller]
 fn dbsize(c: &mut Connection) -> i64 {
@@ -105,20 +28,6 @@ fn exists(c: &mut Connection, key: &str) -> i64 {
     int(&call!(c, "EXISTS", key))
 }
 
-/// One field of an `INFO section` reply (bulk in RESP2, verbatim in RESP3).
-#[track_caller]
-fn info(c: &mut Connection, section: &str, field: &str) -> String {
-    let text = match call!(c, "INFO", section) {
-        Value::BulkString(b) => String::from_utf8(b).expect("utf-8 INFO"),
-        Value::VerbatimString { text, .. } => text,
-        other => panic!("INFO {section}: expected text, got {other:?}"),
-    };
-    text.lines()
-        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
-        .map(|v| v.trim().to_string())
-        .unwrap_or_else(|| panic!("INFO {section} has no {field}: {text}"))
-}
-
 #[track_caller]
 fn versions(c: &mut Connection, field: &str) -> u64 {
     info(c, "versions", field).parse().expect("numeric INFO versions field")
@@ -126,20 +35,6 @@ fn versions(c: &mut Connection, field: &str) -> u64 {
 
 fn strings(values: &[&str]) -> Vec<String> {
     values.iter().map(|s| (*s).to_string()).collect()
-}
-
-/// xorshift64: reproducible noise without a `rand` crate.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
 }
 
 // 1.

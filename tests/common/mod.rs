@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod reply;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -150,9 +151,10 @@ impl Shoal {
         self.child.as_ref().expect("running").id()
     }
 
-    fn signal(&self, sig: &str) {
+    /// Sends `sig` (`-TERM`, `-STOP`, `-CONT`, ...) to the node process.
+    pub fn signal(&self, sig: &str) {
         let status = Command::new("kill").args([sig, &self.pid().to_string()]).status().expect("kill");
-        assert!(status.success());
+        assert!(status.success(), "kill {sig}");
     }
 
     /// SIGTERM, then wait (bounded) for the process to exit.
@@ -206,5 +208,24 @@ pub fn closed_by_server(stream: &mut TcpStream) -> bool {
             }
             Err(_) => return true,
         }
+    }
+}
+
+/// xorshift64: reproducible noise without a `rand` crate.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
     }
 }
