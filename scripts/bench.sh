@@ -35,6 +35,7 @@ for tool in redis-server redis-benchmark redis-cli; do
 done
 
 cargo build --release --quiet
+BIN=${CARGO_TARGET_DIR:-target}/release/shoal
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -52,7 +53,7 @@ wait_up() {
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
 REDIS_PID=$!; pids+=("$REDIS_PID")
 # shellcheck disable=SC2086
-target/release/shoal --port "$SINGLE_PORT" --peer-port $((SINGLE_PORT + 10000)) --data-dir "$work/data-single" ${SHOAL_ARGS:-} >"$work/single.log" 2>&1 &
+"$BIN" --port "$SINGLE_PORT" --peer-port $((SINGLE_PORT + 10000)) --data-dir "$work/data-single" ${SHOAL_ARGS:-} >"$work/single.log" 2>&1 &
 SINGLE_PID=$!; pids+=("$SINGLE_PID")
 wait_up "$REDIS_PORT"; wait_up "$SINGLE_PORT"
 
@@ -61,7 +62,7 @@ if [ "$MODE" != single ]; then
   seeds=$(printf '127.0.0.1:%s,' $((CLUSTER_PORTS[0] + 10000)) $((CLUSTER_PORTS[1] + 10000)) $((CLUSTER_PORTS[2] + 10000)))
   for port in "${CLUSTER_PORTS[@]}"; do
     # shellcheck disable=SC2086
-    SHOAL_N=3 SHOAL_R=2 SHOAL_W=2 target/release/shoal --port "$port" --peer-port $((port + 10000)) \
+    SHOAL_N=3 SHOAL_R=2 SHOAL_W=2 "$BIN" --port "$port" --peer-port $((port + 10000)) \
       --data-dir "$work/data-cluster-$port" --seeds "${seeds%,}" ${SHOAL_ARGS:-} >"$work/cluster-$port.log" 2>&1 &
     CLUSTER_PIDS+=("$!"); pids+=("$!")
   done

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DIR=${CLUSTER_DIR:-./.shoal-cluster}
-BIN=target/release/shoal
+BIN=${CARGO_TARGET_DIR:-target}/release/shoal
 action=${1:-status}
 shift || true
 nodes=("$@")
@@ -27,7 +27,7 @@ done
 
 case "$action" in
   start)
-    [ -x "$BIN" ] || cargo build --release
+    cargo build --release --quiet
     mkdir -p "$DIR"
     for n in "${nodes[@]}"; do
       if running "$n"; then echo "node $n already running (pid $(pid_of "$n"))"; continue; fi

@@ -22,6 +22,16 @@ pub enum Durability {
     Fsync,
 }
 
+impl std::fmt::Display for Durability {
+    /// As the setting is written.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Os => "os",
+            Self::Fsync => "fsync",
+        })
+    }
+}
+
 /// A size in bytes, written as a number or with Redis's units
 /// (`1k` = 1000, `1kb` = 1024, likewise m/mb and g/gb).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -72,14 +72,34 @@ impl ServerArgs {
 }
 
 fn init_logging(level: &str) -> anyhow::Result<()> {
-    // The storage engine's routine messages are noise at info; a plain level
-    // keeps them at warn, a full directive is taken as given.
-    let directive = if level.contains('=') { level.to_string() } else { format!("{level},fjall=warn,lsm_tree=warn") };
-    let filter = tracing_subscriber::EnvFilter::try_new(&directive)
+    let filter = tracing_subscriber::EnvFilter::try_new(log_directive(level)?)
         .map_err(|e| anyhow::anyhow!("log-level {level:?} is not a valid filter: {e}"))?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).init();
     Ok(())
+}
+
+/// The tracing filter for a `log-level` setting: a level (tracing's names
+/// or Redis's: `verbose`, `notice`, `warning`), which keeps the storage
+/// engine's routine messages at warn, or a full filter (`shoal=debug,warn`)
+/// taken as given. A bare word that is neither would silence everything,
+/// so it is refused.
+fn log_directive(level: &str) -> anyhow::Result<String> {
+    if level.contains(['=', ',']) {
+        return Ok(level.to_string());
+    }
+    let level = match level.to_ascii_lowercase().as_str() {
+        "trace" => "trace",
+        "debug" | "verbose" => "debug",
+        "info" | "notice" => "info",
+        "warn" | "warning" => "warn",
+        "error" => "error",
+        "off" => "off",
+        _ => anyhow::bail!(
+            "log-level {level:?} is not a level (error, warn, info, debug, trace, off) or a filter such as \"shoal=debug,warn\""
+        ),
+    };
+    Ok(format!("{level},fjall=warn,lsm_tree=warn"))
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
@@ -124,3 +144,21 @@ fn main() -> ExitCode {
 // cross-thread allocations.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(test)]
+mod tests {
+    use super::log_directive;
+
+    #[test]
+    fn log_levels_take_tracing_and_redis_names_and_refuse_other_words() {
+        assert_eq!(log_directive("info").expect("info"), "info,fjall=warn,lsm_tree=warn");
+        assert_eq!(log_directive("NOTICE").expect("NOTICE"), "info,fjall=warn,lsm_tree=warn");
+        assert_eq!(log_directive("verbose").expect("verbose"), "debug,fjall=warn,lsm_tree=warn");
+        assert_eq!(log_directive("warning").expect("warning"), "warn,fjall=warn,lsm_tree=warn");
+        assert_eq!(log_directive("shoal=debug,warn").expect("shoal=debug,warn"), "shoal=debug,warn");
+        for bad in ["bogus", "", "inf0"] {
+            let e = log_directive(bad).expect_err(bad).to_string();
+            assert!(e.contains("is not a level"), "{bad}: {e}");
+        }
+    }
+}

@@ -147,18 +147,16 @@ pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
     Some(n)
 }
 
-/// Parses a float as Redis does: no surrounding spaces, finite.
+/// Parses a float as Redis does: no surrounding spaces, not NaN. Infinity
+/// (`inf`, or a number too large for a double) parses, so that INCRBYFLOAT
+/// can refuse it as Redis does: "would produce NaN or Infinity".
 #[must_use]
 pub fn parse_f64(bytes: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(bytes).ok()?;
     if text.is_empty() || text.starts_with(|c: char| c.is_whitespace()) || text.ends_with(|c: char| c.is_whitespace()) {
         return None;
     }
-    let lower = text.to_ascii_lowercase();
-    if lower.contains("nan") || lower.contains("inf") {
-        return None;
-    }
-    text.parse::<f64>().ok().filter(|f| f.is_finite())
+    text.parse::<f64>().ok().filter(|f| !f.is_nan())
 }
 
 /// Formats a float the way Redis replies with one: shortest exact form,
@@ -292,9 +290,12 @@ mod tests {
     fn floats_parse_and_format_like_redis() {
         assert_eq!(parse_f64(b"10.5"), Some(10.5));
         assert_eq!(parse_f64(b"5.0e3"), Some(5000.0));
-        for bad in [&b""[..], b" 1", b"1 ", b"nan", b"inf", b"-Infinity", b"1x"] {
+        for bad in [&b""[..], b" 1", b"1 ", b"nan", b"NaN", b"-nan", b"1x"] {
             assert_eq!(parse_f64(bad), None);
         }
+        assert_eq!(parse_f64(b"inf"), Some(f64::INFINITY));
+        assert_eq!(parse_f64(b"-Infinity"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_f64(b"1e400"), Some(f64::INFINITY), "too large for a double");
         assert_eq!(format_f64(10.5 + 0.1), "10.6");
         assert_eq!(format_f64(3.0), "3");
         assert_eq!(format_f64(-0.0), "0");

@@ -191,7 +191,7 @@ impl Node {
             tokio::spawn(Arc::clone(&membership).run(stop.clone())),
             tokio::spawn(reaper(Arc::clone(&store), stop)),
         ];
-        tracing::info!(node = %id, peers = %peer_addr, data_dir = %config.data_dir.display(), durability = ?config.durability, n, r, w, "shoal {} ready: accepting clients on {addr}", env!("CARGO_PKG_VERSION"));
+        tracing::info!(node = %id, peers = %peer_addr, data_dir = %config.data_dir.display(), durability = %config.durability, n, r, w, "shoal {} ready: accepting clients on {addr}", env!("CARGO_PKG_VERSION"));
         Ok(Self {
             id,
             addr,

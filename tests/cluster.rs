@@ -804,7 +804,7 @@ fn scan_all(c: &mut Connection, count: usize, pattern: Option<&str>) -> BTreeSet
 
 #[test]
 fn cluster_wide_dbsize_scan_keys_and_flushall() {
-    let cluster = TestCluster::start(3, 3, 2, 2);
+    let mut cluster = TestCluster::start(3, 3, 2, 2);
     let mut c: Vec<Connection> = (0..3).map(|i| cluster.client(i)).collect();
     let mut all = BTreeSet::new();
     for n in 0..500 {
@@ -852,6 +852,15 @@ fn cluster_wide_dbsize_scan_keys_and_flushall() {
     for (i, conn) in c.iter_mut().enumerate() {
         assert_eq!(get(conn, "after-flush").as_deref(), Some("yes"), "node {i}");
         wait_for(&format!("DBSIZE 1 on node {i}"), WAIT, || (int(&call!(conn, "DBSIZE")) == 1).then_some(()));
+    }
+    // With a node down, FLUSHALL refuses and flushes nothing: the stopped
+    // node would otherwise bring its keys back through read repair.
+    cluster.stop(0);
+    let e = err(&call!(c[1], "FLUSHALL"));
+    assert!(e.starts_with("ERR FLUSHALL needs every node") && e.ends_with("nothing was flushed"), "{e}");
+    assert!(e.contains(&format!("127.0.0.1:{}", cluster.port(0))), "names the silent node: {e}");
+    for conn in &mut c[1..] {
+        assert_eq!(get(conn, "after-flush").as_deref(), Some("yes"));
     }
 }
 

@@ -281,6 +281,8 @@ fn strings() {
         assert_err(&call!(c, "INCRBYFLOAT", "word", "1"), "ERR value is not a valid float");
         assert_err(&call!(c, "INCRBYFLOAT", "f", "abc"), "ERR value is not a valid float");
         assert_err(&call!(c, "INCRBYFLOAT", "f", "nan"), "ERR value is not a valid float");
+        assert_err(&call!(c, "INCRBYFLOAT", "f", "inf"), "ERR increment would produce NaN or Infinity");
+        assert_err(&call!(c, "INCRBYFLOAT", "f", "1e400"), "ERR increment would produce NaN or Infinity");
         assert_bulk(&call!(c, "GET", "f"), "10");
     });
 }
@@ -526,6 +528,7 @@ fn connection_and_server() {
         assert!(matches!(call!(c, "CONFIG", "GET", "save"), Value::Map(_)));
         assert_err(&call!(c, "HELLO", 4), "NOPROTO unsupported protocol version");
         assert_err(&call!(c, "HELLO", "abc"), "ERR Protocol version is not an integer or out of range");
+        assert_err(&call!(c, "HELLO", 2, "foo"), "ERR Syntax error in HELLO option 'foo'");
         check_hello(&call!(c, "HELLO", 2), 2);
         // Back in RESP2: CONFIG GET is a flat array.
         assert!(matches!(call!(c, "CONFIG", "GET", "save"), Value::Array(_)));

@@ -508,12 +508,34 @@ impl Coordinator {
         self.store.tally()
     }
 
-    /// Removes every key on every member.
+    /// Removes every key on every member. A flush is not a versioned
+    /// delete: a member that missed it would bring its keys back through
+    /// read repair. So it first checks that every member answers and
+    /// flushes nothing if one does not.
     ///
     /// # Errors
-    /// Any member could not be flushed (the others were).
+    /// A member did not answer the check (nothing was flushed), or could not
+    /// be flushed (the others were).
     pub async fn flush_all(&self) -> Result<()> {
         let view = self.membership.view();
+        if view.members.len() > 1 {
+            let silent: Vec<String> = self
+                .ask_every_member(&view, &Request::Tallies, || async { Ok(Response::Tallies(Vec::new())) })
+                .await
+                .into_iter()
+                .zip(&view.members)
+                .filter_map(|(answer, m)| match answer {
+                    Ok(Response::Tallies(_)) => None,
+                    _ => Some(m.client_addr.clone()),
+                })
+                .collect();
+            if !silent.is_empty() {
+                return Err(Error::err(format!(
+                    "FLUSHALL needs every node and {} did not answer; nothing was flushed",
+                    silent.join(", ")
+                )));
+            }
+        }
         let answers = self.ask_every_member(&view, &Request::FlushAll, || async {
             self.store.flush_all().await?;
             Ok(Response::Done)

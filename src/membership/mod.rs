@@ -12,6 +12,7 @@
 //! The current view is an immutable [`View`] behind an `Arc`, swapped when
 //! the member list changes, so readers take it without waiting.
 
+use std::collections::HashSet;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -129,8 +130,9 @@ impl Membership {
 
     /// Exchanges member lists with every seed and member until stopped.
     pub async fn run(self: Arc<Self>, mut stop: Stop) {
+        let mut unreachable = HashSet::new();
         loop {
-            self.exchange().await;
+            self.exchange(&mut unreachable).await;
             let busy = self.changed.read().unwrap_or_else(PoisonError::into_inner).elapsed() < SETTLE_TIME;
             let pause = if busy { EXCHANGE_INTERVAL_BUSY } else { EXCHANGE_INTERVAL };
             tokio::select! {
@@ -141,7 +143,10 @@ impl Membership {
     }
 
     /// One round: send our list to everyone we know of, merge the answers.
-    async fn exchange(&self) {
+    /// Logs when a peer stops or starts answering (`unreachable` holds the
+    /// addresses that did not answer the last round), so an operator sees
+    /// why requests answer NOQUORUM.
+    async fn exchange(&self, unreachable: &mut HashSet<String>) {
         let view = self.view();
         let mut targets: Vec<String> = self.seeds.clone();
         targets.extend(view.members.iter().map(|m| m.peer_addr.clone()));
@@ -150,9 +155,20 @@ impl Membership {
         targets.retain(|a| *a != self.me.peer_addr);
         let request = Request::Members(view.members.clone());
         let calls = targets.iter().map(|addr| self.peers.call(addr, &request)).collect();
-        for answer in join_all(calls).await {
-            if let Ok(Response::Members(list)) = answer {
-                self.learn(&list);
+        for (addr, answer) in targets.iter().zip(join_all(calls).await) {
+            match answer {
+                Ok(Response::Members(list)) => {
+                    self.learn(&list);
+                    if unreachable.remove(addr) {
+                        tracing::info!(peer = %addr, "peer answering again");
+                    }
+                }
+                Ok(other) => tracing::warn!(peer = %addr, "unexpected answer to a member exchange: {other:?}"),
+                Err(e) => {
+                    if unreachable.insert(addr.clone()) {
+                        tracing::warn!(peer = %addr, "peer not answering: {e}");
+                    }
+                }
             }
         }
     }

@@ -82,15 +82,18 @@ pub async fn hello(s: &mut Session, mut args: Args) -> Result<Reply> {
     }
     let mut name = None;
     let mut authenticated = s.authenticated;
-    while let Some(option) = args.keyword() {
-        match option.as_str() {
-            "AUTH" if args.remaining() >= 2 => {
+    while let Some(option) = args.next() {
+        match option.to_ascii_uppercase().as_slice() {
+            b"AUTH" if args.remaining() >= 2 => {
                 let (user, pass) = (args.bytes()?, args.bytes()?);
                 check_password(s, &user, &pass)?;
                 authenticated = true;
             }
-            "SETNAME" if args.remaining() >= 1 => name = Some(args.bytes()?),
-            _ => return Err(Error::err(format!("Syntax error in HELLO option '{option}'"))),
+            b"SETNAME" if args.remaining() >= 1 => name = Some(args.bytes()?),
+            _ => {
+                let option = String::from_utf8_lossy(&option);
+                return Err(Error::err(format!("Syntax error in HELLO option '{option}'")));
+            }
         }
     }
     if !authenticated {

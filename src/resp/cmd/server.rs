@@ -81,7 +81,7 @@ fn config_items(s: &Session) -> Vec<(&'static str, String)> {
         ("save", String::new()),
         ("appendonly", "no".into()),
         ("appendfsync", if c.durability == Durability::Fsync { "always" } else { "no" }.into()),
-        ("durability", format!("{:?}", c.durability).to_ascii_lowercase()),
+        ("durability", c.durability.to_string()),
         ("timeout", "0".into()),
         ("maxmemory", "0".into()),
         ("partitions", c.partitions.to_string()),
@@ -175,7 +175,7 @@ fn section(s: &Session, name: &str, disk: u64, out: &mut String) {
             line("rdb_bgsave_in_progress", &0);
             line("aof_enabled", &0);
             line("shoal_storage", &"fjall");
-            line("shoal_durability", &format!("{:?}", server.config.durability).to_ascii_lowercase());
+            line("shoal_durability", &server.config.durability.to_string());
         }
         "stats" => {
             line("total_connections_received", &get(&m.connections_received));
