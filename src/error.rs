@@ -45,8 +45,10 @@ pub enum Error {
     /// Any other client error, written in full (prefix included).
     #[error("{0}")]
     Command(String),
-    #[error("NOQUORUM {needed} replicas needed, {got} answered")]
-    NoQuorum { needed: usize, got: usize },
+    /// Fewer replicas than needed answered; `outcome` says what that means
+    /// for a write.
+    #[error("NOQUORUM {needed} replicas needed, {got} {outcome}")]
+    NoQuorum { needed: usize, got: usize, outcome: Unmet },
     #[error("TRYAGAIN {0}")]
     TryAgain(String),
     #[error("storage failure: {0}")]
@@ -57,6 +59,30 @@ pub enum Error {
     Config(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// What a request that missed its quorum leaves behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmet {
+    /// A read: nothing changed.
+    Read,
+    /// A write refused before anything was written (its read, or reaching
+    /// any replica, failed).
+    NotWritten,
+    /// A write that reached fewer than W replicas: it is not acknowledged,
+    /// but the replicas it reached hold it and may spread it, so it may or
+    /// may not end up applied (as with Cassandra's write timeout).
+    MaybeWritten,
+}
+
+impl std::fmt::Display for Unmet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Read => "answered",
+            Self::NotWritten => "answered; nothing was written",
+            Self::MaybeWritten => "acknowledged; the write may or may not have been applied",
+        })
+    }
 }
 
 impl Error {
@@ -89,7 +115,13 @@ mod tests {
             Error::UnknownSubcommand { command: "CLIENT".into(), sub: "foo".into() }.resp_message(),
             "ERR unknown subcommand 'foo'. Try CLIENT HELP."
         );
-        assert_eq!(Error::NoQuorum { needed: 2, got: 1 }.resp_message(), "NOQUORUM 2 replicas needed, 1 answered");
+        let noquorum = |outcome| Error::NoQuorum { needed: 2, got: 1, outcome }.resp_message();
+        assert_eq!(noquorum(Unmet::Read), "NOQUORUM 2 replicas needed, 1 answered");
+        assert_eq!(noquorum(Unmet::NotWritten), "NOQUORUM 2 replicas needed, 1 answered; nothing was written");
+        assert_eq!(
+            noquorum(Unmet::MaybeWritten),
+            "NOQUORUM 2 replicas needed, 1 acknowledged; the write may or may not have been applied"
+        );
         assert_eq!(Error::Storage("disk\r\nfull".into()).resp_message(), "ERR storage failure: disk  full");
     }
 }

@@ -34,7 +34,7 @@
 //! | [`mutation`] | what plain Redis writes do to a value, as data (pure) | — |
 //! | [`version`] | dots, version vectors, sibling sets, contexts and their encoding (pure) | — |
 //! | [`ring`] | MD5 positions, partitions, claim, preference lists (pure) | `version` (node ids) |
-//! | [`storage`] | the only module that touches fjall: keyspaces `data`, `reap`, `meta`; partition-owned worker threads with group commit; the object cache | `version`, `ring` |
+//! | [`storage`] | the only module that touches fjall: keyspaces `data`, `reap`, `meta`; partition-owned worker threads with group commit; the object cache; the actor this process writes as | `version`, `ring` |
 //! | [`metrics`] | counters behind INFO | — |
 //! | [`glob`] | Redis glob patterns (pure) | — |
 //! | [`join`] | running borrowed futures concurrently | — |
@@ -62,18 +62,25 @@
 //!
 //! # Where this differs from ../shared/DESIGN.md, and why
 //!
-//! - **Dot counters are per node, not per key.** DESIGN gives a write the
-//!   dot `(node, largest counter of that node known for the key + 1)`. Once
-//!   a key's tombstone or expired value is reaped, or after a power loss in
-//!   `os` durability, that rule issues a dot again; a stale copy still
-//!   carrying the old dot (a lagging replica, a hint in flight) would then
-//!   merge as "the same write" and drop the new one, losing an acknowledged
-//!   write. Counters instead come from the node's persistent counter
-//!   (reserved in fsynced blocks, see `storage/meta.rs`), which is larger
-//!   than any counter the node issued before, for any key, so it is also
-//!   larger than the key's largest. Contexts fold a new dot into their
-//!   vector when they already covered every dot of that node for the key,
-//!   which keeps them as compact as per-key counters would.
+//! - **Dots are issued by actors, one per process run, not by nodes.**
+//!   DESIGN gives a write the dot `(node, largest counter of that node
+//!   known for the key + 1)`. Any rule that counts from what a disk holds
+//!   issues a dot again once the disk goes back in time: a restore from a
+//!   backup, a rolled-back snapshot, two processes started from copies of
+//!   one directory, a reaped tombstone, a power loss in `os` durability.
+//!   Replicas holding the first write under that dot then drop the second
+//!   as already seen, losing an acknowledged write (Riak's "kv679"). So a
+//!   node draws a random actor id each time it starts and counts its dots
+//!   in memory from there (see `version::Actor`, `storage/meta.rs`): a dot
+//!   is unique whatever the disk holds, and a restored node's new writes
+//!   are concurrent with the ones it forgot, never mistaken for them or
+//!   silently superseding them. The cost is one vector entry per actor
+//!   that wrote a key. A single node keeps that bounded at once: with no
+//!   other copy to reconcile, a write forgets the actors whose values it
+//!   superseded (`Object::forget_superseded`). In a cluster the entries are
+//!   tombstones of dots and go when tombstones go: once anti-entropy shows
+//!   every replica holds them. Contexts fold a new dot into their vector
+//!   when they already covered every dot of that actor for the key.
 //! - **A fourth keyspace, `reap`,** schedules background work (expiries to
 //!   reclaim, tombstones to remove) by due time, so the reaper reads only
 //!   what is due instead of scanning all data.

@@ -9,6 +9,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
+use common::meter::{Meter, proc_status};
 use common::{Shoal, XorShift, closed_by_server, exchange, wait_for};
 
 /// Longest any single wait in these tests may take.
@@ -91,18 +92,6 @@ fn resp(args: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-/// A `kB` field of /proc/<pid>/status, in bytes.
-fn proc_status(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
-    kb * 1024
-}
-
 /// Memory of the node: resident (VmRSS) and mapped (VmSize).
 #[derive(Clone, Copy, Debug)]
 struct Mem {
@@ -134,51 +123,6 @@ fn alive(pid: u32) -> bool {
     // A zombie still has /proc/<pid>; the harness reaps only on drop.
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .is_ok_and(|s| s.lines().any(|l| l.starts_with("State:") && !l.contains("zombie")))
-}
-
-/// Watches the node's `INFO` counters from a client of its own, telling
-/// apart the bytes other connections sent from those of its own polls.
-struct Meter {
-    conn: redis::Connection,
-    base: u64,
-    per_poll: u64,
-    polls: u64,
-}
-
-fn info_field(info: &str, name: &str) -> u64 {
-    info.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("INFO has no {name}"))
-}
-
-impl Meter {
-    fn new(node: &Shoal) -> Self {
-        let mut conn = node.client();
-        let first = Self::info(&mut conn);
-        let second = Self::info(&mut conn);
-        let base = info_field(&second, "total_net_input_bytes");
-        let per_poll = base - info_field(&first, "total_net_input_bytes");
-        Self { conn, base, per_poll, polls: 0 }
-    }
-
-    fn info(conn: &mut redis::Connection) -> String {
-        redis::cmd("INFO").query(conn).expect("INFO")
-    }
-
-    /// (bytes read from other connections since `new`, connected clients).
-    fn poll(&mut self) -> (u64, u64) {
-        let info = Self::info(&mut self.conn);
-        self.polls += 1;
-        let input = info_field(&info, "total_net_input_bytes");
-        let others = input.saturating_sub(self.base + self.polls * self.per_poll);
-        (others, info_field(&info, "connected_clients"))
-    }
-
-    /// Waits until the server has read `bytes` from other connections.
-    fn wait_read(&mut self, bytes: u64) {
-        wait_for(&format!("the server to read {bytes} bytes"), WAIT, || (self.poll().0 >= bytes).then_some(()));
-    }
 }
 
 #[test]

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use common::cluster::TestCluster;
 use common::reply::{
-    array, call, err, error_text, fields, get, getctx, getctx_reply, info, int, ok, opt_text, set, setctx, text,
+    Holder, array, call, err, error_text, fields, get, getctx, getctx_reply, info, int, ok, opt_text, set, setctx,
+    text, where_is,
 };
 use common::{Shoal, closed_by_server, wait_for};
 use md5::{Digest, Md5};
@@ -63,45 +64,6 @@ fn covering_keys(prefix: &str, per: usize) -> Vec<String> {
         i += 1;
     }
     keys
-}
-
-/// One node of a SHOAL.WHERE reply.
-#[derive(Debug, Clone)]
-struct Holder {
-    id: String,
-    port: u16,
-    primary: bool,
-    /// (holds, values, context), or the error in asking the node.
-    copy: Result<(i64, i64, String), String>,
-}
-
-/// SHOAL.WHERE key → (partition, preference list).
-#[track_caller]
-fn where_is(c: &mut Connection, key: &str) -> (i64, Vec<Holder>) {
-    let reply = call!(c, "SHOAL.WHERE", key);
-    let top = fields(&reply);
-    assert_eq!(top.len(), 2, "SHOAL.WHERE is {{partition, nodes}}: {reply:?}");
-    let partition = int(&top["partition"]);
-    let nodes = array(&top["nodes"])
-        .iter()
-        .map(|n| {
-            let f = fields(n);
-            let address = text(&f["address"]);
-            let role = text(&f["role"]);
-            assert!(role == "primary" || role == "fallback", "role {role}");
-            let copy = match f.get("error") {
-                Some(e) => Err(text(e)),
-                None => Ok((int(&f["holds"]), int(&f["values"]), text(&f["context"]))),
-            };
-            Holder {
-                id: text(&f["id"]),
-                port: address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("address host:port"),
-                primary: role == "primary",
-                copy,
-            }
-        })
-        .collect();
-    (partition, nodes)
 }
 
 /// The index of the cluster node listening on `port`.
@@ -930,6 +892,62 @@ fn per_request_quorum_overrides() {
         let (rctx, values) = getctx_reply(&call!(conn, "GETCTX", &key, "R", 2));
         assert_eq!(values, ["one of three"], "node {i}");
         assert_eq!(rctx, ctx);
+    }
+}
+
+/// A context write asked at W needs W live replicas, whatever R is: with two
+/// of three nodes down, SETCTX and DELCTX at W 1 succeed through the third,
+/// blind or with a context, and once the others are back every replica
+/// ends with the same siblings. NOQUORUM says what a refusal leaves behind.
+#[test]
+fn context_writes_need_only_the_w_they_ask_for() {
+    let mut cluster = TestCluster::start(3, 3, 2, 2);
+    cluster.stop(1);
+    cluster.stop(2);
+    let mut c = cluster.client(0);
+
+    // Blind writes: two siblings. A write with their context resolves them.
+    text(&call!(c, "SETCTX", "w1", "", "a", "W", 1));
+    text(&call!(c, "SETCTX", "w1", "", "b", "W", 1));
+    let (ctx, mut values) = getctx_reply(&call!(c, "GETCTX", "w1", "R", 1));
+    values.sort();
+    assert_eq!(values, ["a", "b"]);
+    text(&call!(c, "SETCTX", "w1", &ctx, "c", "W", 1));
+    text(&call!(c, "SETCTX", "w1", "", "d", "W", 1));
+    assert_eq!(getctx_reply(&call!(c, "GETCTX", "w1", "R", 1)).1, ["c", "d"]);
+
+    // DELCTX with the context of one sibling removes that one only.
+    let ctx_x = text(&call!(c, "SETCTX", "w2", "", "x", "W", 1));
+    text(&call!(c, "SETCTX", "w2", "", "y", "W", 1));
+    assert_eq!(int(&call!(c, "DELCTX", "w2", &ctx_x, "W", 1)), 1);
+    assert_eq!(getctx_reply(&call!(c, "GETCTX", "w2", "R", 1)).1, ["y"]);
+
+    // At the default W=2 and R=2 they are refused, and say what that means.
+    let e = err(&call!(c, "SETCTX", "w3", "", "v"));
+    assert_eq!(e, "NOQUORUM 2 replicas needed, 1 acknowledged; the write may or may not have been applied");
+    let e = err(&call!(c, "GETCTX", "w1"));
+    assert_eq!(e, "NOQUORUM 2 replicas needed, 1 answered");
+    // A write that reads first is refused before it writes anything.
+    let e = err(&call!(c, "INCR", "w4"));
+    assert_eq!(e, "NOQUORUM 2 replicas needed, 1 answered; nothing was written");
+    let e = err(&call!(c, "SET", "w5", "v"));
+    assert_eq!(e, "NOQUORUM 2 replicas needed, 1 acknowledged; the write may or may not have been applied");
+
+    cluster.restart(1);
+    cluster.restart(2);
+    cluster.wait_converged();
+    wait_serving(&cluster, "healed");
+    let mut c = cluster.client(0);
+    assert_eq!(get(&mut c, "w4"), None, "the refused INCR wrote nothing");
+    for (key, want) in [("w1", vec!["c", "d"]), ("w2", vec!["y"])] {
+        // Reading all three repairs the two that missed the writes.
+        assert_eq!(getctx_reply(&call!(c, "GETCTX", key, "R", 3)).1, want, "{key}");
+        wait_for(&format!("every replica of {key} to hold the same siblings"), WAIT, || {
+            let (_, nodes) = where_is(&mut c, key);
+            let copies: Vec<_> = nodes.iter().filter(|h| h.primary).map(|h| h.copy.clone().ok()).collect();
+            let same = copies.len() == 3 && copies.iter().all(|x| x.is_some() && *x == copies[0]);
+            (same && copies[0].as_ref().is_some_and(|(_, values, _)| *values == want.len() as i64)).then_some(())
+        });
     }
 }
 

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::clock::now_ms;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Unmet};
 use crate::join::join_all;
 use crate::membership::{Membership, View};
 use crate::metrics::{self, Metrics};
@@ -253,7 +253,11 @@ impl Coordinator {
         metrics::add(&self.metrics.writes_coordinated, 1);
         let replicate = !place.local_only();
         if replicate && mutation.reads_current() {
-            if let Some(current) = self.read_replicas(key, place, self.settings.r).await? {
+            let current = self.read_replicas(key, place, self.settings.r).await.map_err(|e| match e {
+                Error::NoQuorum { needed, got, .. } => Error::NoQuorum { needed, got, outcome: Unmet::NotWritten },
+                other => other,
+            })?;
+            if let Some(current) = current {
                 replicas::merge_local(&self.store, place.hash, key, &current).await?;
             }
         }
@@ -281,10 +285,13 @@ impl Coordinator {
                     Effect::Delete => (None, None),
                 };
                 let new = Sibling { dot, timestamp: now, expires_at, value };
-                let object = match object {
+                let mut object = match object {
                     Some(o) => o.overwritten(new),
                     None => Object::new().overwritten(new),
                 };
+                if !replicate {
+                    object.forget_superseded();
+                }
                 let copy = replicate.then(|| object.clone());
                 (Change::Put(object), Ok((outcome, copy)))
             })
@@ -343,9 +350,16 @@ impl Coordinator {
     ) -> Result<(Context, usize)> {
         metrics::add(&self.metrics.writes_coordinated, 1);
         let replicate = !place.local_only();
-        // The context speaks of what the client read at quorum: merge the
-        // other replicas' copies first, so that this copy has seen all of it.
-        if replicate && let Some(current) = self.read_replicas(key, place, self.settings.r).await? {
+        // The context speaks of what the client read: merge what the other
+        // replicas hold first, so that this copy has seen as much of it as
+        // can be seen. The write needs W replicas, not R: when fewer answer,
+        // the context is capped at what this copy has seen (see
+        // `Object::update`), so it supersedes nothing it did not see. A
+        // blind write (empty context) supersedes nothing and reads nothing.
+        if replicate
+            && !context.is_empty()
+            && let Some(current) = self.read_available(key, place, self.settings.r).await
+        {
             replicas::merge_local(&self.store, place.hash, key, &current).await?;
         }
         let max = self.settings.max_siblings;
@@ -376,6 +390,9 @@ impl Coordinator {
                 if count > SIBLING_WARNING {
                     metrics::add(&warnings.sibling_warnings, 1);
                     tracing::warn!(key = %shown, siblings = count, "key holds many siblings; resolve them with SETCTX");
+                }
+                if !replicate {
+                    object.forget_superseded();
                 }
                 let copy = replicate.then(|| object.clone());
                 (Change::Put(object), Ok((next, superseded, copy)))
@@ -497,7 +514,7 @@ impl Coordinator {
             }
         }
         if answered == 0 {
-            return Err(Error::NoQuorum { needed: 1, got: 0 });
+            return Err(Error::NoQuorum { needed: 1, got: 0, outcome: Unmet::Read });
         }
         Ok(best.iter().sum())
     }

@@ -15,7 +15,7 @@ use std::task::Poll;
 
 use bytes::Bytes;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Unmet};
 use crate::membership::View;
 use crate::metrics;
 use crate::rpc::{CallError, Member, Peers, Request, Response};
@@ -204,9 +204,34 @@ impl Coordinator {
     /// Reads `key` from its replicas and returns the merge of the answers
     /// once `r` replicas have answered; repairs stale replicas afterwards.
     pub(super) async fn read_replicas(&self, key: &Bytes, place: &Placement, r: usize) -> Result<Option<Object>> {
+        let (reached, merged, got) = self.gather(key, place, r).await;
+        if reached { Ok(merged) } else { Err(Error::NoQuorum { needed: r, got, outcome: Unmet::Read }) }
+    }
+
+    /// Reads `key` from its replicas as [`read_replicas`](Self::read_replicas)
+    /// does, but settles for what the replicas that answer hold when fewer
+    /// than `r` can: the merge of every answer in by the time `r` answered
+    /// or could no longer answer.
+    pub(super) async fn read_available(&self, key: &Bytes, place: &Placement, r: usize) -> Option<Object> {
+        self.gather(key, place, r).await.1
+    }
+
+    /// Asks every replica for its copy of `key` and waits until `r` have
+    /// answered or that can no longer happen: (quorum reached, the merge of
+    /// the answers so far, how many answered). Read repair follows.
+    async fn gather(&self, key: &Bytes, place: &Placement, r: usize) -> (bool, Option<Object>, usize) {
         let calls: Vec<Call<Option<Object>>> =
             (0..place.replicas.len()).map(|i| read_call(self, place, i, key)).collect();
-        let (status, answers, pending) = until_quorum(calls, r).await;
+        let (status, mut answers, mut pending) = until_quorum(calls, r).await;
+        let local = pending.iter().position(|(i, _)| place.me == Some(*i));
+        if status != Status::Reached
+            && let Some(at) = local
+        {
+            // The peers failed before this node's own copy was read: count
+            // that answer too, so NOQUORUM tells how many replicas answered.
+            let (i, call) = pending.swap_remove(at);
+            answers.push((i, call.await));
+        }
         let got = answers.iter().filter(|(_, a)| a.is_ok()).count();
         let mut merged: Option<Object> = None;
         for (_, answer) in &answers {
@@ -215,10 +240,7 @@ impl Coordinator {
             }
         }
         self.repair_later(key, place, answers, pending);
-        match status {
-            Status::Reached => Ok(merged),
-            _ => Err(Error::NoQuorum { needed: r, got }),
-        }
+        (status == Status::Reached, merged, got)
     }
 
     /// Once every replica has answered (or failed), sends the merged object
@@ -277,7 +299,7 @@ impl Coordinator {
         }
         match status {
             Status::Reached => Ok(()),
-            _ => Err(Error::NoQuorum { needed: w, got }),
+            _ => Err(Error::NoQuorum { needed: w, got, outcome: Unmet::MaybeWritten }),
         }
     }
 
@@ -292,7 +314,9 @@ impl Coordinator {
     /// so trying another would apply the write twice (an INCR counted twice,
     /// a stale SET over a newer one): the answer is then NOQUORUM, whose
     /// meaning is exactly "not acknowledged; may or may not have happened".
+    /// When no replica could be reached at all, nothing was written.
     pub(super) async fn forward(&self, place: &Placement, request: Request, w: usize) -> Result<Option<Response>> {
+        let mut outcome = Unmet::NotWritten;
         for i in 0..place.replicas.len() {
             if place.me == Some(i) {
                 return Ok(None);
@@ -304,10 +328,11 @@ impl Coordinator {
                 Err(CallError::Unreachable(addr, why)) => tracing::debug!("forwarding past {addr}: {why}"),
                 Err(e) => {
                     tracing::debug!("forwarded write's outcome unknown: {e}");
+                    outcome = Unmet::MaybeWritten;
                     break;
                 }
             }
         }
-        Err(Error::NoQuorum { needed: w, got: 0 })
+        Err(Error::NoQuorum { needed: w, got: 0, outcome })
     }
 }

@@ -37,10 +37,11 @@ use super::session::{Client, Server, Session};
 const FLUSH_AT: usize = 64 * 1024;
 /// Read buffer space made available per read.
 const READ_CHUNK: usize = 16 * 1024;
-/// Most read buffer space made available at once for a large bulk string.
-const MAX_READ_RESERVE: usize = 4 * 1024 * 1024;
 /// Requests decoded before they are run.
 const MAX_BATCH: usize = 1024;
+/// Buffer capacity a connection keeps between requests; a larger buffer,
+/// left by a large request or reply, is released once it is empty.
+const KEEP_IDLE: usize = 4 * READ_CHUNK;
 
 struct Connection {
     socket: TcpStream,
@@ -57,7 +58,7 @@ pub(super) async fn serve(server: Arc<Server>, socket: TcpStream, client: Arc<Cl
     let mut conn = Connection {
         socket,
         input: BytesMut::with_capacity(READ_CHUNK),
-        output: BytesMut::with_capacity(READ_CHUNK),
+        output: BytesMut::new(),
         decoder: Decoder::new(usize::try_from(server.config.proto_max_bulk_len.0).unwrap_or(usize::MAX)),
         query_limit: usize::try_from(server.config.client_query_buffer_limit.0).unwrap_or(usize::MAX),
         session: Session::new(server, client),
@@ -72,7 +73,11 @@ impl Connection {
         loop {
             let mut batch = Vec::new();
             let mut broken = None;
-            while batch.len() < MAX_BATCH {
+            // Before AUTH, one request at a time: the next is decoded under
+            // the limits that hold once this one has run.
+            let most = if self.session.authenticated { MAX_BATCH } else { 1 };
+            while batch.len() < most {
+                self.decoder.set_authenticated(self.session.authenticated);
                 match self.decoder.decode(&mut self.input) {
                     Ok(Some(request)) => batch.push(request),
                     Ok(None) => break,
@@ -82,7 +87,7 @@ impl Connection {
                     }
                 }
             }
-            let more = batch.len() == MAX_BATCH;
+            let more = batch.len() == most;
             if self.run_batch(batch).await? == Done::Close {
                 return self.flush().await;
             }
@@ -102,8 +107,11 @@ impl Connection {
                 tracing::warn!(client = %self.session.client.addr, "closing client that reached max query buffer length");
                 return Ok(());
             }
-            let want = self.decoder.bulk_wanted(self.input.len()).unwrap_or(0).clamp(READ_CHUNK, MAX_READ_RESERVE);
-            self.input.reserve(want);
+            if self.input.is_empty() && !self.decoder.in_request() && self.input.capacity() > KEEP_IDLE {
+                // A large request has come and gone: do not hold its buffer.
+                self.input = BytesMut::with_capacity(READ_CHUNK);
+            }
+            self.input.reserve(read_room(self.decoder.bulk_wanted(self.input.len()), self.input.len()));
             let n = tokio::select! {
                 read = self.socket.read_buf(&mut self.input) => read?,
                 () = stop.stopped() => return Ok(()),
@@ -202,8 +210,24 @@ impl Connection {
         }
         self.socket.write_all(&self.output).await?;
         metrics::add(&self.session.server.metrics.net_output_bytes, self.output.len() as u64);
-        self.output.clear();
+        if self.output.capacity() > KEEP_IDLE {
+            self.output = BytesMut::with_capacity(READ_CHUNK);
+        } else {
+            self.output.clear();
+        }
         Ok(())
+    }
+}
+
+/// Read buffer space to make available for the next read. A bulk string
+/// being received gets room for what it still needs, but never more than
+/// the bytes already buffered: its declared length is only a claim, so the
+/// buffer grows in steps (doubling) as the bytes actually arrive, and a
+/// client holds at most about twice what it has sent plus [`READ_CHUNK`].
+fn read_room(bulk_wanted: Option<usize>, buffered: usize) -> usize {
+    match bulk_wanted {
+        Some(wanted) => wanted.min(buffered.max(READ_CHUNK / 2)).max(1),
+        None => READ_CHUNK,
     }
 }
 

@@ -10,6 +10,9 @@
 //! starts at most 1024 entries and grows as arguments actually arrive, a
 //! bulk longer than `proto-max-bulk-len` or a count beyond 2^31 is refused
 //! at once, and header lines and inline requests are limited to 64 KiB.
+//! Before a client has authenticated (when a password is required), a
+//! request may have at most [`UNAUTH_MAX_ARGS`] arguments of at most
+//! [`UNAUTH_MAX_BULK`] bytes each, Redis's limits since CVE-2021-32675.
 //! Every error carries Redis's wording; the connection replies with it and
 //! closes, as Redis does.
 
@@ -19,6 +22,10 @@ use bytes::{Buf, Bytes, BytesMut};
 pub const MAX_LINE: usize = 64 * 1024;
 /// Arguments preallocated for a request, whatever its declared count.
 const MAX_PREALLOC: usize = 1024;
+/// Most arguments in a request before authentication.
+pub const UNAUTH_MAX_ARGS: i64 = 10;
+/// Longest argument before authentication.
+pub const UNAUTH_MAX_BULK: usize = 16 * 1024;
 
 /// A malformed request; the text follows `-ERR Protocol error: `.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +53,8 @@ struct Partial {
 #[derive(Debug)]
 pub struct Decoder {
     max_bulk: usize,
+    /// False while the client still has to authenticate: tighter limits.
+    authenticated: bool,
     partial: Option<Partial>,
 }
 
@@ -69,13 +78,25 @@ fn parse_len(digits: &[u8]) -> Option<i64> {
 impl Decoder {
     #[must_use]
     pub fn new(max_bulk: usize) -> Self {
-        Self { max_bulk, partial: None }
+        Self { max_bulk, authenticated: true, partial: None }
+    }
+
+    /// Whether the client has authenticated (or needs not): until it has,
+    /// requests are held to [`UNAUTH_MAX_ARGS`] and [`UNAUTH_MAX_BULK`].
+    pub fn set_authenticated(&mut self, authenticated: bool) {
+        self.authenticated = authenticated;
     }
 
     /// Bytes held by a request in progress, outside the read buffer.
     #[must_use]
     pub fn pending_bytes(&self) -> usize {
         self.partial.as_ref().map_or(0, |p| p.bytes + p.args.capacity() * std::mem::size_of::<Bytes>())
+    }
+
+    /// True while a request has been partly decoded.
+    #[must_use]
+    pub fn in_request(&self) -> bool {
+        self.partial.is_some()
     }
 
     /// How many more bytes the bulk being read needs, if one is being read.
@@ -100,6 +121,9 @@ impl Decoder {
                     let count = parse_len(&buf[1..end])
                         .filter(|&n| n <= i64::from(i32::MAX))
                         .ok_or_else(|| ProtocolError::new("invalid multibulk length"))?;
+                    if count > UNAUTH_MAX_ARGS && !self.authenticated {
+                        return Err(ProtocolError::new("unauthenticated multibulk length"));
+                    }
                     buf.advance(end + 2);
                     if count <= 0 {
                         return Ok(Some(Vec::new()));
@@ -129,6 +153,9 @@ impl Decoder {
                         .and_then(|n| usize::try_from(n).ok())
                         .filter(|&n| n <= self.max_bulk)
                         .ok_or_else(|| ProtocolError::new("invalid bulk length"))?;
+                    if len > UNAUTH_MAX_BULK && !self.authenticated {
+                        return Err(ProtocolError::new("unauthenticated bulk length"));
+                    }
                     buf.advance(end + 2);
                     p.bulk = Some(len);
                     len
@@ -303,6 +330,26 @@ mod tests {
         let mut long = b"*1\r\n$".to_vec();
         long.extend(std::iter::repeat_n(b'1', MAX_LINE));
         assert_eq!(err(&long), "too big bulk count string");
+    }
+
+    #[test]
+    fn before_authentication_requests_are_small() {
+        let mut d = Decoder::new(1 << 20);
+        d.set_authenticated(false);
+        let mut ten = BytesMut::from(&encode(&vec![b"a".to_vec(); 10])[..]);
+        assert_eq!(d.decode(&mut ten).map(|r| r.map(|a| a.len())), Ok(Some(10)));
+        let mut big = BytesMut::from(&encode(&[b"x".repeat(UNAUTH_MAX_BULK)])[..]);
+        assert_eq!(d.decode(&mut big).map(|r| r.map(|a| a.len())), Ok(Some(1)));
+        let mut eleven = BytesMut::from(&b"*11\r\n"[..]);
+        assert_eq!(d.decode(&mut eleven), Err(ProtocolError::new("unauthenticated multibulk length")));
+        let mut d = Decoder::new(1 << 20);
+        d.set_authenticated(false);
+        let mut bigger = BytesMut::from(&b"*1\r\n$16385\r\n"[..]);
+        assert_eq!(d.decode(&mut bigger), Err(ProtocolError::new("unauthenticated bulk length")));
+        let mut d = Decoder::new(1 << 20);
+        d.set_authenticated(false);
+        let mut too_long = BytesMut::from(&b"*1\r\n$2000000\r\n"[..]);
+        assert_eq!(d.decode(&mut too_long), Err(ProtocolError::new("invalid bulk length")), "the general limit first");
     }
 
     #[test]

@@ -587,13 +587,13 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::version::{Dot, Sibling, VersionVector};
+    use crate::version::{Actor, Dot, Sibling, VersionVector};
 
     fn object() -> Object {
         let mut o = Object::new();
         o.update(
             &Context::default(),
-            Sibling { dot: Dot::new(NodeId(7), 3), timestamp: 9, expires_at: Some(99), value: Some(Bytes::from("v")) },
+            Sibling { dot: Dot::new(Actor(7), 3), timestamp: 9, expires_at: Some(99), value: Some(Bytes::from("v")) },
         );
         o
     }
@@ -608,7 +608,7 @@ mod tests {
     }
 
     fn requests() -> Vec<Request> {
-        let ctx = Context::from_vector(VersionVector::from_entries([(NodeId(1), 4)]));
+        let ctx = Context::from_vector(VersionVector::from_entries([(Actor(1), 4)]));
         vec![
             Request::Ping,
             Request::Members(vec![member(1), member(2)]),

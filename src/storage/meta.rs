@@ -1,25 +1,21 @@
-//! The `meta` keyspace: the node's identity, its dot counter and the
-//! partition count the data directory was created with.
+//! The `meta` keyspace: the node's identity and the partition count the
+//! data directory was created with; and the dots this process issues.
 //!
-//! The dot counter never goes backwards, across restarts and crashes
-//! included: counters are handed out from a block whose end is recorded and
-//! fsynced before the first counter of the block is used, and a restart
-//! continues after the recorded end. Dots are therefore unique per node
-//! forever, whatever happens to the keys that carried them.
+//! Dots are not counted on disk: a disk can be restored from a backup,
+//! rolled back with a snapshot or copied, and a counter read back from it
+//! would issue dots that writes since then already carry. Each process
+//! instead writes as an actor of its own (see `version::Actor`).
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use fjall::{Database, Keyspace, PersistMode};
 
 use crate::error::{Error, Result};
-use crate::version::NodeId;
+use crate::version::{Actor, Dot, NodeId};
 
 const NODE_ID: &str = "node-id";
 const PARTITIONS: &str = "partitions";
-const DOT_LIMIT: &str = "dot-limit";
-/// Counters reserved per fsync of the limit.
-const DOT_BLOCK: u64 = 1 << 16;
 
 fn read_u64(meta: &Keyspace, key: &str) -> Result<Option<u64>> {
     let Some(v) = meta.get(key).map_err(storage)? else { return Ok(None) };
@@ -70,32 +66,31 @@ pub(super) fn check_partitions(db: &Database, meta: &Keyspace, q: u32) -> Result
     }
 }
 
-/// The node's dot counter.
-pub(super) struct DotCounter {
-    db: Database,
-    meta: Keyspace,
-    /// (next counter to hand out, end of the reserved block)
-    state: Mutex<(u64, u64)>,
+/// The dots this process issues: an actor id drawn at random when the
+/// store opens, and a counter kept in memory. A new process is a new actor,
+/// so nothing on disk (a backup, a copy) can make it issue a dot again.
+pub(super) struct Dots {
+    actor: Actor,
+    next: AtomicU64,
 }
 
-impl DotCounter {
-    pub(super) fn open(db: &Database, meta: &Keyspace) -> Result<Self> {
-        let start = read_u64(meta, DOT_LIMIT)?.unwrap_or(0) + 1;
-        let limit = start + DOT_BLOCK;
-        write_u64(db, meta, DOT_LIMIT, limit)?;
-        Ok(Self { db: db.clone(), meta: meta.clone(), state: Mutex::new((start, limit)) })
+impl Dots {
+    pub(super) fn new() -> Self {
+        let actor = loop {
+            let id = random_u64();
+            if id != 0 {
+                break Actor(id);
+            }
+        };
+        Self { actor, next: AtomicU64::new(1) }
     }
 
-    /// The next counter; reserves (and fsyncs) a new block when one runs out.
-    pub(super) fn next(&self) -> Result<u64> {
-        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if state.0 > state.1 {
-            let limit = state.1 + DOT_BLOCK;
-            write_u64(&self.db, &self.meta, DOT_LIMIT, limit)?;
-            state.1 = limit;
-        }
-        let counter = state.0;
-        state.0 += 1;
-        Ok(counter)
+    pub(super) fn actor(&self) -> Actor {
+        self.actor
+    }
+
+    /// A dot no write has had before.
+    pub(super) fn next(&self) -> Dot {
+        Dot::new(self.actor, self.next.fetch_add(1, Ordering::Relaxed))
     }
 }

@@ -4,8 +4,7 @@
 //! (the key's 64-bit ring position, big-endian, so a partition is one
 //! contiguous range and keys inside it are in ring order); `reap` is the
 //! schedule of background work (`due_ms ++ data key`: expiries to reclaim,
-//! tombstones to remove); `meta` holds the node id, the dot counter and the
-//! partition count.
+//! tombstones to remove); `meta` holds the node id and the partition count.
 //!
 //! fjall is synchronous, so every access to a key runs on the storage worker
 //! that owns the key's partition: one OS thread per worker, fed through a
@@ -35,9 +34,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::ring::Partitioner;
-use crate::version::{Dot, NodeId, Object};
+use crate::version::{Actor, Dot, NodeId, Object};
 use cache::{Cache, Cached, PositionMap};
-use meta::{DotCounter, storage};
+use meta::{Dots, storage};
 pub use stats::Tally;
 
 /// The longest key shoal stores (fjall keys are at most 64 KiB, and the
@@ -134,7 +133,7 @@ struct Shared {
     grace_ms: u64,
     reap_objects: bool,
     stats: stats::Stats,
-    dots: DotCounter,
+    dots: Dots,
     node: NodeId,
     workers: usize,
     /// The object cache: `CACHE_SHARDS` shards per worker, each holding
@@ -217,7 +216,7 @@ impl Store {
         let meta = ks("meta").map_err(storage)?;
         meta::check_partitions(&db, &meta, opts.partitions)?;
         let node = meta::node_id(&db, &meta)?;
-        let dots = DotCounter::open(&db, &meta)?;
+        let dots = Dots::new();
         let partitioner = Partitioner::new(opts.partitions);
         let stats = stats::Stats::new(opts.partitions);
         for kv in data.iter() {
@@ -262,6 +261,12 @@ impl Store {
     #[must_use]
     pub fn node_id(&self) -> NodeId {
         self.shared.node
+    }
+
+    /// The actor this process writes as.
+    #[must_use]
+    pub fn actor(&self) -> Actor {
+        self.shared.dots.actor()
     }
 
     fn queue(&self, hash: u64) -> &mpsc::Sender<Msg> {
@@ -312,7 +317,7 @@ impl Store {
     }
 
     /// Atomically reads `key`'s object, lets `f` decide what to do with it
-    /// and applies that. `f` also receives a fresh dot of this node, in
+    /// and applies that. `f` also receives a fresh dot of this process, in
     /// order: no later update of any key gets a smaller one.
     ///
     /// # Errors
@@ -327,7 +332,7 @@ impl Store {
         let k = data_key(hash, key);
         self.run(hash, move |w| {
             let before = w.read(&k)?;
-            let dot = Dot::new(w.shared.node, w.shared.dots.next()?);
+            let dot = w.shared.dots.next();
             let (change, result) = f(before.as_deref(), dot);
             w.write(hash, k, before.as_deref(), change)?;
             Ok(result)
@@ -642,6 +647,7 @@ fn reap_key(due: u64, data_key: &[u8]) -> Bytes {
 mod tests {
     use super::*;
     use crate::version::Sibling;
+    use std::path::Path;
 
     fn open(dir: &std::path::Path, workers: usize) -> Store {
         Store::open(&Options {
@@ -696,17 +702,43 @@ mod tests {
         store.close().await.expect("close");
     }
 
-    #[tokio::test]
-    async fn dots_keep_rising_across_restarts() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut last = 0;
-        for _ in 0..3 {
-            let store = open(dir.path(), 1);
-            let dot = store.update(1, b"k", |_, dot| (Change::Keep, dot)).await.expect("update");
-            assert!(dot.counter > last);
-            last = dot.counter;
-            store.close().await.expect("close");
+    /// Copies a directory tree (a closed store's files).
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).expect("read dir") {
+            let entry = entry.expect("entry");
+            let target = to.join(entry.file_name());
+            if entry.file_type().expect("type").is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).expect("copy");
+            }
         }
+    }
+
+    #[tokio::test]
+    async fn every_opening_writes_as_a_new_actor_whatever_the_disk_holds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (original, copy) = (dir.path().join("a"), dir.path().join("b"));
+        let store = open(&original, 1);
+        let first = store.update(1, b"k", |_, dot| (Change::Keep, dot)).await.expect("update");
+        let second = store.update(2, b"j", |_, dot| (Change::Keep, dot)).await.expect("update");
+        assert_eq!(first.actor, store.actor());
+        assert_eq!(second.actor, first.actor);
+        assert!(second.counter > first.counter, "dots of one process rise");
+        store.close().await.expect("close");
+        drop(store);
+        // The same directory twice over, as a restored backup or a copy
+        // started beside the original would be.
+        copy_dir(&original, &copy);
+        let (a, b) = (open(&original, 1), open(&copy, 1));
+        assert_eq!(a.node_id(), b.node_id(), "a copy keeps the node id");
+        let actors = [first.actor, a.actor(), b.actor()];
+        assert!(actors[0] != actors[1] && actors[1] != actors[2] && actors[0] != actors[2], "{actors:?}");
+        let dot = a.update(1, b"k", |_, dot| (Change::Keep, dot)).await.expect("update");
+        assert_eq!(dot.actor, a.actor());
+        a.close().await.expect("close");
+        b.close().await.expect("close");
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
-use super::{Dot, NodeId, Object, Sibling, VersionVector};
+use super::{Actor, Dot, Object, Sibling, VersionVector};
 
 const OBJECT_FORMAT: u8 = 1;
 const FLAG_VALUE: u8 = 1;
@@ -119,27 +119,27 @@ impl<'a> Reader<'a> {
 /// Writes a version vector: count, then (node, counter) pairs.
 pub(crate) fn put_vector(out: &mut BytesMut, vv: &VersionVector) {
     put_varint(out, vv.len() as u64);
-    for &(node, counter) in vv.entries() {
-        out.put_u64_le(node.0);
+    for &(actor, counter) in vv.entries() {
+        out.put_u64_le(actor.0);
         put_varint(out, counter);
     }
 }
 
 /// Reads a version vector written by [`put_vector`], insisting on sorted,
-/// distinct nodes and non-zero counters.
+/// distinct actors and non-zero counters.
 pub(crate) fn read_vector(r: &mut Reader<'_>) -> Result<VersionVector, DecodeError> {
     let n = r.len(9)?;
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
-        let node = NodeId(r.u64_fixed()?);
+        let actor = Actor(r.u64_fixed()?);
         let counter = r.varint()?;
         if counter == 0 {
             return Err(DecodeError::Malformed("zero counter"));
         }
-        if entries.last().is_some_and(|&(last, _)| last >= node) {
+        if entries.last().is_some_and(|&(last, _)| last >= actor) {
             return Err(DecodeError::Malformed("vector not sorted"));
         }
-        entries.push((node, counter));
+        entries.push((actor, counter));
     }
     Ok(VersionVector::from_entries(entries))
 }
@@ -177,7 +177,7 @@ impl Object {
         for s in self.siblings() {
             // Decoding rejects objects whose siblings the vector does not cover,
             // and the constructors keep that invariant, so the index exists.
-            let index = self.vv().position(s.dot.node).unwrap_or(usize::MAX);
+            let index = self.vv().position(s.dot.actor).unwrap_or(usize::MAX);
             put_varint(&mut out, index as u64);
             put_varint(&mut out, s.dot.counter);
             put_varint(&mut out, s.timestamp);
@@ -277,7 +277,7 @@ mod tests {
             let value = Some(big.slice(range));
             o.update(
                 &Context::default(),
-                Sibling { dot: Dot::new(NodeId(3), i), timestamp: i, expires_at: None, value },
+                Sibling { dot: Dot::new(Actor(3), i), timestamp: i, expires_at: None, value },
             );
         }
         let before = o.clone();

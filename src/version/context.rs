@@ -12,7 +12,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::codec::{DecodeError, Reader, put_varint, put_vector, read_vector};
-use super::{Dot, NodeId, VersionVector};
+use super::{Actor, Dot, VersionVector};
 
 const CONTEXT_FORMAT: u8 = 1;
 
@@ -90,7 +90,7 @@ impl Context {
         put_vector(&mut out, &self.vv);
         put_varint(&mut out, self.dots.len() as u64);
         for d in &self.dots {
-            out.put_u64_le(d.node.0);
+            out.put_u64_le(d.actor.0);
             put_varint(&mut out, d.counter);
         }
         base64url::encode(&out)
@@ -114,7 +114,7 @@ impl Context {
         let n = r.len(9)?;
         let mut dots: Vec<Dot> = Vec::with_capacity(n);
         for _ in 0..n {
-            let dot = Dot::new(NodeId(r.u64_fixed()?), r.varint()?);
+            let dot = Dot::new(Actor(r.u64_fixed()?), r.varint()?);
             if vv.covers(dot) || dots.last().is_some_and(|last| *last >= dot) {
                 return Err(DecodeError::Malformed("context dots not sorted beyond the vector"));
             }
@@ -188,8 +188,8 @@ mod base64url {
 mod tests {
     use super::*;
 
-    const A: NodeId = NodeId(0xa);
-    const B: NodeId = NodeId(0xb);
+    const A: Actor = Actor(0xa);
+    const B: Actor = Actor(0xb);
 
     #[test]
     fn round_trips_and_empty_is_empty_text() {

@@ -19,4 +19,4 @@ mod properties;
 pub use codec::DecodeError;
 pub use context::Context;
 pub use object::{Object, Sibling};
-pub use vector::{Dot, NodeId, VersionVector};
+pub use vector::{Actor, Dot, NodeId, VersionVector};

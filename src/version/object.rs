@@ -118,7 +118,7 @@ impl Object {
     pub fn update(&mut self, ctx: &Context, new: Sibling) -> Context {
         let dot = new.dot;
         let ctx = ctx.clamped_to(&self.vv);
-        let fold = ctx.vector().get(dot.node) == self.vv.get(dot.node);
+        let fold = ctx.vector().get(dot.actor) == self.vv.get(dot.actor);
         self.siblings.retain(|s| !ctx.covers(s.dot));
         self.vv.add(dot);
         let at = self.siblings.partition_point(|s| s.dot < dot);
@@ -135,6 +135,18 @@ impl Object {
         let mut vv = self.vv.clone();
         vv.add(new.dot);
         Self { vv, siblings: vec![new] }
+    }
+
+    /// Forgets the writes this object superseded: keeps the vector entries
+    /// of the actors that still have a sibling here, drops the rest.
+    ///
+    /// Those entries only serve to recognise superseded siblings in other
+    /// copies of the key, so this is for the only copy there is (a single
+    /// node). It keeps a key's history as small as its siblings, although
+    /// every process writes as an actor of its own.
+    pub fn forget_superseded(&mut self) {
+        let siblings = &self.siblings;
+        self.vv.retain(|actor| siblings.iter().any(|s| s.dot.actor == actor));
     }
 
     /// Merges a replica's object into this one. A sibling survives if the
@@ -204,12 +216,12 @@ impl Object {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::version::NodeId;
+    use crate::version::Actor;
 
-    const A: NodeId = NodeId(0xa);
-    const B: NodeId = NodeId(0xb);
+    const A: Actor = Actor(0xa);
+    const B: Actor = Actor(0xb);
 
-    fn sib(node: NodeId, counter: u64, ts: u64, value: &'static str) -> Sibling {
+    fn sib(node: Actor, counter: u64, ts: u64, value: &'static str) -> Sibling {
         Sibling {
             dot: Dot::new(node, counter),
             timestamp: ts,
@@ -240,6 +252,25 @@ mod tests {
         updated.update(&o.context(), sib(A, 2, 3, "z"));
         assert_eq!(o.overwritten(sib(A, 2, 3, "z")), updated);
         assert_eq!(Object::new().overwritten(sib(A, 1, 1, "x")).siblings().len(), 1);
+    }
+
+    #[test]
+    fn the_only_copy_forgets_superseded_actors() {
+        let mut o = Object::new();
+        for (i, actor) in (1..=20).map(|n| Actor(100 + n)).enumerate() {
+            o = o.overwritten(sib(actor, 1, i as u64, "v"));
+            o.forget_superseded();
+            assert_eq!(o.vv().len(), 1, "one entry after {} processes wrote the key", i + 1);
+        }
+        let ctx = o.context();
+        o.update(&Context::default(), sib(A, 9, 30, "a"));
+        o.update(&Context::default(), sib(B, 9, 31, "b"));
+        o.forget_superseded();
+        assert_eq!(o.vv().len(), 3, "every sibling's actor stays");
+        o.update(&ctx, sib(A, 10, 32, "resolved"));
+        o.forget_superseded();
+        let live: Vec<_> = o.siblings().iter().map(|s| s.value.clone()).collect();
+        assert_eq!(live.len(), 3, "the old context covered neither concurrent write: {live:?}");
     }
 
     #[test]

@@ -40,7 +40,7 @@ fn play(steps: &[Step]) -> Vec<Object> {
                 counters[at] += 1;
                 let ctx = ctx_from.map(|i| replicas[i].context()).unwrap_or_default();
                 let sibling = Sibling {
-                    dot: Dot::new(NodeId(at as u64 + 1), counters[at]),
+                    dot: Dot::new(Actor(at as u64 + 1), counters[at]),
                     timestamp: t as u64,
                     expires_at: None,
                     value: (!tombstone).then(|| Bytes::from(format!("v{t}"))),
@@ -63,7 +63,7 @@ fn merged(a: &Object, b: &Object) -> Object {
 }
 
 /// Objects compare as sets of siblings.
-fn canonical(o: &Object) -> (Vec<(NodeId, u64)>, Vec<Sibling>) {
+fn canonical(o: &Object) -> (Vec<(Actor, u64)>, Vec<Sibling>) {
     let mut s = o.siblings().to_vec();
     s.sort_by_key(|s| s.dot);
     (o.vv().entries().to_vec(), s)
@@ -108,12 +108,12 @@ proptest! {
     ) {
         let r = play(&steps);
         let (mut x, y) = (r[0].clone(), &r[1]);
-        let mut ctx = Context::from_vector(VersionVector::from_entries(forged.into_iter().map(|(n, c)| (NodeId(n), c))));
+        let mut ctx = Context::from_vector(VersionVector::from_entries(forged.into_iter().map(|(n, c)| (Actor(n), c))));
         for (n, c) in forged_dots {
-            ctx = ctx.with_dot(Dot::new(NodeId(n), c), false);
+            ctx = ctx.with_dot(Dot::new(Actor(n), c), false);
         }
         let seen = x.vv().clone();
-        x.update(&ctx, Sibling { dot: Dot::new(NodeId(1), 2_000_000), timestamp: 0, expires_at: None, value: Some(Bytes::from("new")) });
+        x.update(&ctx, Sibling { dot: Dot::new(Actor(1), 2_000_000), timestamp: 0, expires_at: None, value: Some(Bytes::from("new")) });
         let after = merged(y, &x);
         for s in y.siblings() {
             if !seen.covers(s.dot) {
@@ -128,11 +128,11 @@ proptest! {
         let ctx = o.context();
         let before: Vec<Dot> = o.siblings().iter().map(|s| s.dot).collect();
         for i in 0..writers {
-            o.update(&ctx, Sibling { dot: Dot::new(NodeId(9), 1000 + i as u64), timestamp: 1, expires_at: None, value: Some(Bytes::from("w")) });
+            o.update(&ctx, Sibling { dot: Dot::new(Actor(9), 1000 + i as u64), timestamp: 1, expires_at: None, value: Some(Bytes::from("w")) });
         }
         prop_assert_eq!(o.siblings().len(), writers);
         prop_assert!(o.siblings().iter().all(|s| !before.contains(&s.dot)));
-        o.update(&o.context(), Sibling { dot: Dot::new(NodeId(9), 5000), timestamp: 2, expires_at: None, value: Some(Bytes::from("m")) });
+        o.update(&o.context(), Sibling { dot: Dot::new(Actor(9), 5000), timestamp: 2, expires_at: None, value: Some(Bytes::from("m")) });
         prop_assert_eq!(o.siblings().len(), 1);
     }
 
@@ -144,7 +144,7 @@ proptest! {
         for (i, &who) in order.iter().cycle().take(rounds * 2).enumerate() {
             let w = usize::from(who);
             counter += 1;
-            let sibling = Sibling { dot: Dot::new(NodeId(1), counter), timestamp: i as u64, expires_at: None, value: Some(Bytes::from(format!("{w}"))) };
+            let sibling = Sibling { dot: Dot::new(Actor(1), counter), timestamp: i as u64, expires_at: None, value: Some(Bytes::from(format!("{w}"))) };
             ctx[w] = o.update(&ctx[w], sibling);
         }
         let writers: std::collections::BTreeSet<_> = order.iter().cycle().take(rounds * 2).collect();
@@ -155,7 +155,7 @@ proptest! {
     fn objects_round_trip_and_truncations_fail(steps in prop::collection::vec(step(), 0..30), expiry in proptest::option::of(any::<u64>())) {
         let mut o = play(&steps).swap_remove(0);
         if let (Some(at), Some(s)) = (expiry, o.siblings().first().cloned()) {
-            o.update(&Context::default(), Sibling { expires_at: Some(at), dot: Dot::new(NodeId(77), 1), ..s });
+            o.update(&Context::default(), Sibling { expires_at: Some(at), dot: Dot::new(Actor(77), 1), ..s });
         }
         let bytes = o.encode();
         prop_assert_eq!(Object::decode(&bytes), Ok(o));
@@ -175,7 +175,7 @@ proptest! {
         let o = play(&steps).swap_remove(0);
         let mut ctx = o.context();
         for (node, counter) in extra {
-            ctx = ctx.with_dot(Dot::new(NodeId(node), counter + 1000), false);
+            ctx = ctx.with_dot(Dot::new(Actor(node), counter + 1000), false);
         }
         prop_assert_eq!(Context::decode(ctx.encode().as_bytes()), Ok(ctx));
     }

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod meter;
 pub mod reply;
 
 use std::io::{BufRead, BufReader, Read, Write};

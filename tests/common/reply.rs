@@ -185,3 +185,42 @@ pub fn info(c: &mut impl ConnectionLike, section: &str, field: &str) -> String {
         .map(|v| v.trim().to_string())
         .unwrap_or_else(|| panic!("INFO {section} has no {field}: {all}"))
 }
+
+/// One node of a SHOAL.WHERE reply.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    pub id: String,
+    pub port: u16,
+    pub primary: bool,
+    /// (holds, values, context), or the error in asking the node.
+    pub copy: Result<(i64, i64, String), String>,
+}
+
+/// SHOAL.WHERE key → (partition, preference list).
+#[track_caller]
+pub fn where_is(c: &mut impl ConnectionLike, key: &str) -> (i64, Vec<Holder>) {
+    let reply = call!(c, "SHOAL.WHERE", key);
+    let top = fields(&reply);
+    assert_eq!(top.len(), 2, "SHOAL.WHERE is {{partition, nodes}}: {reply:?}");
+    let partition = int(&top["partition"]);
+    let nodes = array(&top["nodes"])
+        .iter()
+        .map(|n| {
+            let f = fields(n);
+            let address = text(&f["address"]);
+            let role = text(&f["role"]);
+            assert!(role == "primary" || role == "fallback", "role {role}");
+            let copy = match f.get("error") {
+                Some(e) => Err(text(e)),
+                None => Ok((int(&f["holds"]), int(&f["values"]), text(&f["context"]))),
+            };
+            Holder {
+                id: text(&f["id"]),
+                port: address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("address host:port"),
+                primary: role == "primary",
+                copy,
+            }
+        })
+        .collect();
+    (partition, nodes)
+}
