@@ -1,8 +1,16 @@
 //! Counters behind INFO: plain relaxed atomics, bumped on the request path
-//! and read when a client asks.
+//! and read when a client asks. Per-command counters ([`CommandStats`])
+//! and error replies by code ([`ErrorStats`]) back INFO's `commandstats`
+//! and `errorstats` sections.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+/// Distinct error codes counted in `errorstats`, as in Redis; errors with
+/// other codes still count in the total.
+const MAX_ERROR_CODES: usize = 128;
 
 pub struct Metrics {
     pub started: Instant,
@@ -21,6 +29,8 @@ pub struct Metrics {
     pub writes_forwarded: AtomicU64,
     /// Merged objects sent to replicas that answered a read with less.
     pub read_repairs: AtomicU64,
+    /// Error replies sent to clients.
+    pub errors: ErrorStats,
 }
 
 impl Default for Metrics {
@@ -39,7 +49,129 @@ impl Default for Metrics {
             sibling_warnings: AtomicU64::new(0),
             writes_forwarded: AtomicU64::new(0),
             read_repairs: AtomicU64::new(0),
+            errors: ErrorStats::default(),
         }
+    }
+}
+
+impl Metrics {
+    /// CONFIG RESETSTAT: zeroes the counters Redis resets (not the gauges,
+    /// nor the cluster's own counters).
+    pub fn reset(&self) {
+        for counter in [
+            &self.connections_received,
+            &self.connections_rejected,
+            &self.commands_processed,
+            &self.keyspace_hits,
+            &self.keyspace_misses,
+            &self.net_input_bytes,
+            &self.net_output_bytes,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        self.errors.reset();
+    }
+}
+
+/// One command's counters, as INFO commandstats shows them.
+#[derive(Default)]
+pub struct CommandCounters {
+    /// Times it ran.
+    pub calls: AtomicU64,
+    /// Microseconds it ran for, in all.
+    pub usec: AtomicU64,
+    /// Times it was refused before running (arity, authentication).
+    pub rejected: AtomicU64,
+    /// Times it ran and answered an error.
+    pub failed: AtomicU64,
+}
+
+/// Counters for every command and subcommand, by a number the caller
+/// gives each.
+pub struct CommandStats {
+    slots: Box<[CommandCounters]>,
+}
+
+impl CommandStats {
+    #[must_use]
+    pub fn new(slots: usize) -> Self {
+        Self { slots: (0..slots).map(|_| CommandCounters::default()).collect() }
+    }
+
+    /// Counts a run of command `slot` that took `usec` microseconds.
+    pub fn ran(&self, slot: usize, usec: u64, failed: bool) {
+        if let Some(c) = self.slots.get(slot) {
+            add(&c.calls, 1);
+            add(&c.usec, usec);
+            if failed {
+                add(&c.failed, 1);
+            }
+        }
+    }
+
+    /// Counts a refusal of command `slot` before it ran.
+    pub fn rejected(&self, slot: usize) {
+        if let Some(c) = self.slots.get(slot) {
+            add(&c.rejected, 1);
+        }
+    }
+
+    /// The counters of every slot, in order.
+    #[must_use]
+    pub fn slots(&self) -> &[CommandCounters] {
+        &self.slots
+    }
+
+    pub fn reset(&self) {
+        for c in &*self.slots {
+            for counter in [&c.calls, &c.usec, &c.rejected, &c.failed] {
+                counter.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Error replies: how many in all, and how many per code (the error's first
+/// word, as Redis counts them).
+#[derive(Default)]
+pub struct ErrorStats {
+    total: AtomicU64,
+    by_code: Mutex<BTreeMap<String, u64>>,
+}
+
+impl ErrorStats {
+    /// Counts an error reply whose text (without the `-`) is `text`.
+    pub fn record(&self, text: &str) {
+        add(&self.total, 1);
+        // Redis looks for the code's end in the first 32 bytes.
+        let head = &text.as_bytes()[..text.len().min(32)];
+        let code = match head.iter().position(|&b| b == b' ') {
+            Some(end) => &text[..end],
+            None => "ERR",
+        };
+        let mut by_code = self.by_code.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = by_code.get_mut(code) {
+            *n += 1;
+        } else if by_code.len() < MAX_ERROR_CODES {
+            by_code.insert(code.to_string(), 1);
+        }
+    }
+
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        get(&self.total)
+    }
+
+    /// Counts per code, in code order.
+    #[must_use]
+    pub fn by_code(&self) -> Vec<(String, u64)> {
+        let by_code = self.by_code.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        by_code.iter().map(|(code, n)| (code.clone(), *n)).collect()
+    }
+
+    pub fn reset(&self) {
+        self.total.store(0, Ordering::Relaxed);
+        self.by_code.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
     }
 }
 
@@ -52,4 +184,27 @@ pub fn add(counter: &AtomicU64, n: u64) {
 #[must_use]
 pub fn get(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_count_by_their_first_word() {
+        let e = ErrorStats::default();
+        e.record("ERR syntax error");
+        e.record("NOQUORUM 2 replicas needed, 1 answered");
+        e.record("ERR unknown command 'x', with args beginning with: ");
+        e.record("NOSPACEINTHEFIRST32BYTES_XXXXXXXXXXXXXXX at all");
+        assert_eq!(e.total(), 4);
+        assert_eq!(e.by_code(), [("ERR".to_string(), 3), ("NOQUORUM".to_string(), 1)]);
+        for i in 0..200 {
+            e.record(&format!("CODE{i} x"));
+        }
+        assert_eq!(e.by_code().len(), MAX_ERROR_CODES, "distinct codes are bounded");
+        assert_eq!(e.total(), 204, "but every error counts in the total");
+        e.reset();
+        assert_eq!((e.total(), e.by_code().len()), (0, 0));
+    }
 }

@@ -147,23 +147,64 @@ pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
     Some(n)
 }
 
-/// Parses a float as Redis does: no surrounding spaces, not NaN. Infinity
-/// (`inf`, or a number too large for a double) parses, so that INCRBYFLOAT
-/// can refuse it as Redis does: "would produce NaN or Infinity".
+/// Parses a float as Redis does (C's `strtold`): no surrounding spaces, not
+/// NaN, decimal or hexadecimal (`0x1.8p3`). Infinity (`inf`, or a number
+/// too large for a double) parses, so that INCRBYFLOAT can refuse it as
+/// Redis does: "would produce NaN or Infinity".
 #[must_use]
 pub fn parse_f64(bytes: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(bytes).ok()?;
     if text.is_empty() || text.starts_with(|c: char| c.is_whitespace()) || text.ends_with(|c: char| c.is_whitespace()) {
         return None;
     }
-    text.parse::<f64>().ok().filter(|f| !f.is_nan())
+    text.parse::<f64>().ok().or_else(|| parse_hex_f64(text)).filter(|f| !f.is_nan())
 }
 
-/// Formats a float the way Redis replies with one: shortest exact form,
+/// A C hexadecimal float: `[sign]0x` hex digits, an optional fraction and
+/// an optional binary exponent (`p` and a decimal power of two).
+fn parse_hex_f64(text: &str) -> Option<f64> {
+    let (negative, rest) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let rest = rest.strip_prefix("0x").or_else(|| rest.strip_prefix("0X"))?;
+    let (mantissa, exponent) = match rest.split_once(['p', 'P']) {
+        Some((m, e)) => (m, e.parse::<i32>().ok()?),
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let mut value = 0f64;
+    for c in int.chars() {
+        value = value * 16.0 + f64::from(c.to_digit(16)?);
+    }
+    let mut scale = 1.0 / 16.0;
+    for c in frac.chars() {
+        value += f64::from(c.to_digit(16)?) * scale;
+        scale /= 16.0;
+    }
+    let value = value * 2f64.powi(exponent);
+    Some(if negative { -value } else { value })
+}
+
+/// Formats a float the way Redis replies with one: in plain decimal, at
+/// most 17 digits after the point (Redis's `%.17Lf`, trailing zeros
+/// trimmed), otherwise the shortest form that reads back the same;
 /// integral values without a fraction.
 #[must_use]
 pub fn format_f64(f: f64) -> String {
-    if f == 0.0 { "0".into() } else { format!("{f}") }
+    let shortest = format!("{f}");
+    if shortest.split_once('.').is_none_or(|(_, frac)| frac.len() <= 17) {
+        return if f == 0.0 { "0".into() } else { shortest };
+    }
+    let fixed = format!("{f:.17}");
+    match fixed.trim_end_matches('0').trim_end_matches('.') {
+        "" | "-0" => "0".into(),
+        trimmed => trimmed.into(),
+    }
 }
 
 impl Mutation {
@@ -299,6 +340,17 @@ mod tests {
         assert_eq!(format_f64(10.5 + 0.1), "10.6");
         assert_eq!(format_f64(3.0), "3");
         assert_eq!(format_f64(-0.0), "0");
+        assert_eq!(format_f64(1e20), "100000000000000000000");
+        assert_eq!(format_f64(1.5e-300), "0", "below 17 decimals, as Redis's %.17Lf");
+        assert_eq!(format_f64(-1.5e-300), "0");
+        assert_eq!(format_f64(1.2345678901234568e-10), "0.00000000012345679");
+        assert_eq!(format_f64(-0.005), "-0.005");
+        assert_eq!(parse_f64(b"0x10"), Some(16.0), "hexadecimal, as strtold reads it");
+        assert_eq!(parse_f64(b"-0x1.8p3"), Some(-12.0));
+        assert_eq!(parse_f64(b"0X.8"), Some(0.5));
+        for bad in [&b"0x"[..], b"0xg", b"0x1p", b"0x1.8q3"] {
+            assert_eq!(parse_f64(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -174,14 +174,8 @@ impl Node {
             Arc::clone(&metrics),
             settings,
         ));
-        let server = Arc::new(resp::Server {
-            coordinator: Arc::clone(&coordinator),
-            config: Arc::clone(&config),
-            metrics,
-            clients: resp::Clients::default(),
-            addr,
-            run_id: run_id(),
-        });
+        let server =
+            Arc::new(resp::Server::new(Arc::clone(&coordinator), Arc::clone(&config), metrics, addr, run_id()));
         let service =
             Arc::new(PeerService { coordinator: Arc::clone(&coordinator), membership: Arc::clone(&membership) });
         let peer_tasks = Tracker::default();

@@ -223,6 +223,9 @@ fn strings() {
         assert_eq!(int(&call!(c, "MSETNX", "n3", "3", "n2", "changed")), 0);
         assert_eq!(int(&call!(c, "EXISTS", "n3")), 0, "MSETNX sets nothing when a key exists");
         assert_bulk(&call!(c, "GET", "n2"), "2");
+        // A key named twice: judged before the command, its last value wins.
+        assert_eq!(int(&call!(c, "MSETNX", "twice", "a", "twice", "b")), 1);
+        assert_bulk(&call!(c, "GET", "twice"), "b");
 
         // STRLEN / APPEND.
         assert_eq!(int(&call!(c, "STRLEN", "nokey")), 0);

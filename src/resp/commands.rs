@@ -12,13 +12,14 @@
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
 
 use super::args::Args;
-use super::cmd::{admin, connection, context, keys, server, strings};
+use super::cmd::{admin, connection, context, info, keys, server, strings};
 use super::reply::Reply;
 use super::session::Session;
 use super::transaction;
@@ -42,9 +43,7 @@ pub struct Spec {
 
 impl Spec {
     fn arity_ok(&self, argc: usize) -> bool {
-        let argc = argc as i64;
-        let arity = i64::from(self.arity);
-        if arity >= 0 { argc == arity } else { argc >= -arity }
+        arity_ok(self.arity, argc)
     }
 
     #[must_use]
@@ -121,7 +120,7 @@ commands! {
     Client "client" -2 ["admin"] 0 0 0 "@connection" => ref connection::client;
     // server
     Command "command" -1 ["loading", "stale"] 0 0 0 "@connection" => ref server::command;
-    Info "info" -1 ["loading", "stale"] 0 0 0 "@dangerous" => ref server::info;
+    Info "info" -1 ["loading", "stale"] 0 0 0 "@dangerous" => ref info::info;
     Config "config" -2 ["admin"] 0 0 0 "@dangerous" => ref server::config;
     Dbsize "dbsize" 1 ["readonly", "fast"] 0 0 0 "@keyspace" => ref server::dbsize;
     Flushdb "flushdb" -1 ["write"] 0 0 0 "@keyspace" => ref server::flushall;
@@ -175,6 +174,93 @@ commands! {
 static BY_NAME: LazyLock<HashMap<&'static str, usize>> =
     LazyLock::new(|| TABLE.iter().enumerate().map(|(i, s)| (s.name, i)).collect());
 
+/// A subcommand of a container command (CLIENT LIST), as COMMAND and INFO
+/// commandstats show it: `client|list`.
+#[derive(Debug)]
+pub struct Sub {
+    pub name: &'static str,
+    /// As [`Spec::arity`], counting the command and the subcommand.
+    pub arity: i32,
+}
+
+const fn sub(name: &'static str, arity: i32) -> Sub {
+    Sub { name, arity }
+}
+
+impl Sub {
+    fn arity_ok(&self, argc: usize) -> bool {
+        arity_ok(self.arity, argc)
+    }
+}
+
+/// True if `argc` arguments (the name included) fit `arity`: exactly that
+/// many, or at least `-arity`.
+fn arity_ok(arity: i32, argc: usize) -> bool {
+    let (argc, arity) = (argc as i64, i64::from(arity));
+    if arity >= 0 { argc == arity } else { argc >= -arity }
+}
+
+/// The subcommands of the container commands.
+pub static SUBCOMMANDS: &[(Cmd, &[Sub])] = &[
+    (
+        Cmd::Client,
+        &[
+            sub("getname", 2),
+            sub("help", 2),
+            sub("id", 2),
+            sub("info", 2),
+            sub("list", -2),
+            sub("setinfo", 4),
+            sub("setname", 3),
+        ],
+    ),
+    (Cmd::Command, &[sub("count", 2), sub("help", 2), sub("info", -2), sub("list", -2)]),
+    (Cmd::Config, &[sub("get", -3), sub("help", 2), sub("resetstat", 2), sub("rewrite", 2), sub("set", -4)]),
+];
+
+/// The subcommands of the command at `index` in [`TABLE`], if it has any.
+#[must_use]
+pub fn subcommands(index: usize) -> &'static [Sub] {
+    SUBCOMMANDS.iter().find(|(cmd, _)| *cmd == TABLE[index].cmd).map_or(&[], |(_, subs)| subs)
+}
+
+/// Every command and subcommand by number ("stat slot"): the commands in
+/// table order, then each container's subcommands. INFO commandstats and
+/// CLIENT LIST name them by these numbers.
+pub static STAT_NAMES: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let mut names: Vec<String> = TABLE.iter().map(|s| s.name.to_string()).collect();
+    for (index, spec) in TABLE.iter().enumerate() {
+        names.extend(subcommands(index).iter().map(|sub| format!("{}|{}", spec.name, sub.name)));
+    }
+    names
+});
+
+/// The first stat slot of each command's subcommands.
+static FIRST_SUB_SLOT: LazyLock<Vec<usize>> = LazyLock::new(|| {
+    let mut next = TABLE.len();
+    (0..TABLE.len())
+        .map(|index| {
+            let first = next;
+            next += subcommands(index).len();
+            first
+        })
+        .collect()
+});
+
+/// The stat slot of a request for the command at `index` with `args`
+/// (after the name): the subcommand's for a container command, `None` when
+/// that subcommand does not exist (Redis counts such requests nowhere).
+#[must_use]
+pub fn stat_slot(index: usize, args: &[Bytes]) -> Option<usize> {
+    let subs = subcommands(index);
+    if subs.is_empty() {
+        return Some(index);
+    }
+    let Some(first) = args.first() else { return Some(index) };
+    let at = subs.iter().position(|sub| is(first, sub.name))?;
+    Some(FIRST_SUB_SLOT[index] + at)
+}
+
 /// Finds a command by name, ignoring case.
 #[must_use]
 pub fn lookup(name: &[u8]) -> Option<(usize, &'static Spec)> {
@@ -220,12 +306,37 @@ pub enum Flow {
     Close(Option<Reply>),
 }
 
+/// A command that passed the checks, ready to run.
+pub struct Ready {
+    pub spec: &'static Spec,
+    /// Its number in [`STAT_NAMES`], for INFO commandstats.
+    pub slot: Option<usize>,
+    /// The arguments after the name.
+    pub args: Vec<Bytes>,
+}
+
 /// A request after the checks that need no waiting.
 pub enum Prepared {
     /// Answered already (an error, QUEUED, MULTI…).
     Done(Flow),
     /// A command to run.
-    Run { spec: &'static Spec, args: Vec<Bytes> },
+    Run(Ready),
+}
+
+/// Counts a command that ran (in INFO commandstats, if it has a slot) and
+/// the error it answered, if any (in errorstats).
+pub(super) fn record(s: &Session, slot: Option<usize>, started: Option<Instant>, reply: &Reply) {
+    let failed = match reply {
+        Reply::Error(text) => {
+            s.server.metrics.errors.record(text);
+            true
+        }
+        _ => false,
+    };
+    if let Some(slot) = slot {
+        let usec = started.map_or(0, |t| u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+        s.server.commands.ran(slot, usec, failed);
+    }
 }
 
 /// Checks one request: name, authentication, arity; answers MULTI, DISCARD,
@@ -240,41 +351,86 @@ pub fn prepare(s: &mut Session, mut argv: Vec<Bytes>) -> Prepared {
         tracing::warn!(client = %s.client.addr, "possible cross-protocol attack: an HTTP request was sent to the client port; connection closed");
         return Prepared::Done(Flow::Close(None));
     }
-    let refuse = |s: &mut Session, e: Error| {
+    // Refused before running: counted as rejected, and it fails any open
+    // transaction.
+    let refuse = |s: &mut Session, slot: Option<usize>, e: Error| {
         transaction::fail(s);
-        Prepared::Done(Flow::Reply(e.into()))
+        if let Some(slot) = slot {
+            s.server.commands.rejected(slot);
+        }
+        let reply = Reply::from(e);
+        record(s, None, None, &reply);
+        Prepared::Done(Flow::Reply(reply))
     };
-    let Some((index, spec)) = lookup(&name) else { return refuse(s, unknown_command(&name, &argv)) };
+    let Some((index, spec)) = lookup(&name) else { return refuse(s, None, unknown_command(&name, &argv)) };
+    let slot = stat_slot(index, &argv);
     if !s.authenticated && !spec.has_flag("no-auth") {
-        return refuse(s, Error::NoAuth);
+        return refuse(s, slot, Error::NoAuth);
     }
     if !spec.arity_ok(argv.len() + 1) {
-        return refuse(s, Error::WrongArity(spec.name.to_string()));
+        if spec.cmd == Cmd::Exec {
+            // Redis discards the transaction and says why.
+            let why = Error::WrongArity(spec.name.to_string()).resp_message();
+            let why = why.strip_prefix("ERR ").unwrap_or(&why).to_string();
+            s.multi = None;
+            transaction::set_queued(s, None);
+            return refuse(s, slot, Error::Command(format!("EXECABORT Transaction discarded because of: {why}")));
+        }
+        return refuse(s, slot, Error::WrongArity(spec.name.to_string()));
     }
-    s.client.touch(index);
+    if let Some(sub) = slot.and_then(|slot| slot.checked_sub(TABLE.len())).and_then(sub_at)
+        && !sub.arity_ok(argv.len() + 1)
+    {
+        return refuse(s, slot, Error::WrongArity(STAT_NAMES[slot.unwrap_or(index)].clone()));
+    }
+    s.client.touch(slot.unwrap_or(index));
     crate::metrics::add(&s.server.metrics.commands_processed, 1);
-    let done = |flow| Prepared::Done(flow);
+    let answered = |s: &mut Session, reply: Reply| {
+        record(s, slot, None, &reply);
+        Prepared::Done(Flow::Reply(reply))
+    };
     match spec.cmd {
-        Cmd::Quit => done(Flow::Close(Some(Reply::OK))),
-        Cmd::Multi => done(Flow::Reply(transaction::multi(s))),
-        Cmd::Discard => done(Flow::Reply(transaction::discard(s))),
-        Cmd::Exec => Prepared::Run { spec, args: argv },
-        cmd if s.multi.is_some() => done(Flow::Reply(transaction::queue(s, cmd, argv))),
-        _ => Prepared::Run { spec, args: argv },
+        Cmd::Quit => {
+            record(s, slot, None, &Reply::OK);
+            Prepared::Done(Flow::Close(Some(Reply::OK)))
+        }
+        Cmd::Multi => {
+            let reply = transaction::multi(s);
+            answered(s, reply)
+        }
+        Cmd::Discard => {
+            let reply = transaction::discard(s);
+            answered(s, reply)
+        }
+        Cmd::Exec => Prepared::Run(Ready { spec, slot, args: argv }),
+        _ if s.multi.is_some() => Prepared::Done(Flow::Reply(transaction::queue(s, Ready { spec, slot, args: argv }))),
+        _ => Prepared::Run(Ready { spec, slot, args: argv }),
     }
+}
+
+/// The subcommand with number `n` among all subcommands, in
+/// [`STAT_NAMES`] order.
+fn sub_at(n: usize) -> Option<&'static Sub> {
+    SUBCOMMANDS.iter().flat_map(|(_, subs)| subs.iter()).nth(n)
 }
 
 /// Runs a prepared command on its own.
-pub async fn run(s: &mut Session, spec: &'static Spec, args: Vec<Bytes>) -> Reply {
-    match spec.cmd {
+pub async fn run(s: &mut Session, ready: Ready) -> Reply {
+    let started = Instant::now();
+    let reply = match ready.spec.cmd {
         Cmd::Exec => transaction::exec(s).await,
-        cmd => dispatch(cmd, s, Args::new(args)).await.unwrap_or_else(Reply::from),
-    }
+        cmd => dispatch(cmd, s, Args::new(ready.args)).await.unwrap_or_else(Reply::from),
+    };
+    record(s, ready.slot, Some(started), &reply);
+    reply
 }
 
 /// Runs a prepared command whose spec is [`Spec::shared`].
-pub async fn run_shared(s: &Session, spec: &'static Spec, args: Vec<Bytes>) -> Reply {
-    dispatch_shared(spec.cmd, s, Args::new(args)).await.unwrap_or_else(Reply::from)
+pub async fn run_shared(s: &Session, ready: Ready) -> Reply {
+    let started = Instant::now();
+    let reply = dispatch_shared(ready.spec.cmd, s, Args::new(ready.args)).await.unwrap_or_else(Reply::from);
+    record(s, ready.slot, Some(started), &reply);
+    reply
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,7 +29,7 @@ use crate::join::join_all;
 use crate::metrics;
 use crate::shutdown::Stop;
 
-use super::commands::{Flow, Prepared, Spec, prepare, run, run_shared};
+use super::commands::{Flow, Prepared, Ready, prepare, run, run_shared};
 use super::parse::{Decoder, ProtocolError};
 use super::reply::Reply;
 use super::session::{Client, Server, Session};
@@ -79,7 +80,7 @@ impl Connection {
             while batch.len() < most {
                 self.decoder.set_authenticated(self.session.authenticated);
                 match self.decoder.decode(&mut self.input) {
-                    Ok(Some(request)) => batch.push(request),
+                    Ok(Some(request)) => batch.push((request, self.decoder.last_len())),
                     Ok(None) => break,
                     Err(e) => {
                         broken = Some(e);
@@ -93,7 +94,9 @@ impl Connection {
             }
             if let Some(ProtocolError(text)) = broken {
                 tracing::debug!(client = %self.session.client.addr, "protocol error: {text}");
-                Reply::Error(format!("ERR Protocol error: {text}")).encode(self.session.resp3, &mut self.output);
+                let text = format!("ERR Protocol error: {text}");
+                self.session.server.metrics.errors.record(&text);
+                Reply::Error(text).encode(self.session.resp3, &mut self.output);
                 return self.flush().await;
             }
             if more && !stop.is_stopped() {
@@ -123,16 +126,21 @@ impl Connection {
         }
     }
 
-    /// Runs decoded requests in order, grouping consecutive single-key
-    /// commands to run concurrently.
-    async fn run_batch(&mut self, batch: Vec<Vec<Bytes>>) -> io::Result<Done> {
-        let mut group: Vec<(&'static Spec, Vec<Bytes>)> = Vec::new();
-        for request in batch {
+    /// Runs decoded requests (each with its length on the wire) in order,
+    /// grouping consecutive single-key commands to run concurrently.
+    async fn run_batch(&mut self, batch: Vec<(Vec<Bytes>, usize)>) -> io::Result<Done> {
+        let mut group: Vec<Ready> = Vec::new();
+        // The query buffer as CLIENT LIST shows it: the running request and
+        // everything read after it.
+        let mut qbuf = batch.iter().map(|(_, len)| len).sum::<usize>() + self.input.len();
+        for (request, len) in batch {
+            self.session.client.qbuf.store(qbuf, Ordering::Relaxed);
+            qbuf -= len;
             match prepare(&mut self.session, request) {
-                Prepared::Run { spec, args } if spec.single_key() => group.push((spec, args)),
-                Prepared::Run { spec, args } => {
+                Prepared::Run(ready) if ready.spec.single_key() => group.push(ready),
+                Prepared::Run(ready) => {
                     self.run_group(&mut group).await?;
-                    let reply = run(&mut self.session, spec, args).await;
+                    let reply = run(&mut self.session, ready).await;
                     self.emit(Flow::Reply(reply)).await?;
                 }
                 Prepared::Done(flow) => {
@@ -144,34 +152,35 @@ impl Connection {
             }
         }
         self.run_group(&mut group).await?;
+        self.session.client.qbuf.store(self.input.len(), Ordering::Relaxed);
         Ok(Done::Continue)
     }
 
     /// Runs a group of single-key commands, one chain per key, and encodes
     /// their replies in order.
-    async fn run_group(&mut self, group: &mut Vec<(&'static Spec, Vec<Bytes>)>) -> io::Result<()> {
+    async fn run_group(&mut self, group: &mut Vec<Ready>) -> io::Result<()> {
         if group.len() <= 1 {
-            if let Some((spec, args)) = group.pop() {
-                let reply = run_shared(&self.session, spec, args).await;
+            if let Some(ready) = group.pop() {
+                let reply = run_shared(&self.session, ready).await;
                 self.emit(Flow::Reply(reply)).await?;
             }
             return Ok(());
         }
         let count = group.len();
-        let mut chains: Vec<Vec<(usize, &'static Spec, Vec<Bytes>)>> = Vec::new();
+        let mut chains: Vec<Vec<(usize, Ready)>> = Vec::new();
         let mut by_key: HashMap<Bytes, usize> = HashMap::new();
-        for (i, (spec, args)) in group.drain(..).enumerate() {
-            let chain = *by_key.entry(args[0].clone()).or_insert_with(|| {
+        for (i, ready) in group.drain(..).enumerate() {
+            let chain = *by_key.entry(ready.args[0].clone()).or_insert_with(|| {
                 chains.push(Vec::new());
                 chains.len() - 1
             });
-            chains[chain].push((i, spec, args));
+            chains[chain].push((i, ready));
         }
         let session = &self.session;
         let runs = chains.into_iter().map(|chain| async move {
             let mut replies = Vec::with_capacity(chain.len());
-            for (i, spec, args) in chain {
-                replies.push((i, run_shared(session, spec, args).await));
+            for (i, ready) in chain {
+                replies.push((i, run_shared(session, ready).await));
             }
             replies
         });

@@ -56,6 +56,10 @@ pub struct Decoder {
     /// False while the client still has to authenticate: tighter limits.
     authenticated: bool,
     partial: Option<Partial>,
+    /// Bytes consumed of the request being decoded.
+    consumed: usize,
+    /// Bytes the last decoded request took on the wire.
+    last_len: usize,
 }
 
 /// Finds `\r\n` in the first [`MAX_LINE`] bytes; `Ok(None)` if not there yet.
@@ -78,7 +82,7 @@ fn parse_len(digits: &[u8]) -> Option<i64> {
 impl Decoder {
     #[must_use]
     pub fn new(max_bulk: usize) -> Self {
-        Self { max_bulk, authenticated: true, partial: None }
+        Self { max_bulk, authenticated: true, partial: None, consumed: 0, last_len: 0 }
     }
 
     /// Whether the client has authenticated (or needs not): until it has,
@@ -106,6 +110,13 @@ impl Decoder {
         Some((len + 2).saturating_sub(buffered))
     }
 
+    /// Bytes the request last returned by [`decode`](Self::decode) took on
+    /// the wire.
+    #[must_use]
+    pub fn last_len(&self) -> usize {
+        self.last_len
+    }
+
     /// Decodes the next request from `buf`, consuming what it uses.
     /// `Ok(None)`: more bytes are needed. An empty vector is a request with
     /// no arguments (a blank line, `*0`), which Redis ignores.
@@ -113,6 +124,16 @@ impl Decoder {
     /// # Errors
     /// A malformed request; the connection should reply and close.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        let before = buf.len();
+        let decoded = self.decode_one(buf);
+        self.consumed += before - buf.len();
+        if let Ok(Some(_)) = decoded {
+            self.last_len = std::mem::take(&mut self.consumed);
+        }
+        decoded
+    }
+
+    fn decode_one(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
         if self.partial.is_none() {
             match buf.first() {
                 None => return Ok(None),
@@ -313,6 +334,20 @@ mod tests {
         let input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\nPING\r\n  echo \"a b\\x41\" 'c\\'d'\n\r\n*0\r\n";
         let got = decode_all(input, &[]).expect("valid");
         assert_eq!(got, vec![args(&["SET", "k", ""]), args(&["PING"]), args(&["echo", "a bA", "c'd"]), vec![], vec![]]);
+    }
+
+    #[test]
+    fn requests_know_their_length_on_the_wire() {
+        let mut d = Decoder::new(1 << 20);
+        let mut buf = BytesMut::from(&b"*2\r\n$6\r\nCLIENT\r\n$4\r\nLIST\r\nCLIENT INFO\r\n*1\r\n$4\r\nPI"[..]);
+        assert!(d.decode(&mut buf).expect("valid").is_some());
+        assert_eq!(d.last_len(), 26);
+        assert!(d.decode(&mut buf).expect("valid").is_some());
+        assert_eq!(d.last_len(), 13);
+        assert_eq!(d.decode(&mut buf), Ok(None));
+        buf.extend_from_slice(b"NG\r\n");
+        assert!(d.decode(&mut buf).expect("valid").is_some());
+        assert_eq!(d.last_len(), 14, "a request split over reads counts whole");
     }
 
     #[test]

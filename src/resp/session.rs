@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -12,9 +12,9 @@ use bytes::Bytes;
 
 use crate::config::Config;
 use crate::coordinator::Coordinator;
-use crate::metrics::Metrics;
+use crate::metrics::{CommandStats, Metrics};
 
-use super::commands::TABLE;
+use super::commands::STAT_NAMES;
 use super::transaction::Multi;
 
 /// What every connection of the node shares.
@@ -22,11 +22,27 @@ pub struct Server {
     pub coordinator: Arc<Coordinator>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    /// Calls, time and errors per command, for INFO commandstats.
+    pub commands: CommandStats,
     pub clients: Clients,
     /// Where clients connect, as bound.
     pub addr: SocketAddr,
     /// Random per process, as Redis's run_id.
     pub run_id: String,
+}
+
+impl Server {
+    #[must_use]
+    pub fn new(
+        coordinator: Arc<Coordinator>,
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        addr: SocketAddr,
+        run_id: String,
+    ) -> Self {
+        let commands = CommandStats::new(STAT_NAMES.len());
+        Self { coordinator, config, metrics, commands, clients: Clients::default(), addr, run_id }
+    }
 }
 
 /// One connected client, as CLIENT LIST shows it.
@@ -40,17 +56,21 @@ pub struct Client {
     pub lib: Mutex<(String, String)>,
     /// Milliseconds since `created` of the last command.
     pub last_active: AtomicU64,
-    /// Index in the command table of the last command, +1 (0: none yet).
+    /// The stat slot (see `STAT_NAMES`) of the last command, +1 (0: none
+    /// yet).
     pub last_command: AtomicUsize,
     pub resp: AtomicU8,
-    pub in_multi: AtomicBool,
+    /// Commands queued in MULTI, -1 outside MULTI.
+    pub multi: AtomicI64,
+    /// Bytes of the query buffer: the running command's and those after it.
+    pub qbuf: AtomicUsize,
 }
 
 impl Client {
-    /// Notes a command about to run.
-    pub fn touch(&self, command: usize) {
+    /// Notes a command about to run, by its stat slot.
+    pub fn touch(&self, slot: usize) {
         self.last_active.store(self.created.elapsed().as_millis() as u64, Ordering::Relaxed);
-        self.last_command.store(command + 1, Ordering::Relaxed);
+        self.last_command.store(slot + 1, Ordering::Relaxed);
     }
 
     /// The CLIENT LIST line of this client.
@@ -59,15 +79,15 @@ impl Client {
         let age = self.created.elapsed();
         let idle = age.as_millis() as u64 - self.last_active.load(Ordering::Relaxed).min(age.as_millis() as u64);
         let cmd = match self.last_command.load(Ordering::Relaxed) {
-            0 => "NULL".to_string(),
-            i => TABLE[i - 1].name.to_string(),
+            0 => "NULL",
+            i => STAT_NAMES.get(i - 1).map_or("NULL", String::as_str),
         };
         let name = String::from_utf8_lossy(&self.name.lock().unwrap_or_else(PoisonError::into_inner)).into_owned();
         let (lib_name, lib_ver) = self.lib.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let multi = if self.in_multi.load(Ordering::Relaxed) { 0 } else { -1 };
+        let multi = self.multi.load(Ordering::Relaxed);
         format!(
             "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi={} \
-             qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} \
+             qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} \
              user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
@@ -76,8 +96,9 @@ impl Client {
             name,
             age.as_secs(),
             idle / 1000,
-            if multi == 0 { "x" } else { "N" },
+            if multi >= 0 { "x" } else { "N" },
             multi,
+            self.qbuf.load(Ordering::Relaxed),
             cmd,
             self.resp.load(Ordering::Relaxed),
             lib_name,
@@ -108,7 +129,8 @@ impl Clients {
             last_active: AtomicU64::new(0),
             last_command: AtomicUsize::new(0),
             resp: AtomicU8::new(2),
-            in_multi: AtomicBool::new(false),
+            multi: AtomicI64::new(-1),
+            qbuf: AtomicUsize::new(0),
         });
         self.map.lock().unwrap_or_else(PoisonError::into_inner).insert(id, Arc::clone(&client));
         client

@@ -7,24 +7,26 @@
 //! store). As in Redis, a command refused while queueing (unknown, wrong
 //! arity) makes EXEC discard the whole transaction.
 
-use bytes::Bytes;
+use std::time::Instant;
 
 use crate::error::{Error, Result};
 
 use super::args::Args;
-use super::commands::{Cmd, dispatch};
+use super::commands::{Ready, dispatch, record};
 use super::reply::Reply;
 use super::session::Session;
 
 /// Commands queued since MULTI.
 #[derive(Default)]
 pub struct Multi {
-    queued: Vec<(Cmd, Vec<Bytes>)>,
+    queued: Vec<Ready>,
     failed: bool,
 }
 
-fn in_multi(s: &mut Session, on: bool) {
-    s.client.in_multi.store(on, std::sync::atomic::Ordering::Relaxed);
+/// Shows in CLIENT LIST how many commands are queued (`None`: not in MULTI).
+pub(super) fn set_queued(s: &Session, queued: Option<usize>) {
+    let n = queued.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    s.client.multi.store(n, std::sync::atomic::Ordering::Relaxed);
 }
 
 pub(super) fn multi(s: &mut Session) -> Reply {
@@ -32,13 +34,15 @@ pub(super) fn multi(s: &mut Session) -> Reply {
         return Error::err("MULTI calls can not be nested").into();
     }
     s.multi = Some(Multi::default());
-    in_multi(s, true);
+    set_queued(s, Some(0));
     Reply::OK
 }
 
-pub(super) fn queue(s: &mut Session, cmd: Cmd, args: Vec<Bytes>) -> Reply {
+pub(super) fn queue(s: &mut Session, ready: Ready) -> Reply {
     if let Some(m) = s.multi.as_mut() {
-        m.queued.push((cmd, args));
+        m.queued.push(ready);
+        let n = m.queued.len();
+        set_queued(s, Some(n));
     }
     Reply::simple("QUEUED")
 }
@@ -54,19 +58,22 @@ pub(super) fn discard(s: &mut Session) -> Reply {
     if s.multi.take().is_none() {
         return Error::err("DISCARD without MULTI").into();
     }
-    in_multi(s, false);
+    set_queued(s, None);
     Reply::OK
 }
 
 pub(super) async fn exec(s: &mut Session) -> Reply {
     let Some(m) = s.multi.take() else { return Error::err("EXEC without MULTI").into() };
-    in_multi(s, false);
+    set_queued(s, None);
     if m.failed {
         return Error::Command("EXECABORT Transaction discarded because of previous errors.".into()).into();
     }
     let mut replies = Vec::with_capacity(m.queued.len());
-    for (cmd, args) in m.queued {
-        replies.push(dispatch(cmd, s, Args::new(args)).await.unwrap_or_else(Reply::from));
+    for ready in m.queued {
+        let started = Instant::now();
+        let reply = dispatch(ready.spec.cmd, s, Args::new(ready.args)).await.unwrap_or_else(Reply::from);
+        record(s, ready.slot, Some(started), &reply);
+        replies.push(reply);
     }
     Reply::Array(replies)
 }

@@ -29,18 +29,25 @@ pub struct Sibling {
 }
 
 impl Sibling {
+    /// True if this sibling's expiry has passed at `now`. As in Redis, a
+    /// value lives through the millisecond it expires at.
+    #[must_use]
+    pub fn expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|at| now > at)
+    }
+
     /// True if this sibling holds a value that has not expired at `now`.
     #[must_use]
     pub fn is_live(&self, now: u64) -> bool {
-        self.value.is_some() && self.expires_at.is_none_or(|at| now < at)
+        self.value.is_some() && !self.expired(now)
     }
 
-    /// The moment this sibling is (or becomes) dead, if it ever does by
-    /// itself: the expiry, or the write time of a tombstone.
+    /// The first moment this sibling is dead, if it ever dies by itself:
+    /// just past its expiry, or the write time of a tombstone.
     #[must_use]
     pub fn dies_at(&self) -> Option<u64> {
         match (&self.value, self.expires_at) {
-            (_, Some(at)) => Some(at),
+            (_, Some(at)) => Some(at.saturating_add(1)),
             (None, None) => Some(self.timestamp),
             (Some(_), None) => None,
         }
@@ -176,7 +183,7 @@ impl Object {
     pub fn strip_expired(&mut self, now: u64) -> bool {
         let mut changed = false;
         for s in &mut self.siblings {
-            if s.value.is_some() && s.expires_at.is_some_and(|at| at <= now) {
+            if s.value.is_some() && s.expired(now) {
                 s.value = None;
                 changed = true;
             }
@@ -195,11 +202,11 @@ impl Object {
         Some(latest.saturating_add(grace))
     }
 
-    /// The earliest expiry of a value still held: when there is space to
-    /// reclaim.
+    /// When the first value still held expires: the moment there is space
+    /// to reclaim.
     #[must_use]
     pub fn next_expiry(&self) -> Option<u64> {
-        self.siblings.iter().filter(|s| s.value.is_some()).filter_map(|s| s.expires_at).min()
+        self.siblings.iter().filter(|s| s.value.is_some() && s.expires_at.is_some()).filter_map(Sibling::dies_at).min()
     }
 
     /// The next moment background work is due on this object: an expiry to
@@ -303,11 +310,12 @@ mod tests {
         let mut s = sib(A, 1, 100, "v");
         s.expires_at = Some(1_000);
         o.update(&Context::default(), s);
-        assert!(o.live(999).is_some());
-        assert!(o.live(1_000).is_none());
-        assert_eq!(o.next_due(50), Some(1_000));
-        assert!(o.strip_expired(1_000));
-        assert_eq!(o.next_due(50), Some(1_050));
+        assert!(o.live(1_000).is_some(), "alive through the millisecond it expires at");
+        assert!(o.live(1_001).is_none());
+        assert_eq!(o.next_due(50), Some(1_001));
+        assert!(!o.strip_expired(1_000));
+        assert!(o.strip_expired(1_001));
+        assert_eq!(o.next_due(50), Some(1_051));
         assert!(!o.strip_expired(2_000));
     }
 

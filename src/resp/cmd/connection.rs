@@ -98,9 +98,9 @@ pub async fn hello(s: &mut Session, mut args: Args) -> Result<Reply> {
     }
     if !authenticated {
         return Err(Error::Command(
-            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH \
-             <user> <pass> option can be used to authenticate the client and select the RESP protocol version at \
-             the same time"
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> \
+             <pass> option can be used to authenticate the client and select the RESP protocol version at the same \
+             time"
                 .into(),
         ));
     }
@@ -145,6 +145,27 @@ const CLIENT_HELP: &[&str] = &[
     "    Print this help.",
 ];
 
+/// CLIENT LIST's filter: `TYPE type` or `ID id…`, as Redis parses them.
+/// `None` lists every client; `Some(ids)` only those (none for a type no
+/// shoal client has).
+fn list_filter(args: Vec<Bytes>) -> Result<Option<Vec<u64>>> {
+    match args.as_slice() {
+        [] => Ok(None),
+        [option, kind] if is(option, "type") => match String::from_utf8_lossy(kind).to_ascii_lowercase().as_str() {
+            "normal" => Ok(None),
+            "master" | "replica" | "slave" | "pubsub" => Ok(Some(Vec::new())),
+            _ => Err(Error::err(format!("Unknown client type '{}'", String::from_utf8_lossy(kind)))),
+        },
+        [option, ids @ ..] if is(option, "id") && !ids.is_empty() => ids
+            .iter()
+            .map(|id| crate::mutation::parse_i64(id).and_then(|n| u64::try_from(n).ok()))
+            .collect::<Option<Vec<u64>>>()
+            .map(Some)
+            .ok_or_else(|| Error::err("Invalid client ID")),
+        _ => Err(Error::Syntax),
+    }
+}
+
 pub async fn client(s: &Session, mut args: Args) -> Result<Reply> {
     let raw = args.next().unwrap_or_default();
     let sub = String::from_utf8_lossy(&raw).to_ascii_uppercase();
@@ -182,7 +203,15 @@ pub async fn client(s: &Session, mut args: Args) -> Result<Reply> {
             Ok(Reply::OK)
         }
         "LIST" => {
-            let lines: String = s.server.clients.all().iter().map(|c| c.describe() + "\n").collect();
+            let wanted = list_filter(args.rest())?;
+            let lines: String = s
+                .server
+                .clients
+                .all()
+                .iter()
+                .filter(|c| wanted.as_ref().is_none_or(|ids| ids.contains(&c.id)))
+                .map(|c| c.describe() + "\n")
+                .collect();
             Ok(Reply::Verbatim("txt", lines))
         }
         "INFO" => {

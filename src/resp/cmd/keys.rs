@@ -111,10 +111,27 @@ pub async fn type_of(s: &Session, mut args: Args) -> Result<Reply> {
     Ok(Reply::simple(if exists { "string" } else { "none" }))
 }
 
+/// A SCAN cursor as Redis reads it (C's `strtoul`): digits with an
+/// optional sign, a minus wrapping around (`-1` is the last position); the
+/// empty string is 0.
+fn parse_cursor(text: &[u8]) -> Option<u64> {
+    let (negative, digits) = match text.split_first() {
+        None => return Some(0),
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        Some(_) => (false, text),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(if negative { n.wrapping_neg() } else { n })
+}
+
 /// SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]. The cursor is a
 /// position on the ring; see the coordinator's `scan`.
 pub async fn scan(s: &Session, mut args: Args) -> Result<Reply> {
-    let cursor = String::from_utf8_lossy(&args.bytes()?).parse::<u64>().map_err(|_| Error::err("invalid cursor"))?;
+    let cursor = parse_cursor(&args.bytes()?).ok_or_else(|| Error::err("invalid cursor"))?;
     let mut pattern: Option<Bytes> = None;
     let mut count = 10usize;
     let mut only_strings = true;
@@ -136,4 +153,21 @@ pub async fn scan(s: &Session, mut args: Args) -> Result<Reply> {
 pub async fn keys(s: &Session, mut args: Args) -> Result<Reply> {
     let pattern = args.bytes()?;
     Ok(Reply::bulks(s.coordinator().keys(&pattern).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cursor;
+
+    #[test]
+    fn cursors_read_as_strtoul_reads_them() {
+        assert_eq!(parse_cursor(b"0"), Some(0));
+        assert_eq!(parse_cursor(b""), Some(0));
+        assert_eq!(parse_cursor(b"+5"), Some(5));
+        assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
+        assert_eq!(parse_cursor(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [&b"18446744073709551616"[..], b"abc", b"1.5", b" 1", b"-", b"1 "] {
+            assert_eq!(parse_cursor(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod connection;
 pub mod context;
+pub mod info;
 pub mod keys;
 pub mod server;
 pub mod strings;

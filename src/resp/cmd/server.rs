@@ -1,51 +1,150 @@
-//! Server commands: COMMAND, INFO, CONFIG, DBSIZE, FLUSHALL / FLUSHDB.
+//! Server commands: COMMAND, CONFIG, DBSIZE, FLUSHALL / FLUSHDB. (INFO has
+//! a file of its own.)
 
-use std::fmt::Write as _;
+use std::collections::HashSet;
 
 use crate::config::Durability;
 use crate::error::{Error, Result};
-use crate::metrics::get;
 use crate::resp::args::Args;
-use crate::resp::commands::{Spec, TABLE, lookup};
+use crate::resp::commands::{STAT_NAMES, Spec, Sub, TABLE, is, lookup, subcommands};
 use crate::resp::reply::Reply;
 use crate::resp::session::Session;
 
-use super::connection::REDIS_VERSION;
+/// Redis's ACL categories in the order COMMAND lists them.
+const CATEGORY_ORDER: &[&str] = &[
+    "@keyspace",
+    "@read",
+    "@write",
+    "@string",
+    "@admin",
+    "@fast",
+    "@slow",
+    "@dangerous",
+    "@connection",
+    "@transaction",
+];
 
-/// One command as COMMAND describes it: name, arity, flags, key positions,
-/// ACL categories, tips, key specs, subcommands.
-fn describe(spec: &Spec) -> Reply {
-    let mut categories = vec![Reply::simple(spec.category)];
+/// The ACL categories of a command: its family's, and those its flags imply.
+fn categories(spec: &Spec) -> Vec<&'static str> {
+    let mut set = vec![spec.category];
     for (flag, category) in [("readonly", "@read"), ("write", "@write"), ("fast", "@fast"), ("admin", "@admin")] {
         if spec.has_flag(flag) {
-            categories.push(Reply::simple(category));
+            set.push(category);
         }
     }
     if !spec.has_flag("fast") {
-        categories.push(Reply::simple("@slow"));
+        set.push("@slow");
     }
+    set.sort_by_key(|c| CATEGORY_ORDER.iter().position(|o| o == c));
+    set.dedup();
+    set
+}
+
+/// One command as COMMAND describes it: name, arity, flags, key positions,
+/// ACL categories, tips, key specs, subcommands.
+fn describe(index: usize) -> Reply {
+    let spec = &TABLE[index];
+    let subs = subcommands(index).iter().map(|sub| describe_sub(spec, sub)).collect();
+    entry(spec.name.to_string(), spec.arity, spec, (spec.first_key, spec.last_key, spec.step), subs)
+}
+
+/// A subcommand as COMMAND describes it (`client|list`): its parent's flags
+/// and categories, no keys.
+fn describe_sub(parent: &Spec, sub: &Sub) -> Reply {
+    entry(format!("{}|{}", parent.name, sub.name), sub.arity, parent, (0, 0, 0), Vec::new())
+}
+
+fn entry(name: String, arity: i32, spec: &Spec, keys: (i32, i32, i32), subs: Vec<Reply>) -> Reply {
     Reply::Array(vec![
-        Reply::bulk(spec.name),
-        Reply::Int(i64::from(spec.arity)),
+        Reply::bulk(name),
+        Reply::Int(i64::from(arity)),
         Reply::Set(spec.flags.iter().map(|f| Reply::simple(f)).collect()),
-        Reply::Int(i64::from(spec.first_key)),
-        Reply::Int(i64::from(spec.last_key)),
-        Reply::Int(i64::from(spec.step)),
-        Reply::Set(categories),
+        Reply::Int(i64::from(keys.0)),
+        Reply::Int(i64::from(keys.1)),
+        Reply::Int(i64::from(keys.2)),
+        Reply::Set(categories(spec).into_iter().map(Reply::simple).collect()),
         Reply::Array(vec![]),
         Reply::Array(vec![]),
-        Reply::Array(vec![]),
+        Reply::Array(subs),
     ])
 }
 
+/// The entry of a command or subcommand (`client|list`) by name.
+fn describe_named(name: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(name);
+    match text.split_once('|') {
+        None => lookup(name).map_or(Reply::Nil, |(index, _)| describe(index)),
+        Some((parent, sub)) => lookup(parent.as_bytes())
+            .and_then(|(index, spec)| {
+                subcommands(index).iter().find(|s| is(sub.as_bytes(), s.name)).map(|s| describe_sub(spec, s))
+            })
+            .unwrap_or(Reply::Nil),
+    }
+}
+
+const COMMAND_HELP: &[&str] = &[
+    "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "(no subcommand)",
+    "    Return details about all Redis commands.",
+    "COUNT",
+    "    Return the total number of commands in this Redis server.",
+    "LIST [FILTERBY (MODULE <module-name>|ACLCAT <category>|PATTERN <pattern>)]",
+    "    Return a list of all commands in this Redis server.",
+    "INFO [<command-name> ...]",
+    "    Return details about multiple Redis commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
+    "HELP",
+    "    Print this help.",
+];
+
+/// COMMAND LIST's names, subcommands included, filtered as asked.
+fn command_list(mut args: Args) -> Result<Reply> {
+    let filter = match args.remaining() {
+        0 => None,
+        3 => {
+            if args.keyword().as_deref() != Some("FILTERBY") {
+                return Err(Error::Syntax);
+            }
+            let kind = args.keyword().unwrap_or_default();
+            let value = args.bytes()?;
+            match kind.as_str() {
+                "MODULE" | "ACLCAT" | "PATTERN" => Some((kind, value)),
+                _ => return Err(Error::Syntax),
+            }
+        }
+        _ => return Err(Error::Syntax),
+    };
+    let names = STAT_NAMES.iter().enumerate().filter(|(slot, name)| match &filter {
+        None => true,
+        Some((kind, value)) => match kind.as_str() {
+            "PATTERN" => crate::glob::matches(value, name.as_bytes(), true),
+            "ACLCAT" => {
+                let parent = name.split('|').next().unwrap_or(name);
+                let index = if *slot < TABLE.len() { Some(*slot) } else { lookup(parent.as_bytes()).map(|(i, _)| i) };
+                let wanted = format!("@{}", String::from_utf8_lossy(value).to_ascii_lowercase());
+                index.is_some_and(|i| categories(&TABLE[i]).contains(&wanted.as_str()))
+            }
+            // No modules.
+            _ => false,
+        },
+    });
+    Ok(Reply::bulks(names.map(|(_, name)| name.clone()).collect::<Vec<_>>()))
+}
+
 pub async fn command(_: &Session, mut args: Args) -> Result<Reply> {
-    let Some(raw) = args.next() else { return Ok(Reply::Array(TABLE.iter().map(describe).collect())) };
+    let Some(raw) = args.next() else { return Ok(Reply::Array((0..TABLE.len()).map(describe).collect())) };
     match String::from_utf8_lossy(&raw).to_ascii_uppercase().as_str() {
         "COUNT" => Ok(Reply::Int(TABLE.len() as i64)),
-        "LIST" => Ok(Reply::bulks(TABLE.iter().map(|s| s.name))),
-        "INFO" => Ok(Reply::Array(
-            args.rest().iter().map(|name| lookup(name).map_or(Reply::Nil, |(_, spec)| describe(spec))).collect(),
-        )),
+        "LIST" => command_list(args),
+        "INFO" => {
+            let names = args.rest();
+            if names.is_empty() {
+                return Ok(Reply::Array((0..TABLE.len()).map(describe).collect()));
+            }
+            Ok(Reply::Array(names.iter().map(|name| describe_named(name)).collect()))
+        }
+        "HELP" => Ok(Reply::Array(COMMAND_HELP.iter().map(|l| Reply::simple(l)).collect())),
         // No COMMAND DOCS: redis-cli then falls back to its built-in hints.
         _ => Err(Error::UnknownSubcommand { command: "COMMAND".into(), sub: String::from_utf8_lossy(&raw).into() }),
     }
@@ -65,14 +164,19 @@ pub async fn flushall(s: &Session, mut args: Args) -> Result<Reply> {
     Ok(Reply::OK)
 }
 
-/// The settings CONFIG GET reports: Redis's names where Redis has them.
+/// The settings CONFIG GET reports, by every name it answers to: shoal's
+/// own, and Redis's names and aliases where Redis has the setting.
 fn config_items(s: &Session) -> Vec<(&'static str, String)> {
     let c = &s.server.config;
+    let settings = s.coordinator().settings();
+    let dir = c.data_dir.display().to_string();
+    let appendfsync = if c.durability == Durability::Fsync { "always" } else { "no" };
     vec![
+        // Redis's settings.
         ("bind", c.bind.clone()),
         ("port", s.server.addr.port().to_string()),
-        ("peer-port", c.peer_port().to_string()),
-        ("dir", c.data_dir.display().to_string()),
+        ("dir", dir.clone()),
+        ("loglevel", c.log_level.clone()),
         ("maxclients", c.maxclients.to_string()),
         ("proto-max-bulk-len", c.proto_max_bulk_len.0.to_string()),
         ("client-query-buffer-limit", c.client_query_buffer_limit.0.to_string()),
@@ -80,164 +184,110 @@ fn config_items(s: &Session) -> Vec<(&'static str, String)> {
         ("databases", "1".into()),
         ("save", String::new()),
         ("appendonly", "no".into()),
-        ("appendfsync", if c.durability == Durability::Fsync { "always" } else { "no" }.into()),
-        ("durability", c.durability.to_string()),
+        ("appendfsync", appendfsync.into()),
         ("timeout", "0".into()),
         ("maxmemory", "0".into()),
+        ("maxmemory-policy", "noeviction".into()),
+        ("maxmemory-samples", "5".into()),
+        ("maxmemory-clients", "0".into()),
+        ("io-threads", c.io_threads.to_string()),
+        // Never a replica of another server.
+        ("replicaof", String::new()),
+        ("slaveof", String::new()),
+        // shoal's own.
+        ("peer-port", c.peer_port().to_string()),
+        ("data-dir", dir),
+        ("log-level", c.log_level.clone()),
+        ("durability", c.durability.to_string()),
+        ("seeds", c.seeds.join(",")),
+        ("n", settings.n.to_string()),
+        ("r", settings.r.to_string()),
+        ("w", settings.w.to_string()),
+        ("request-timeout", c.request_timeout.to_string()),
         ("partitions", c.partitions.to_string()),
+        ("storage-threads", c.storage_threads.to_string()),
+        ("cache-size", c.cache_size.0.to_string()),
+        ("object-cache-size", c.object_cache_size.0.to_string()),
         ("tombstone-grace", c.tombstone_grace.to_string()),
+        ("max-siblings", c.max_siblings.to_string()),
+        ("shutdown-timeout", c.shutdown_timeout.to_string()),
     ]
 }
+
+/// CONFIG GET: an exact name answers under the name as given; a pattern
+/// answers every name it matches; each setting once.
+fn config_get(s: &Session, patterns: &[bytes::Bytes]) -> Reply {
+    let items = config_items(s);
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for pattern in patterns {
+        let text = String::from_utf8_lossy(pattern);
+        if !text.contains(['*', '?', '[']) {
+            if let Some((name, value)) = items.iter().find(|(name, _)| name.eq_ignore_ascii_case(&text))
+                && seen.insert(*name)
+            {
+                out.push((Reply::bulk(text.into_owned()), Reply::bulk(value.clone())));
+            }
+            continue;
+        }
+        for (name, value) in &items {
+            if !seen.contains(name) && crate::glob::matches(pattern, name.as_bytes(), true) {
+                seen.insert(*name);
+                out.push((Reply::bulk(*name), Reply::bulk(value.clone())));
+            }
+        }
+    }
+    Reply::Map(out)
+}
+
+/// CONFIG SET: settings are read at start; setting one to the value it has
+/// is accepted (tools do that), anything else is refused.
+fn config_set(s: &Session, args: &[bytes::Bytes]) -> Result<Reply> {
+    let items = config_items(s);
+    if args.len() % 2 != 0 {
+        return Err(Error::WrongArity("config|set".into()));
+    }
+    for pair in args.chunks(2) {
+        let name = String::from_utf8_lossy(&pair[0]);
+        let Some((_, current)) = items.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name)) else {
+            return Err(Error::err(format!("Unknown option or number of arguments for CONFIG SET - '{name}'")));
+        };
+        if !current.as_bytes().eq_ignore_ascii_case(&pair[1]) {
+            return Err(Error::err(format!(
+                "CONFIG SET is not supported: shoal reads its settings at start (see conf/shoal.toml); '{name}' is '{current}'"
+            )));
+        }
+    }
+    Ok(Reply::OK)
+}
+
+const CONFIG_HELP: &[&str] = &[
+    "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>",
+    "    Accepted only when <value> is the setting's current value: shoal reads its",
+    "    settings at start (see conf/shoal.toml).",
+    "RESETSTAT",
+    "    Reset statistics reported by the INFO command.",
+    "HELP",
+    "    Print this help.",
+];
 
 pub async fn config(s: &Session, mut args: Args) -> Result<Reply> {
     let raw = args.bytes()?;
     match String::from_utf8_lossy(&raw).to_ascii_uppercase().as_str() {
-        "GET" => {
-            let patterns = args.rest();
-            if patterns.is_empty() {
-                return Err(Error::WrongArity("config|get".into()));
-            }
-            let items = config_items(s)
-                .into_iter()
-                .filter(|(name, _)| patterns.iter().any(|p| crate::glob::matches(p, name.as_bytes(), true)))
-                .map(|(name, value)| (Reply::bulk(name), Reply::bulk(value)))
-                .collect();
-            Ok(Reply::Map(items))
+        "GET" => Ok(config_get(s, &args.rest())),
+        "SET" => config_set(s, &args.rest()),
+        "RESETSTAT" => {
+            s.server.metrics.reset();
+            s.server.commands.reset();
+            Ok(Reply::OK)
         }
-        "SET" => {
-            Err(Error::err("CONFIG SET is not supported: shoal reads its settings at start (see conf/shoal.toml)"))
+        "REWRITE" => {
+            Err(Error::err("CONFIG REWRITE is not supported: shoal reads its settings at start (see conf/shoal.toml)"))
         }
-        "RESETSTAT" => Ok(Reply::OK),
+        "HELP" => Ok(Reply::Array(CONFIG_HELP.iter().map(|l| Reply::simple(l)).collect())),
         _ => Err(Error::UnknownSubcommand { command: "CONFIG".into(), sub: String::from_utf8_lossy(&raw).into() }),
     }
-}
-
-const SECTIONS: &[&str] =
-    &["server", "clients", "memory", "persistence", "stats", "replication", "cluster", "versions", "keyspace"];
-
-/// Resident memory of the process, from /proc where there is one.
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).map_or(0, |pages| pages * 4096)
-}
-
-fn human(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 30 => format!("{:.2}G", b as f64 / f64::from(1u32 << 30)),
-        b if b >= 1 << 20 => format!("{:.2}M", b as f64 / f64::from(1u32 << 20)),
-        b if b >= 1 << 10 => format!("{:.2}K", b as f64 / 1024.0),
-        b => format!("{b}B"),
-    }
-}
-
-fn section(s: &Session, name: &str, disk: u64, out: &mut String) {
-    let server = &s.server;
-    let m = &server.metrics;
-    let uptime = m.started.elapsed().as_secs();
-    let tally = s.coordinator().tally();
-    let mut line = |k: &str, v: &dyn std::fmt::Display| {
-        let _ = write!(out, "{k}:{v}\r\n");
-    };
-    match name {
-        "server" => {
-            line("redis_version", &REDIS_VERSION);
-            line("shoal_version", &env!("CARGO_PKG_VERSION"));
-            line("redis_git_sha1", &"00000000");
-            line("redis_git_dirty", &0);
-            line("redis_mode", &"standalone");
-            line("os", &format!("{} {}", std::env::consts::OS, std::env::consts::ARCH));
-            line("arch_bits", &(usize::BITS));
-            line("process_id", &std::process::id());
-            line("run_id", &server.run_id);
-            line("tcp_port", &server.addr.port());
-            line("uptime_in_seconds", &uptime);
-            line("uptime_in_days", &(uptime / 86_400));
-            line("shoal_node_id", &s.coordinator().node_id());
-        }
-        "clients" => {
-            line("connected_clients", &server.clients.count());
-            line("maxclients", &server.config.maxclients);
-            line("blocked_clients", &0);
-        }
-        "memory" => {
-            let rss = rss_bytes();
-            line("used_memory", &rss);
-            line("used_memory_human", &human(rss));
-            line("used_memory_rss", &rss);
-            line("maxmemory", &0);
-            line("maxmemory_policy", &"noeviction");
-            line("shoal_disk_bytes", &disk);
-            line("shoal_disk_human", &human(disk));
-        }
-        "persistence" => {
-            line("loading", &0);
-            line("async_loading", &0);
-            line("rdb_bgsave_in_progress", &0);
-            line("aof_enabled", &0);
-            line("shoal_storage", &"fjall");
-            line("shoal_durability", &server.config.durability.to_string());
-        }
-        "stats" => {
-            line("total_connections_received", &get(&m.connections_received));
-            line("total_commands_processed", &get(&m.commands_processed));
-            line("total_net_input_bytes", &get(&m.net_input_bytes));
-            line("total_net_output_bytes", &get(&m.net_output_bytes));
-            line("rejected_connections", &get(&m.connections_rejected));
-            line("keyspace_hits", &get(&m.keyspace_hits));
-            line("keyspace_misses", &get(&m.keyspace_misses));
-        }
-        "replication" => {
-            line("role", &"master");
-            line("connected_slaves", &0);
-            line("master_replid", &server.run_id);
-            line("master_repl_offset", &0);
-        }
-        "cluster" => {
-            // Not a Redis Cluster: cluster-aware clients must not switch modes.
-            line("cluster_enabled", &0);
-            let view = s.coordinator().view();
-            let settings = s.coordinator().settings();
-            line("shoal_members", &view.members.len());
-            line("shoal_partitions", &view.ring.partition_count());
-            line("shoal_partitions_owned", &view.ring.owned_by(s.coordinator().node_id()));
-            line("shoal_n", &settings.n);
-            line("shoal_r", &settings.r);
-            line("shoal_w", &settings.w);
-            line("shoal_reads_coordinated", &get(&m.reads_coordinated));
-            line("shoal_writes_coordinated", &get(&m.writes_coordinated));
-            line("shoal_writes_forwarded", &get(&m.writes_forwarded));
-            line("shoal_read_repairs", &get(&m.read_repairs));
-        }
-        "versions" => {
-            let store = s.coordinator().store();
-            line("keys_with_siblings", &tally.with_siblings);
-            line("max_siblings_seen", &store.max_siblings());
-            line("sibling_warnings", &get(&m.sibling_warnings));
-            line("max_siblings", &s.coordinator().settings().max_siblings);
-            line("tombstones", &tally.tombstones);
-            line("tombstone_grace_seconds", &server.config.tombstone_grace);
-        }
-        "keyspace" if tally.keys > 0 => {
-            line("db0", &format!("keys={},expires={},avg_ttl=0", tally.keys, tally.expires))
-        }
-        _ => {}
-    }
-}
-
-pub async fn info(s: &Session, args: Args) -> Result<Reply> {
-    let wanted: Vec<String> = args.rest().iter().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).collect();
-    let all = wanted.is_empty() || wanted.iter().any(|w| matches!(w.as_str(), "all" | "everything" | "default"));
-    let sections: Vec<&str> = SECTIONS.iter().copied().filter(|n| all || wanted.iter().any(|w| w == n)).collect();
-    let disk = if sections.contains(&"memory") { s.coordinator().store().disk_space().await } else { 0 };
-    let mut out = String::new();
-    for name in sections {
-        if !out.is_empty() {
-            out.push_str("\r\n");
-        }
-        let mut title = name.to_string();
-        title[..1].make_ascii_uppercase();
-        let _ = write!(out, "# {title}\r\n");
-        section(s, name, disk, &mut out);
-    }
-    Ok(Reply::Verbatim("txt", out))
 }

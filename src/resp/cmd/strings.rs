@@ -41,22 +41,30 @@ impl ExpiryOptions {
     }
 
     /// Takes `option` (and its argument) if it is an expiry option; false if
-    /// it is not one.
+    /// it is not one. Two kinds of option conflict (a syntax error) before
+    /// the argument is looked at.
     fn take(&mut self, option: &str, args: &mut Args) -> Result<bool> {
-        let (kind, expiry) = match option {
-            "EX" => ("EX", ttl(args.int()?, 1000, self.command)?),
-            "PX" => ("PX", ttl(args.int()?, 1, self.command)?),
-            "EXAT" => ("EXAT", at(args.int()?, 1000, self.command)?),
-            "PXAT" => ("PXAT", at(args.int()?, 1, self.command)?),
-            "KEEPTTL" if self.command == "set" => ("KEEPTTL", Expiry::Keep),
-            "PERSIST" if self.command == "getex" => ("PERSIST", Expiry::Clear),
+        let kind = match option {
+            "EX" => "EX",
+            "PX" => "PX",
+            "EXAT" => "EXAT",
+            "PXAT" => "PXAT",
+            "KEEPTTL" if self.command == "set" => "KEEPTTL",
+            "PERSIST" if self.command == "getex" => "PERSIST",
             _ => return Ok(false),
         };
         if self.kind.is_some_and(|k| k != kind) {
             return Err(Error::Syntax);
         }
         self.kind = Some(kind);
-        self.expiry = Some(expiry);
+        self.expiry = Some(match kind {
+            "EX" => ttl(args.int()?, 1000, self.command)?,
+            "PX" => ttl(args.int()?, 1, self.command)?,
+            "EXAT" => at(args.int()?, 1000, self.command)?,
+            "PXAT" => at(args.int()?, 1, self.command)?,
+            "KEEPTTL" => Expiry::Keep,
+            _ => Expiry::Clear,
+        });
         Ok(true)
     }
 }
@@ -132,13 +140,25 @@ pub async fn getdel(s: &Session, mut args: Args) -> Result<Reply> {
     write(s, &key, Mutation::GetDel).await
 }
 
+/// GETEX key [EX|PX|EXAT|PXAT n | PERSIST]. As in Redis, a bad time is
+/// only an error for a key that exists: a missing key answers nil first.
 pub async fn getex(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     let mut expiry = ExpiryOptions::new("getex");
+    let mut bad_time = None;
     while let Some(option) = args.keyword() {
-        if !expiry.take(&option, &mut args)? {
-            return Err(Error::Syntax);
+        match expiry.take(&option, &mut args) {
+            Ok(true) => {}
+            Ok(false) => return Err(Error::Syntax),
+            Err(e @ (Error::NotInteger | Error::InvalidExpire(_))) => bad_time = Some(e),
+            Err(e) => return Err(e),
         }
+    }
+    if let Some(e) = bad_time {
+        return match s.coordinator().get(&key).await? {
+            None => Ok(Reply::Nil),
+            Some(_) => Err(e),
+        };
     }
     match expiry.expiry {
         None => Ok(Reply::opt_bulk(s.coordinator().get(&key).await?.map(|v| v.data))),
@@ -178,11 +198,16 @@ pub async fn mset(s: &Session, args: Args) -> Result<Reply> {
     Ok(Reply::OK)
 }
 
-/// MSETNX: sets every key only if none exists. Each key is still written on
-/// its own, so a concurrent writer of one of the keys can make it set only
-/// some of them; the reply is 1 only if all were set.
+/// MSETNX: sets every key only if none exists. A key named twice takes its
+/// last value, as in Redis. Each key is still written on its own, so a
+/// concurrent writer of one of the keys can make it set only some of them;
+/// the reply is 1 only if all were set.
 pub async fn msetnx(s: &Session, args: Args) -> Result<Reply> {
-    let pairs = pairs(args, "msetnx")?;
+    let mut pairs = pairs(args, "msetnx")?;
+    let mut seen = std::collections::HashSet::new();
+    pairs.reverse();
+    pairs.retain(|(k, _)| seen.insert(k.clone()));
+    pairs.reverse();
     let keys: Vec<Bytes> = pairs.iter().map(|(k, _)| k.clone()).collect();
     for v in s.coordinator().get_many(&keys).await {
         if v?.is_some() {

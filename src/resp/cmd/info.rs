@@ -1,0 +1,269 @@
+//! INFO: the node's state, in Redis's sections and field names, plus
+//! shoal's own (`# Cluster` fields prefixed `shoal_`, `# Versions`).
+//!
+//! As in Redis 7.0, `INFO` (or `INFO default`) gives every section but
+//! `commandstats`; `INFO all` and `INFO everything` give them all; named
+//! sections combine, each shown once, in the usual order.
+
+use std::fmt::Write as _;
+
+use crate::error::Result;
+use crate::metrics::get;
+use crate::resp::args::Args;
+use crate::resp::commands::STAT_NAMES;
+use crate::resp::reply::Reply;
+use crate::resp::session::Session;
+
+use super::connection::REDIS_VERSION;
+
+/// Every section, in the order INFO prints them.
+const SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "commandstats",
+    "errorstats",
+    "cluster",
+    "versions",
+    "keyspace",
+];
+
+/// Sections left out unless asked for by name, `all` or `everything`.
+const NOT_DEFAULT: &[&str] = &["commandstats"];
+
+/// Clock ticks per second in /proc (Linux's USER_HZ).
+const TICKS_PER_SECOND: u64 = 100;
+
+/// Resident memory of the process, from /proc where there is one.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).map_or(0, |pages| pages * 4096)
+}
+
+/// CPU time from a /proc `stat` file, in clock ticks: (user, system, user
+/// of waited-for children, system of waited-for children).
+fn cpu_ticks(path: &str) -> [u64; 4] {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // The command name, in parentheses, may hold spaces: count from after it.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
+    // utime, stime, cutime, cstime are fields 14 to 17; `rest` starts at 3.
+    [11, 12, 13, 14].map(|i| fields.get(i).copied().unwrap_or(0))
+}
+
+/// Clock ticks as Redis prints CPU seconds: `seconds.microseconds`.
+fn seconds(ticks: u64) -> String {
+    let micros = ticks * (1_000_000 / TICKS_PER_SECOND);
+    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.2}G", b as f64 / f64::from(1u32 << 30)),
+        b if b >= 1 << 20 => format!("{:.2}M", b as f64 / f64::from(1u32 << 20)),
+        b if b >= 1 << 10 => format!("{:.2}K", b as f64 / 1024.0),
+        b => format!("{b}B"),
+    }
+}
+
+fn section(s: &Session, name: &str, disk: u64, out: &mut String) {
+    let server = &s.server;
+    let m = &server.metrics;
+    let uptime = m.started.elapsed().as_secs();
+    let tally = s.coordinator().tally();
+    let mut line = |k: &str, v: &dyn std::fmt::Display| {
+        let _ = write!(out, "{k}:{v}\r\n");
+    };
+    match name {
+        "server" => {
+            line("redis_version", &REDIS_VERSION);
+            line("shoal_version", &env!("CARGO_PKG_VERSION"));
+            line("redis_git_sha1", &"00000000");
+            line("redis_git_dirty", &0);
+            line("redis_mode", &"standalone");
+            line("os", &format!("{} {}", std::env::consts::OS, std::env::consts::ARCH));
+            line("arch_bits", &(usize::BITS));
+            line("process_id", &std::process::id());
+            line("run_id", &server.run_id);
+            line("tcp_port", &server.addr.port());
+            line("uptime_in_seconds", &uptime);
+            line("uptime_in_days", &(uptime / 86_400));
+            line("shoal_node_id", &s.coordinator().node_id());
+            line("shoal_actor", &s.coordinator().store().actor());
+        }
+        "clients" => {
+            line("connected_clients", &server.clients.count());
+            line("maxclients", &server.config.maxclients);
+            line("blocked_clients", &0);
+        }
+        "memory" => {
+            let rss = rss_bytes();
+            line("used_memory", &rss);
+            line("used_memory_human", &human(rss));
+            line("used_memory_rss", &rss);
+            line("maxmemory", &0);
+            line("maxmemory_policy", &"noeviction");
+            line("mem_allocator", &"mimalloc");
+            line("shoal_disk_bytes", &disk);
+            line("shoal_disk_human", &human(disk));
+        }
+        "persistence" => {
+            line("loading", &0);
+            line("async_loading", &0);
+            line("rdb_bgsave_in_progress", &0);
+            line("aof_enabled", &0);
+            line("shoal_storage", &"fjall");
+            line("shoal_durability", &server.config.durability.to_string());
+        }
+        "stats" => {
+            line("total_connections_received", &get(&m.connections_received));
+            line("total_commands_processed", &get(&m.commands_processed));
+            line("total_net_input_bytes", &get(&m.net_input_bytes));
+            line("total_net_output_bytes", &get(&m.net_output_bytes));
+            line("rejected_connections", &get(&m.connections_rejected));
+            line("evicted_keys", &0);
+            line("keyspace_hits", &get(&m.keyspace_hits));
+            line("keyspace_misses", &get(&m.keyspace_misses));
+            line("total_error_replies", &m.errors.total());
+        }
+        "replication" => {
+            line("role", &"master");
+            line("connected_slaves", &0);
+            line("master_replid", &server.run_id);
+            line("master_repl_offset", &0);
+        }
+        "cpu" => {
+            let [user, sys, user_children, sys_children] = cpu_ticks("/proc/self/stat");
+            let [main_user, main_sys, ..] = cpu_ticks(&format!("/proc/self/task/{}/stat", std::process::id()));
+            line("used_cpu_sys", &seconds(sys));
+            line("used_cpu_user", &seconds(user));
+            line("used_cpu_sys_children", &seconds(sys_children));
+            line("used_cpu_user_children", &seconds(user_children));
+            line("used_cpu_sys_main_thread", &seconds(main_sys));
+            line("used_cpu_user_main_thread", &seconds(main_user));
+        }
+        "commandstats" => {
+            for (name, c) in STAT_NAMES.iter().zip(server.commands.slots()) {
+                let (calls, usec, rejected, failed) = (get(&c.calls), get(&c.usec), get(&c.rejected), get(&c.failed));
+                if calls + rejected + failed == 0 {
+                    continue;
+                }
+                let per_call = if calls == 0 { 0.0 } else { usec as f64 / calls as f64 };
+                line(
+                    &format!("cmdstat_{name}"),
+                    &format!(
+                        "calls={calls},usec={usec},usec_per_call={per_call:.2},rejected_calls={rejected},failed_calls={failed}"
+                    ),
+                );
+            }
+        }
+        "errorstats" => {
+            for (code, count) in m.errors.by_code() {
+                line(&format!("errorstat_{code}"), &format!("count={count}"));
+            }
+        }
+        "cluster" => {
+            // Not a Redis Cluster: cluster-aware clients must not switch modes.
+            line("cluster_enabled", &0);
+            let view = s.coordinator().view();
+            let settings = s.coordinator().settings();
+            line("shoal_members", &view.members.len());
+            line("shoal_partitions", &view.ring.partition_count());
+            line("shoal_partitions_owned", &view.ring.owned_by(s.coordinator().node_id()));
+            line("shoal_n", &settings.n);
+            line("shoal_r", &settings.r);
+            line("shoal_w", &settings.w);
+            line("shoal_reads_coordinated", &get(&m.reads_coordinated));
+            line("shoal_writes_coordinated", &get(&m.writes_coordinated));
+            line("shoal_writes_forwarded", &get(&m.writes_forwarded));
+            line("shoal_read_repairs", &get(&m.read_repairs));
+        }
+        "versions" => {
+            let store = s.coordinator().store();
+            line("keys_with_siblings", &tally.with_siblings);
+            line("max_siblings_seen", &store.max_siblings());
+            line("sibling_warnings", &get(&m.sibling_warnings));
+            line("max_siblings", &s.coordinator().settings().max_siblings);
+            line("tombstones", &tally.tombstones);
+            line("tombstone_grace_seconds", &server.config.tombstone_grace);
+        }
+        "keyspace" if tally.keys > 0 => {
+            line("db0", &format!("keys={},expires={},avg_ttl=0", tally.keys, tally.expires))
+        }
+        // "modules": no modules, an empty section.
+        _ => {}
+    }
+}
+
+/// The sections `wanted` asks for (lower-cased words), in print order.
+fn sections(wanted: &[String]) -> Vec<&'static str> {
+    let every = wanted.iter().any(|w| w == "all" || w == "everything");
+    let default = wanted.is_empty() || wanted.iter().any(|w| w == "default");
+    SECTIONS
+        .iter()
+        .copied()
+        .filter(|&name| {
+            every
+                || (default && !NOT_DEFAULT.contains(&name))
+                || wanted.iter().any(|w| w == name || (name == "modules" && w == "module_list"))
+        })
+        .collect()
+}
+
+pub async fn info(s: &Session, args: Args) -> Result<Reply> {
+    let wanted: Vec<String> = args.rest().iter().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).collect();
+    let sections = sections(&wanted);
+    let disk = if sections.contains(&"memory") { s.coordinator().store().disk_space().await } else { 0 };
+    let mut out = String::new();
+    for name in sections {
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        let title = match name {
+            "cpu" => "CPU".to_string(),
+            other => other[..1].to_ascii_uppercase() + &other[1..],
+        };
+        let _ = write!(out, "# {title}\r\n");
+        section(s, name, disk, &mut out);
+    }
+    Ok(Reply::Verbatim("txt", out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(list: &[&str]) -> Vec<String> {
+        list.iter().map(|w| (*w).to_string()).collect()
+    }
+
+    #[test]
+    fn sections_as_redis_7_0_chooses_them() {
+        let default = sections(&[]);
+        assert!(default.contains(&"cpu") && default.contains(&"errorstats") && default.contains(&"modules"));
+        assert!(!default.contains(&"commandstats"));
+        assert_eq!(sections(&words(&["default"])), default);
+        assert_eq!(sections(&words(&["all"])), SECTIONS);
+        assert_eq!(sections(&words(&["everything"])), SECTIONS);
+        assert_eq!(sections(&words(&["commandstats"])), ["commandstats"]);
+        assert_eq!(sections(&words(&["cpu", "sentinel"])), ["cpu"]);
+        assert_eq!(sections(&words(&["cpu", "all"])), SECTIONS, "each section once");
+        assert_eq!(sections(&words(&["module_list"])), ["modules"]);
+        assert!(sections(&words(&["foo"])).is_empty());
+    }
+
+    #[test]
+    fn cpu_seconds_print_as_redis_does() {
+        assert_eq!(seconds(0), "0.000000");
+        assert_eq!(seconds(1234), "12.340000");
+        let [user, sys, ..] = cpu_ticks("/proc/self/stat");
+        if std::path::Path::new("/proc/self/stat").exists() {
+            assert!(user + sys > 0, "this test process has used some CPU");
+        }
+    }
+}
