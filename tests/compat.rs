@@ -270,6 +270,10 @@ fn config_get_names_and_aliases() {
     assert_eq!(get(&mut c, &["port"])[0].1, node.port.to_string());
     assert_eq!(err(&call!(c, "CONFIG", "SET")), "ERR wrong number of arguments for 'config|set' command");
     ok(&call!(c, "CONFIG", "SET", "save", ""));
+    assert_eq!(
+        err(&call!(c, "CONFIG", "SET", "maxmemory", "0", "MAXMEMORY", "0")),
+        "ERR CONFIG SET failed (possibly related to argument 'MAXMEMORY') - duplicate parameter"
+    );
     let e = err(&call!(c, "CONFIG", "SET", "maxmemory", "1"));
     assert!(e.starts_with("ERR CONFIG SET is not supported"), "{e}");
     assert_eq!(

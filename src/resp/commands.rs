@@ -227,25 +227,33 @@ pub fn subcommands(index: usize) -> &'static [Sub] {
 /// Every command and subcommand by number ("stat slot"): the commands in
 /// table order, then each container's subcommands. INFO commandstats and
 /// CLIENT LIST name them by these numbers.
-pub static STAT_NAMES: LazyLock<Vec<String>> = LazyLock::new(|| {
-    let mut names: Vec<String> = TABLE.iter().map(|s| s.name.to_string()).collect();
+struct Slots {
+    /// `get`, …, `client|list`, …
+    names: Vec<String>,
+    /// The subcommand of each slot past the commands.
+    subs: Vec<&'static Sub>,
+    /// The first slot of each command's subcommands.
+    first_sub: Vec<usize>,
+}
+
+static SLOTS: LazyLock<Slots> = LazyLock::new(|| {
+    let mut slots =
+        Slots { names: TABLE.iter().map(|s| s.name.to_string()).collect(), subs: Vec::new(), first_sub: Vec::new() };
     for (index, spec) in TABLE.iter().enumerate() {
-        names.extend(subcommands(index).iter().map(|sub| format!("{}|{}", spec.name, sub.name)));
+        slots.first_sub.push(slots.names.len());
+        for sub in subcommands(index) {
+            slots.names.push(format!("{}|{}", spec.name, sub.name));
+            slots.subs.push(sub);
+        }
     }
-    names
+    slots
 });
 
-/// The first stat slot of each command's subcommands.
-static FIRST_SUB_SLOT: LazyLock<Vec<usize>> = LazyLock::new(|| {
-    let mut next = TABLE.len();
-    (0..TABLE.len())
-        .map(|index| {
-            let first = next;
-            next += subcommands(index).len();
-            first
-        })
-        .collect()
-});
+/// The names of every stat slot, in order.
+#[must_use]
+pub fn stat_names() -> &'static [String] {
+    &SLOTS.names
+}
 
 /// The stat slot of a request for the command at `index` with `args`
 /// (after the name): the subcommand's for a container command, `None` when
@@ -258,7 +266,12 @@ pub fn stat_slot(index: usize, args: &[Bytes]) -> Option<usize> {
     }
     let Some(first) = args.first() else { return Some(index) };
     let at = subs.iter().position(|sub| is(first, sub.name))?;
-    Some(FIRST_SUB_SLOT[index] + at)
+    Some(SLOTS.first_sub[index] + at)
+}
+
+/// The subcommand a stat slot stands for, if it stands for one.
+fn sub_of(slot: usize) -> Option<&'static Sub> {
+    slot.checked_sub(TABLE.len()).and_then(|i| SLOTS.subs.get(i).copied())
 }
 
 /// Finds a command by name, ignoring case.
@@ -309,7 +322,7 @@ pub enum Flow {
 /// A command that passed the checks, ready to run.
 pub struct Ready {
     pub spec: &'static Spec,
-    /// Its number in [`STAT_NAMES`], for INFO commandstats.
+    /// Its number among [`stat_names`], for INFO commandstats.
     pub slot: Option<usize>,
     /// The arguments after the name.
     pub args: Vec<Bytes>,
@@ -378,10 +391,10 @@ pub fn prepare(s: &mut Session, mut argv: Vec<Bytes>) -> Prepared {
         }
         return refuse(s, slot, Error::WrongArity(spec.name.to_string()));
     }
-    if let Some(sub) = slot.and_then(|slot| slot.checked_sub(TABLE.len())).and_then(sub_at)
+    if let Some((slot, sub)) = slot.and_then(|slot| Some((slot, sub_of(slot)?)))
         && !sub.arity_ok(argv.len() + 1)
     {
-        return refuse(s, slot, Error::WrongArity(STAT_NAMES[slot.unwrap_or(index)].clone()));
+        return refuse(s, Some(slot), Error::WrongArity(stat_names()[slot].clone()));
     }
     s.client.touch(slot.unwrap_or(index));
     crate::metrics::add(&s.server.metrics.commands_processed, 1);
@@ -406,12 +419,6 @@ pub fn prepare(s: &mut Session, mut argv: Vec<Bytes>) -> Prepared {
         _ if s.multi.is_some() => Prepared::Done(Flow::Reply(transaction::queue(s, Ready { spec, slot, args: argv }))),
         _ => Prepared::Run(Ready { spec, slot, args: argv }),
     }
-}
-
-/// The subcommand with number `n` among all subcommands, in
-/// [`STAT_NAMES`] order.
-fn sub_at(n: usize) -> Option<&'static Sub> {
-    SUBCOMMANDS.iter().flat_map(|(_, subs)| subs.iter()).nth(n)
 }
 
 /// Runs a prepared command on its own.

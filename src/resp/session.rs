@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::coordinator::Coordinator;
 use crate::metrics::{CommandStats, Metrics};
 
-use super::commands::STAT_NAMES;
+use super::commands::stat_names;
 use super::transaction::Multi;
 
 /// What every connection of the node shares.
@@ -40,7 +40,7 @@ impl Server {
         addr: SocketAddr,
         run_id: String,
     ) -> Self {
-        let commands = CommandStats::new(STAT_NAMES.len());
+        let commands = CommandStats::new(stat_names().len());
         Self { coordinator, config, metrics, commands, clients: Clients::default(), addr, run_id }
     }
 }
@@ -56,7 +56,7 @@ pub struct Client {
     pub lib: Mutex<(String, String)>,
     /// Milliseconds since `created` of the last command.
     pub last_active: AtomicU64,
-    /// The stat slot (see `STAT_NAMES`) of the last command, +1 (0: none
+    /// The stat slot (see `stat_names`) of the last command, +1 (0: none
     /// yet).
     pub last_command: AtomicUsize,
     pub resp: AtomicU8,
@@ -80,7 +80,7 @@ impl Client {
         let idle = age.as_millis() as u64 - self.last_active.load(Ordering::Relaxed).min(age.as_millis() as u64);
         let cmd = match self.last_command.load(Ordering::Relaxed) {
             0 => "NULL",
-            i => STAT_NAMES.get(i - 1).map_or("NULL", String::as_str),
+            i => stat_names().get(i - 1).map_or("NULL", String::as_str),
         };
         let name = String::from_utf8_lossy(&self.name.lock().unwrap_or_else(PoisonError::into_inner)).into_owned();
         let (lib_name, lib_ver) = self.lib.lock().unwrap_or_else(PoisonError::into_inner).clone();

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use crate::error::Result;
 use crate::metrics::get;
 use crate::resp::args::Args;
-use crate::resp::commands::STAT_NAMES;
+use crate::resp::commands::stat_names;
 use crate::resp::reply::Reply;
 use crate::resp::session::Session;
 
@@ -148,7 +148,7 @@ fn section(s: &Session, name: &str, disk: u64, out: &mut String) {
             line("used_cpu_user_main_thread", &seconds(main_user));
         }
         "commandstats" => {
-            for (name, c) in STAT_NAMES.iter().zip(server.commands.slots()) {
+            for (name, c) in stat_names().iter().zip(server.commands.slots()) {
                 let (calls, usec, rejected, failed) = (get(&c.calls), get(&c.usec), get(&c.rejected), get(&c.failed));
                 if calls + rejected + failed == 0 {
                     continue;

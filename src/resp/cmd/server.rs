@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::resp::args::Args;
-use crate::resp::commands::{STAT_NAMES, Spec, Sub, TABLE, is, lookup, subcommands};
+use crate::resp::commands::{Spec, Sub, TABLE, is, lookup, stat_names, subcommands};
 use crate::resp::reply::Reply;
 use crate::resp::session::Session;
 
@@ -115,7 +115,7 @@ fn command_list(mut args: Args) -> Result<Reply> {
         }
         _ => return Err(Error::Syntax),
     };
-    let names = STAT_NAMES.iter().enumerate().filter(|(slot, name)| match &filter {
+    let names = stat_names().iter().enumerate().filter(|(slot, name)| match &filter {
         None => true,
         Some((kind, value)) => match kind.as_str() {
             "PATTERN" => crate::glob::matches(value, name.as_bytes(), true),
@@ -247,8 +247,14 @@ fn config_set(s: &Session, args: &[bytes::Bytes]) -> Result<Reply> {
     if args.len() % 2 != 0 {
         return Err(Error::WrongArity("config|set".into()));
     }
+    let mut seen = HashSet::new();
     for pair in args.chunks(2) {
         let name = String::from_utf8_lossy(&pair[0]);
+        if !seen.insert(name.to_ascii_lowercase()) {
+            return Err(Error::err(format!(
+                "CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter"
+            )));
+        }
         let Some((_, current)) = items.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name)) else {
             return Err(Error::err(format!("Unknown option or number of arguments for CONFIG SET - '{name}'")));
         };
