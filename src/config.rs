@@ -106,14 +106,20 @@ pub struct Config {
     /// among them. Empty: a cluster of one.
     #[serde(deserialize_with = "list")]
     pub seeds: Vec<String>,
-    /// Replicas of each key (default 3 with seeds, 1 without).
+    /// Replicas of each key, for a cluster this node creates (default 3;
+    /// a cluster's N is fixed when it is created, and never more than its
+    /// members).
     pub n: Option<usize>,
-    /// Replies a read waits for (default 2 with seeds, 1 without).
+    /// Replies a read waits for (default 2, at most N).
     pub r: Option<usize>,
-    /// Acknowledgements a write waits for (default 2 with seeds, 1 without).
+    /// Acknowledgements a write waits for (default 2, at most N).
     pub w: Option<usize>,
     /// Milliseconds a request to a peer may take before it counts as failed.
     pub request_timeout: u64,
+    /// Milliseconds between gossip rounds.
+    pub gossip_interval: u64,
+    /// The failure detector's suspicion (phi) above which a peer is down.
+    pub phi_threshold: f64,
     /// Threads serving clients; 0 = one per core.
     pub io_threads: usize,
     /// Storage worker threads; 0 = half the cores, 1 to 4.
@@ -149,6 +155,8 @@ impl Default for Config {
             r: None,
             w: None,
             request_timeout: 2000,
+            gossip_interval: 1000,
+            phi_threshold: 8.0,
             io_threads: 0,
             storage_threads: 0,
             cache_size: ByteSize(64 * 1024 * 1024),
@@ -206,6 +214,12 @@ impl Config {
         if self.request_timeout == 0 {
             return bad("request-timeout must be at least 1 ms".into());
         }
+        if !(10..=60_000).contains(&self.gossip_interval) {
+            return bad(format!("gossip-interval = {} must be between 10 and 60000 ms", self.gossip_interval));
+        }
+        if !(self.phi_threshold.is_finite() && self.phi_threshold >= 1.0) {
+            return bad(format!("phi-threshold = {} must be at least 1", self.phi_threshold));
+        }
         if self.max_siblings == 0 {
             return bad("max-siblings must be at least 1".into());
         }
@@ -231,11 +245,12 @@ impl Config {
         self.peer_port.unwrap_or(if self.port == 0 { 0 } else { self.port.wrapping_add(10_000) })
     }
 
-    /// N, R and W: as configured, else 3/2/2 in a cluster and 1/1/1 alone.
+    /// N (for a cluster this node creates), R and W: as configured, else
+    /// 3, 2 and 2. A cluster smaller than N keeps a copy on every member,
+    /// and R and W never ask for more than that.
     #[must_use]
     pub fn quorum(&self) -> (usize, usize, usize) {
-        let (n, r, w) = if self.seeds.is_empty() { (1, 1, 1) } else { (3, 2, 2) };
-        (self.n.unwrap_or(n), self.r.unwrap_or(r), self.w.unwrap_or(w))
+        (self.n.unwrap_or(3), self.r.unwrap_or(2), self.w.unwrap_or(2))
     }
 
     /// Client-serving threads to run.
@@ -331,11 +346,13 @@ mod tests {
     }
 
     #[test]
-    fn quorum_defaults_follow_the_cluster_size_and_are_validated() {
-        assert_eq!(Config::default().quorum(), (1, 1, 1));
+    fn quorum_defaults_and_validation() {
+        assert_eq!(Config::default().quorum(), (3, 2, 2));
         let c = Config::load(None, &[("seeds", "127.0.0.1:16379, 127.0.0.1:16380".into())]).expect("load");
         assert_eq!(c.seeds, ["127.0.0.1:16379", "127.0.0.1:16380"]);
         assert_eq!(c.quorum(), (3, 2, 2));
+        assert!(Config::load(None, &[("gossip-interval", "0".into())]).is_err());
+        assert!(Config::load(None, &[("phi-threshold", "0.5".into())]).is_err());
         assert!(Config::load(None, &[("n", "3".into()), ("w", "4".into())]).is_err());
         assert!(Config::load(None, &[("r", "0".into())]).is_err());
     }

@@ -29,8 +29,8 @@
 //! | [`node`] | composition root: opens storage, binds the ports, wires membership, peers and coordinator, answers peers, owns the staged shutdown | all |
 //! | [`resp`] | the Redis protocol: connections, request decoding (multibulk and inline), the command table, one file per command family, reply encoding (RESP2/RESP3), MULTI/EXEC | `coordinator`, `config`, `metrics` |
 //! | [`coordinator`] | reads and writes of keys: quorum reads with read repair, replicated writes, forwarding, cluster-wide SCAN/DBSIZE/FLUSHALL, and what a node does for its peers | `membership`, `rpc`, `storage`, `version`, `mutation`, `ring` |
-//! | [`membership`] | the cluster view: members learned from seeds by member-list exchange, and the ring they form | `rpc`, `ring` |
-//! | [`rpc`] | the peer wire protocol: handshake, frames, messages; multiplexed client with timeouts and backoff; server | `version`, `mutation` |
+//! | [`membership`] | the cluster record, the member table spread by gossip (`table`), the phi-accrual failure detector (`detector`), and the `View` the coordinator reads: members, who is up, the ring, effective N | `rpc`, `ring`, `storage` (`meta`) |
+//! | [`rpc`] | the peer wire protocol: handshake with versions and cluster identity (`wire`), messages by subsystem (`kv`, `gossip`); multiplexed client with typed errors, timeouts, backoff and a fault seam for tests; server | `version`, `mutation` |
 //! | [`mutation`] | what plain Redis writes do to a value, as data (pure) | — |
 //! | [`version`] | dots, version vectors, sibling sets, contexts and their encoding (pure) | — |
 //! | [`ring`] | MD5 positions, partitions, claim, preference lists (pure) | `version` (node ids) |
@@ -40,10 +40,11 @@
 //! | [`join`] | running borrowed futures concurrently | — |
 //! | [`shutdown`] | the stop signals and the tracker of background tasks | — |
 //! | [`clock`] | the wall clock, in milliseconds | — |
+//! | [`random`] | random 64-bit numbers (ids, gossip partners) | — |
 //!
-//! Still to come, each in the module ../shared/DESIGN.md names: failure
-//! detection and gossip of liveness (`membership`), hinted handoff and
-//! ownership transfer (`handoff`), Merkle anti-entropy (`antientropy`).
+//! Still to come, each in the module ../shared/DESIGN.md names: hinted
+//! handoff and ownership transfer (`handoff`), Merkle anti-entropy
+//! (`antientropy`).
 //!
 //! # Rules
 //!
@@ -81,6 +82,14 @@
 //!   tombstones of dots and go when tombstones go: once anti-entropy shows
 //!   every replica holds them. Contexts fold a new dot into their vector
 //!   when they already covered every dot of that actor for the key.
+//! - **A member's version is a persisted generation with the clock as its
+//!   floor.** DESIGN says never the wall clock. A generation read from disk
+//!   goes back with the disk: a node restored from a backup announced the
+//!   same version its later run had, with another address, and peers kept
+//!   the stale entry (equal versions look equal in a digest). So a start
+//!   takes `max(saved + 1, now in ms)`, as Cassandra's generation is the
+//!   start time: the saved value still makes it rise when the clock goes
+//!   back, and a node that sees its own entry newer elsewhere moves past it.
 //! - **A fourth keyspace, `reap`,** schedules background work (expiries to
 //!   reclaim, tombstones to remove) by due time, so the reaper reads only
 //!   what is due instead of scanning all data.
@@ -118,6 +127,7 @@ pub mod membership;
 pub mod metrics;
 pub mod mutation;
 pub mod node;
+pub mod random;
 pub mod resp;
 pub mod ring;
 pub mod rpc;

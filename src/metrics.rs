@@ -31,6 +31,12 @@ pub struct Metrics {
     pub read_repairs: AtomicU64,
     /// Error replies sent to clients.
     pub errors: ErrorStats,
+    /// Requests that missed their quorum.
+    pub noquorums: AtomicU64,
+    /// The last of them: what was needed and which peers failed how.
+    pub last_noquorum: Mutex<String>,
+    /// When a NOQUORUM was last logged (ms since the epoch).
+    noquorum_logged: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -50,11 +56,25 @@ impl Default for Metrics {
             writes_forwarded: AtomicU64::new(0),
             read_repairs: AtomicU64::new(0),
             errors: ErrorStats::default(),
+            noquorums: AtomicU64::new(0),
+            last_noquorum: Mutex::new(String::new()),
+            noquorum_logged: AtomicU64::new(0),
         }
     }
 }
 
 impl Metrics {
+    /// Counts a missed quorum described by `summary`; true if it should be
+    /// logged (at most one a second).
+    pub fn noquorum(&self, summary: String) -> bool {
+        add(&self.noquorums, 1);
+        *self.last_noquorum.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = summary;
+        let now = crate::clock::now_ms();
+        let last = self.noquorum_logged.load(Ordering::Relaxed);
+        now >= last + 1000
+            && self.noquorum_logged.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+
     /// CONFIG RESETSTAT: zeroes the counters Redis resets (not the gauges,
     /// nor the cluster's own counters).
     pub fn reset(&self) {

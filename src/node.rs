@@ -20,10 +20,10 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, Durability};
 use crate::coordinator::{self, Coordinator};
 use crate::error::{Error, Result};
-use crate::membership::Membership;
+use crate::membership::{self, Membership};
 use crate::metrics::Metrics;
 use crate::resp;
-use crate::rpc::{self, Member, Peers, Request, Response};
+use crate::rpc::{self, Hello, Member, Peers, Request, Response};
 use crate::shutdown::{self, Stop, Tracker, Trigger};
 use crate::storage::{self, Store};
 use crate::version::NodeId;
@@ -75,42 +75,23 @@ async fn reaper(store: Arc<Store>, mut stop: Stop) {
     }
 }
 
-/// What this node does for its peers.
+/// What this node does for its peers: each subsystem answers its own
+/// messages, and only members of this node's cluster get key-value ones.
 struct PeerService {
     coordinator: Arc<Coordinator>,
     membership: Arc<Membership>,
 }
 
-fn answer<T>(result: Result<T>, ok: impl FnOnce(T) -> Response) -> Response {
-    match result {
-        Ok(v) => ok(v),
-        Err(e) => Response::Error(e.resp_message()),
-    }
-}
-
 impl rpc::Handler for PeerService {
-    async fn handle(&self, _from: &Member, request: Request) -> Response {
-        let c = &self.coordinator;
+    async fn handle(&self, from: &Hello, request: Request) -> Response {
         match request {
-            Request::Ping => Response::Pong,
-            Request::Members(list) => {
-                self.membership.learn(&list);
-                Response::Members(self.membership.view().members.clone())
+            Request::Gossip(g) => self.membership.handle(from, g),
+            Request::Kv(kv) => {
+                if self.membership.cluster().is_none_or(|c| c.id != from.cluster) {
+                    return Response::Error("TRYAGAIN not a member of this node's cluster".into());
+                }
+                self.coordinator.serve_peer(kv).await
             }
-            Request::Read { key } => answer(c.replica_read(&key).await, Response::Object),
-            Request::Merge { key, object } => answer(c.replica_merge(&key, &object).await, |()| Response::Done),
-            Request::Write { key, mutation } => answer(c.forwarded_write(&key, mutation).await, Response::Outcome),
-            Request::WriteVersions { key, context, value, ttl_ms, w } => answer(
-                c.forwarded_write_versions(&key, context, value, ttl_ms, w.map(|w| w as usize)).await,
-                |(context, superseded)| Response::Written { context, superseded: superseded as u64 },
-            ),
-            Request::Scan { from, to, count, pattern } => {
-                answer(c.scan_local(from, to, count as usize, pattern.as_ref()).await, |(keys, examined, next)| {
-                    Response::Keys { keys, examined: u32::try_from(examined).unwrap_or(u32::MAX), next }
-                })
-            }
-            Request::Tallies => Response::Tallies(c.local_tallies()),
-            Request::FlushAll => answer(c.store().flush_all().await, |()| Response::Done),
         }
     }
 }
@@ -134,7 +115,8 @@ impl Node {
             fsync: config.durability == Durability::Fsync,
             workers: config.storage_threads(),
             tombstone_grace_ms: config.tombstone_grace.saturating_mul(1000),
-            reap_objects: config.quorum().0 == 1,
+            // Membership decides once it knows the cluster's size.
+            reap_objects: false,
             cache_bytes: config.cache_size.0,
             object_cache_bytes: config.object_cache_size.0,
         };
@@ -145,22 +127,25 @@ impl Node {
         let listener = bind(&config.bind, config.port, "clients").await?;
         let peer_listener = bind(&config.bind, config.peer_port(), "peers").await?;
         let (addr, peer_addr) = (listener.local_addr()?, peer_listener.local_addr()?);
-        let me = Member {
-            id,
-            client_addr: addr.to_string(),
-            peer_addr: peer_addr.to_string(),
-            epoch: crate::clock::now_ms(),
-        };
+        let me = Member { id, client_addr: addr.to_string(), peer_addr: peer_addr.to_string() };
         let (client_trigger, client_stop) = shutdown::signal();
         let (peer_trigger, stop) = shutdown::signal();
         // Room in a peer frame for an object with a value of the largest size.
         let max_frame =
             usize::try_from(config.proto_max_bulk_len.0).unwrap_or(usize::MAX / 4).saturating_mul(2) + (16 << 20);
-        let peers = Peers::new(me.clone(), Duration::from_millis(config.request_timeout), max_frame, stop.clone());
-        let membership = Arc::new(Membership::new(me.clone(), config.partitions, config.seeds.clone(), peers.clone()));
+        let hello = Hello { versions: rpc::VERSIONS, cluster: 0, partitions: config.partitions, member: me.clone() };
+        let peers = Peers::new(hello, Duration::from_millis(config.request_timeout), max_frame, stop.clone());
         let (n, r, w) = config.quorum();
-        let settings = coordinator::Settings {
+        let membership_settings = membership::Settings {
+            seeds: config.seeds.clone(),
+            partitions: config.partitions,
             n,
+            n_configured: config.n.is_some(),
+            gossip_interval: Duration::from_millis(config.gossip_interval),
+            phi_threshold: config.phi_threshold,
+        };
+        let membership = Membership::start(me, membership_settings, peers.clone(), Arc::clone(&store)).await?;
+        let settings = coordinator::Settings {
             r,
             w,
             max_siblings: config.max_siblings,
@@ -170,7 +155,7 @@ impl Node {
         let coordinator = Arc::new(Coordinator::new(
             Arc::clone(&store),
             Arc::clone(&membership),
-            peers,
+            peers.clone(),
             Arc::clone(&metrics),
             settings,
         ));
@@ -181,11 +166,19 @@ impl Node {
         let peer_tasks = Tracker::default();
         let client_task = tokio::spawn(resp::serve(listener, server, client_stop));
         let tasks = vec![
-            tokio::spawn(rpc::serve(peer_listener, me, service, max_frame, stop.clone(), peer_tasks.clone())),
+            tokio::spawn(rpc::serve(
+                peer_listener,
+                peers.clone(),
+                service,
+                max_frame,
+                stop.clone(),
+                peer_tasks.clone(),
+            )),
             tokio::spawn(Arc::clone(&membership).run(stop.clone())),
             tokio::spawn(reaper(Arc::clone(&store), stop)),
         ];
-        tracing::info!(node = %id, peers = %peer_addr, data_dir = %config.data_dir.display(), durability = %config.durability, n, r, w, "shoal {} ready: accepting clients on {addr}", env!("CARGO_PKG_VERSION"));
+        let cluster = membership.cluster().map_or_else(|| "joining".to_string(), |c| format!("{:016x}", c.id));
+        tracing::info!(node = %id, peers = %peer_addr, data_dir = %config.data_dir.display(), durability = %config.durability, cluster, r, w, "shoal {} ready: accepting clients on {addr}", env!("CARGO_PKG_VERSION"));
         Ok(Self {
             id,
             addr,

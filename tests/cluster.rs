@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::cluster::TestCluster;
 use common::reply::{
-    Holder, array, call, err, error_text, fields, get, getctx, getctx_reply, info, int, ok, opt_text, set, setctx,
+    Holder, array, call, err, error_text, get, getctx, getctx_reply, info, int, members, ok, opt_text, set, setctx,
     text, where_is,
 };
 use common::{Shoal, closed_by_server, wait_for};
@@ -340,10 +340,8 @@ fn one_node_of_three_down_reads_and_writes_still_succeed() {
         }
     }
     wait_for("SHOAL.STATUS to show the stopped node unreachable", WAIT, || {
-        let reply = call!(c[0], "SHOAL.STATUS");
-        let members: Vec<HashMap<String, Value>> = array(&reply).iter().map(fields).collect();
-        let down: Vec<String> =
-            members.iter().filter(|m| int(&m["reachable"]) == 0).map(|m| text(&m["address"])).collect();
+        let members = members(&mut c[0]);
+        let down: Vec<String> = members.iter().filter(|m| int(&m["up"]) == 0).map(|m| text(&m["address"])).collect();
         (members.len() == 3 && down == [format!("127.0.0.1:{stopped}")]).then_some(())
     });
 }
@@ -973,18 +971,17 @@ fn three_shoal_processes_form_a_cluster_and_survive_a_sigterm() {
         for (field, want) in [("shoal_n", 3), ("shoal_r", 2), ("shoal_w", 2)] {
             assert_eq!(info_int(&mut conn, "cluster", field), want, "{field} of the node on {}", node.port);
         }
-        // SHOAL.STATUS lists the three, this one as self, all reachable.
-        wait_for("SHOAL.STATUS to show three reachable members", WAIT, || {
-            let reply = call!(conn, "SHOAL.STATUS");
-            let members: Vec<HashMap<String, Value>> = array(&reply).iter().map(fields).collect();
+        // SHOAL.STATUS lists the three, this one as self, all up.
+        wait_for("SHOAL.STATUS to show three members up", WAIT, || {
+            let members = members(&mut conn);
             let ports: BTreeSet<u16> = members
                 .iter()
                 .filter_map(|m| text(&m["address"]).rsplit(':').next().and_then(|p| p.parse().ok()))
                 .collect();
             let want: BTreeSet<u16> = nodes.iter().map(|n| n.port).collect();
             let selves = members.iter().filter(|m| int(&m["self"]) == 1).count();
-            let reachable = members.iter().all(|m| int(&m["reachable"]) == 1);
-            (ports == want && selves == 1 && reachable).then_some(())
+            let up = members.iter().all(|m| int(&m["up"]) == 1);
+            (ports == want && selves == 1 && up).then_some(())
         });
     }
 

@@ -11,14 +11,13 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::cluster::TestCluster;
-use common::reply::{array, call, error_text, fields, get, info, int, ok, opt_text, set, text};
+use common::reply::{array, call, error_text, get, info, int, members, ok, opt_text, set, text};
 use common::wait_for;
 use redis::{Connection, ConnectionLike, Value};
 
@@ -30,12 +29,6 @@ fn is_noquorum(v: &Value) -> bool {
     error_text(v).is_some_and(|e| e.starts_with("NOQUORUM"))
 }
 
-/// SHOAL.STATUS as one field map per member.
-#[track_caller]
-fn status(c: &mut Connection) -> Vec<HashMap<String, Value>> {
-    array(&call!(c, "SHOAL.STATUS")).iter().map(fields).collect()
-}
-
 /// Waits until every running node sees every member of its view as
 /// reachable (its peer connections are back after a restart).
 #[track_caller]
@@ -43,8 +36,8 @@ fn wait_all_reachable(cluster: &TestCluster) {
     for i in (0..cluster.len()).filter(|&i| cluster.is_running(i)) {
         let mut c = cluster.client(i);
         wait_for(&format!("node {i} to reach every member"), WAIT, || {
-            let members = status(&mut c);
-            (members.len() == cluster.len() && members.iter().all(|m| int(&m["reachable"]) == 1)).then_some(())
+            let members = members(&mut c);
+            (members.len() == cluster.len() && members.iter().all(|m| int(&m["up"]) == 1)).then_some(())
         });
     }
 }
@@ -165,18 +158,18 @@ fn a_node_that_cannot_reach_enough_peers_refuses_instead_of_acting_alone() {
             c.w = Some(2);
         });
         let mut c = lone.client(0);
-        let reply = call!(c, "SET", "k", "v");
-        assert!(is_noquorum(&reply), "SET on a node that sees none of its N = 3 peers: {reply:?}");
-        let reply = call!(c, "GET", "k");
-        assert!(is_noquorum(&reply), "GET on a node that sees none of its peers: {reply:?}");
-        let reply = call!(c, "INCR", "n");
-        assert!(is_noquorum(&reply), "INCR on a node that sees none of its peers: {reply:?}");
-        for r in [2, 3] {
-            let reply = call!(c, "GETCTX", "k", "R", r);
-            let e = error_text(&reply).unwrap_or_else(|| panic!("GETCTX k R {r}: expected an error, got {reply:?}"));
-            assert!(!e.contains("must be between 1 and N"), "R {r} is valid with N = 3: {e}");
-            assert!(e.starts_with("NOQUORUM"), "GETCTX k R {r}: {e}");
+        // It has joined no cluster: it serves no keys, and says why.
+        for reply in [
+            call!(c, "SET", "k", "v"),
+            call!(c, "GET", "k"),
+            call!(c, "INCR", "n"),
+            call!(c, "GETCTX", "k", "R", 2),
+            call!(c, "SETCTX", "k", "", "v", "W", 1),
+        ] {
+            let e = error_text(&reply).unwrap_or_else(|| panic!("expected an error, got {reply:?}"));
+            assert!(e.starts_with("TRYAGAIN this node has not joined its cluster yet"), "{e}");
         }
+        assert_eq!(info(&mut c, "cluster", "shoal_cluster_id"), "", "no cluster");
     }
 
     // A node restarted alone, with a stale copy, does not serve it.
@@ -272,14 +265,14 @@ fn a_node_back_with_a_wiped_data_directory_replaces_its_old_self() {
     let mut c: Vec<Connection> = (0..3).map(|i| cluster.client(i)).collect();
     for (i, conn) in c.iter_mut().enumerate() {
         wait_for(&format!("node {i} to list node 2 under its new id only"), Duration::from_secs(20), || {
-            let members = status(conn);
+            let members = members(conn);
             assert!(members.len() <= 3, "node {i} lists {} members: {members:?}", members.len());
             let at_node2: Vec<String> =
                 members.iter().filter(|m| text(&m["address"]) == node2).map(|m| text(&m["id"])).collect();
-            let all_reachable = members.iter().all(|m| int(&m["reachable"]) == 1);
+            let all_reachable = members.iter().all(|m| int(&m["up"]) == 1);
             (members.len() == 3 && at_node2 == [new_id.clone()] && all_reachable).then_some(())
         });
-        let ids: Vec<String> = status(conn).iter().map(|m| text(&m["id"])).collect();
+        let ids: Vec<String> = members(conn).iter().map(|m| text(&m["id"])).collect();
         assert!(!ids.contains(&old_id), "node {i} still lists the old id {old_id}: {ids:?}");
         assert_eq!(info(conn, "cluster", "shoal_members"), "3", "node {i}");
     }

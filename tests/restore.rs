@@ -15,7 +15,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::reply::{call, get, getctx_reply, info, set, where_is};
+use common::reply::{call, get, getctx_reply, int, members, set, where_is};
 use common::{Shoal, wait_for};
 use redis::Connection;
 
@@ -30,15 +30,19 @@ fn start(dir: &Path, seed: Option<&str>) -> Shoal {
     }
 }
 
-/// Waits until `node` sees three members and takes writes.
-fn wait_ready(node: &Shoal) {
-    let mut c = node.client();
-    wait_for(&format!("node on {} to see three members", node.port), WAIT, || {
-        (info(&mut c, "cluster", "shoal_members") == "3").then_some(())
-    });
-    wait_for(&format!("node on {} to take writes", node.port), WAIT, || {
-        matches!(call!(c, "SET", "probe", "up"), redis::Value::Okay).then_some(())
-    });
+/// Waits until every node sees the three members up and a read at R 3
+/// through it succeeds.
+fn wait_ready(nodes: [&Shoal; 3]) {
+    for node in nodes {
+        let mut c = node.client();
+        wait_for(&format!("node on {} to see three members up", node.port), WAIT, || {
+            let all = members(&mut c);
+            (all.len() == 3 && all.iter().all(|m| int(&m["up"]) == 1)).then_some(())
+        });
+        wait_for(&format!("node on {} to read at R 3", node.port), WAIT, || {
+            matches!(call!(c, "GETCTX", "probe", "R", 3), redis::Value::Array(_)).then_some(())
+        });
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -67,9 +71,7 @@ fn a_node_restored_from_a_backup_loses_no_acknowledged_write() {
     let seed = format!("127.0.0.1:{}", first.peer_port);
     let second = start(&temp.path().join("n2"), Some(&seed));
     let mut third = start(&dir, Some(&seed));
-    for node in [&first, &second, &third] {
-        wait_ready(node);
-    }
+    wait_ready([&first, &second, &third]);
     let keys = keys();
     let mut c3 = third.client();
     for k in keys.iter().filter(|k| k.starts_with('y')) {
@@ -83,7 +85,7 @@ fn a_node_restored_from_a_backup_loses_no_acknowledged_write() {
 
     // Node 3 runs on and takes writes the backup will not have.
     third = start(&dir, Some(&seed));
-    wait_ready(&third);
+    wait_ready([&first, &second, &third]);
     let mut c3 = third.client();
     for k in &keys {
         set(&mut c3, k, &format!("{k} after the backup"));
@@ -95,7 +97,7 @@ fn a_node_restored_from_a_backup_loses_no_acknowledged_write() {
     std::fs::remove_dir_all(&dir).expect("remove");
     copy_dir(&backup, &dir);
     third = start(&dir, Some(&seed));
-    wait_ready(&third);
+    wait_ready([&first, &second, &third]);
     let mut c3 = third.client();
     for k in &keys {
         set(&mut c3, k, &format!("{k} after the restore"));

@@ -2,7 +2,9 @@
 //! and writes of the key's replicas, and decides what the client sees.
 //!
 //! A key's replicas are the first N distinct nodes of its preference list
-//! on the ring (see [`crate::membership::View`]).
+//! on the ring, N being the cluster's effective replication factor (see
+//! [`crate::membership::View`]); R and W are this node's defaults (or a
+//! request's own), never more than N.
 //!
 //! - **Reads** go to every replica; the reply is the merge of the first R
 //!   answers, and read repair brings stale replicas up to date afterwards
@@ -18,14 +20,14 @@
 //!   reads the key at quorum and merges that into the local copy, so it
 //!   applies to the latest acknowledged value. A context write also merges
 //!   a quorum read first, so the context it carries is covered in full.
-//! - Too few answers within the request timeout: `NOQUORUM`. A write that
-//!   missed its quorum may still have reached some replicas; it is never
-//!   reported as done.
+//! - Too few answers within the request timeout, or too few replicas
+//!   believed up to give them: `NOQUORUM`, at once in the second case. A
+//!   write that missed its quorum may still have reached some replicas; it
+//!   is never reported as done.
 //!
-//! With N = 1 the key's one replica serves it alone, minus the peers. A
-//! node that knows fewer members than N (its seeds unreachable) is not
-//! alone: it cannot reach R or W and answers NOQUORUM. `peer.rs` holds
-//! what this node does when a peer asks.
+//! With N = 1 (a cluster of one) the key's one replica serves it alone,
+//! minus the peers. A node that has not joined its cluster yet serves no
+//! keys (TRYAGAIN). `peer.rs` holds what this node does when a peer asks.
 
 mod peer;
 mod quorum;
@@ -42,24 +44,22 @@ use crate::membership::{Membership, View};
 use crate::metrics::{self, Metrics};
 use crate::mutation::{Current, Effect, Mutation, Outcome};
 use crate::ring::key_hash;
-use crate::rpc::{Member, Peers, Request, Response};
+use crate::rpc::{KvRequest, KvResponse, Member, Peers};
 use crate::shutdown::Tracker;
 use crate::storage::{Change, MAX_KEY_LEN, Store, Tally};
 use crate::version::{Context, NodeId, Object, Sibling};
 
-use replicas::Placement;
+use replicas::{Placement, from_call};
 
 /// Siblings beyond which a write is logged and counted as a warning.
 pub const SIBLING_WARNING: usize = 25;
 
-/// Replication and limits.
+/// Quorums and limits.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Replicas per key.
-    pub n: usize,
-    /// Answers a read waits for.
+    /// Answers a read waits for, by default (at most N).
     pub r: usize,
-    /// Acknowledgements a write waits for.
+    /// Acknowledgements a write waits for, by default (at most N).
     pub w: usize,
     /// Writes that would leave a key with more siblings are refused.
     pub max_siblings: usize,
@@ -90,17 +90,10 @@ pub struct Holder {
     pub member: Member,
     /// A replica (else a fallback).
     pub primary: bool,
+    /// Whether this node believes it up.
+    pub up: bool,
     /// Its copy of the key, or why it could not be asked.
     pub object: Result<Option<Object>, String>,
-}
-
-/// One member, as SHOAL.STATUS shows it.
-#[derive(Clone, Debug)]
-pub struct MemberStatus {
-    pub member: Member,
-    pub partitions: usize,
-    pub me: bool,
-    pub reachable: bool,
 }
 
 pub struct Coordinator {
@@ -126,14 +119,15 @@ fn value_of(object: Option<&Object>, now: u64) -> Option<Value> {
     Some(Value { data: s.value.clone()?, expires_at: s.expires_at })
 }
 
-fn unexpected(answer: &Response) -> Error {
+fn unexpected(answer: &KvResponse) -> Error {
     Error::TryAgain(format!("unexpected answer from a peer: {answer:?}"))
 }
 
-/// A quorum override, checked against N.
+/// A request's quorum: its own, checked against N, or the node's default,
+/// never more than N.
 fn quorum_of(given: Option<usize>, default: usize, n: usize, name: &str) -> Result<usize> {
     match given {
-        None => Ok(default),
+        None => Ok(default.min(n)),
         Some(q) if (1..=n).contains(&q) => Ok(q),
         Some(_) => Err(Error::err(format!("{name} must be between 1 and N ({n})"))),
     }
@@ -173,13 +167,32 @@ impl Coordinator {
     }
 
     #[must_use]
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    #[must_use]
     pub fn store(&self) -> &Store {
         &self.store
     }
 
     fn place(&self, key: &[u8]) -> Result<Placement> {
         let hash = locate(key)?;
-        Ok(Placement::new(self.membership.view(), self.node_id(), hash, self.settings.n))
+        let view = self.membership.view();
+        if view.cluster.is_none() {
+            return Err(Error::TryAgain("this node has not joined its cluster yet; waiting for a seed".into()));
+        }
+        Ok(Placement::new(view, self.node_id(), hash))
+    }
+
+    /// The default read quorum for `place`.
+    fn r(&self, place: &Placement) -> usize {
+        self.settings.r.min(place.n())
+    }
+
+    /// The default write quorum for `place`.
+    fn w(&self, place: &Placement) -> usize {
+        self.settings.w.min(place.n())
     }
 
     /// The key's object, merged from `r` replicas.
@@ -197,7 +210,7 @@ impl Coordinator {
     /// Too long a key, too few replicas answering, or a storage failure.
     pub async fn get(&self, key: &Bytes) -> Result<Option<Value>> {
         let place = self.place(key)?;
-        let object = self.read_object(key, &place, self.settings.r).await?;
+        let object = self.read_object(key, &place, self.r(&place)).await?;
         let value = value_of(object.as_deref(), now_ms());
         let counter = if value.is_some() { &self.metrics.keyspace_hits } else { &self.metrics.keyspace_misses };
         metrics::add(counter, 1);
@@ -212,7 +225,7 @@ impl Coordinator {
     /// failure.
     pub async fn get_versions(&self, key: &Bytes, r: Option<usize>) -> Result<Versions> {
         let place = self.place(key)?;
-        let r = quorum_of(r, self.settings.r, self.settings.n, "R")?;
+        let r = quorum_of(r, self.settings.r, place.n(), "R")?;
         let object = self.read_object(key, &place, r).await?.unwrap_or_default();
         let now = now_ms();
         let mut live: Vec<&Sibling> = object.siblings().iter().filter(|s| s.is_live(now)).collect();
@@ -231,17 +244,17 @@ impl Coordinator {
         let place = self.place(key)?;
         // A plain SET may be coordinated by any replica. A write whose
         // result depends on the current value goes to the key's first
-        // reachable replica, so concurrent INCRs or SET NXs through
+        // replica that is up, so concurrent INCRs or SET NXs through
         // different nodes are serialized in one place.
         let here = match place.me {
-            Some(0) => true,
+            Some(i) if place.first_up() == Some(i) => true,
             Some(_) => !mutation.reads_current(),
             None => false,
         };
         if !here {
-            let request = Request::Write { key: key.clone(), mutation: mutation.clone() };
-            match self.forward(&place, request, self.settings.w).await? {
-                Some(Response::Outcome(o)) => return Ok(o),
+            let request = KvRequest::Write { key: key.clone(), mutation: mutation.clone() };
+            match self.forward(&place, request, self.w(&place)).await? {
+                Some(KvResponse::Outcome(o)) => return Ok(o),
                 Some(other) => return Err(unexpected(&other)),
                 None => {}
             }
@@ -253,7 +266,7 @@ impl Coordinator {
         metrics::add(&self.metrics.writes_coordinated, 1);
         let replicate = !place.local_only();
         if replicate && mutation.reads_current() {
-            let current = self.read_replicas(key, place, self.settings.r).await.map_err(|e| match e {
+            let current = self.read_replicas(key, place, self.r(place)).await.map_err(|e| match e {
                 Error::NoQuorum { needed, got, .. } => Error::NoQuorum { needed, got, outcome: Unmet::NotWritten },
                 other => other,
             })?;
@@ -297,7 +310,7 @@ impl Coordinator {
             })
             .await??;
         if let Some(object) = written {
-            self.replicate(key, place, object, self.settings.w).await?;
+            self.replicate(key, place, object, self.w(place)).await?;
         }
         Ok(outcome)
     }
@@ -321,9 +334,9 @@ impl Coordinator {
         w: Option<usize>,
     ) -> Result<(Context, usize)> {
         let place = self.place(key)?;
-        let w = quorum_of(w, self.settings.w, self.settings.n, "W")?;
+        let w = quorum_of(w, self.settings.w, place.n(), "W")?;
         if place.me.is_none() {
-            let request = Request::WriteVersions {
+            let request = KvRequest::WriteVersions {
                 key: key.clone(),
                 context: context.clone(),
                 value: value.clone(),
@@ -331,7 +344,7 @@ impl Coordinator {
                 w: u32::try_from(w).ok(),
             };
             match self.forward(&place, request, w).await? {
-                Some(Response::Written { context, superseded }) => return Ok((context, superseded as usize)),
+                Some(KvResponse::Written { context, superseded }) => return Ok((context, superseded as usize)),
                 Some(other) => return Err(unexpected(&other)),
                 None => {}
             }
@@ -358,7 +371,7 @@ impl Coordinator {
         // blind write (empty context) supersedes nothing and reads nothing.
         if replicate
             && !context.is_empty()
-            && let Some(current) = self.read_available(key, place, self.settings.r).await
+            && let Some(current) = self.read_available(key, place, self.r(place)).await
         {
             replicas::merge_local(&self.store, place.hash, key, &current).await?;
         }
@@ -445,7 +458,8 @@ impl Coordinator {
         }
     }
 
-    /// Scans `from..=to` (inside one partition) on one of its replicas.
+    /// Scans `from..=to` (inside one partition) on one of its replicas,
+    /// those believed up first.
     async fn scan_partition(
         &self,
         view: &View,
@@ -454,17 +468,18 @@ impl Coordinator {
         count: usize,
         pattern: Option<&Bytes>,
     ) -> Result<(Vec<Bytes>, usize, Option<u64>)> {
-        let (_, replicas) = view.replicas_at(from, self.settings.n);
+        let (_, mut replicas) = view.replicas_at(from);
         let me = self.node_id();
         if view.members.len() == 1 || replicas.iter().any(|m| m.id == me) {
             return self.scan_local(from, to, count, pattern).await;
         }
+        replicas.sort_by_key(|m| !view.is_up(m.id));
         let request =
-            Request::Scan { from, to, count: u32::try_from(count).unwrap_or(u32::MAX), pattern: pattern.cloned() };
+            KvRequest::Scan { from, to, count: u32::try_from(count).unwrap_or(u32::MAX), pattern: pattern.cloned() };
         let mut last = String::new();
         for replica in replicas {
-            match self.peers.call(&replica.peer_addr, &request).await {
-                Ok(Response::Keys { keys, examined, next }) => return Ok((keys, examined as usize, next)),
+            match self.peers.kv(&replica.peer_addr, request.clone()).await {
+                Ok(KvResponse::Keys { keys, examined, next }) => return Ok((keys, examined as usize, next)),
                 Ok(other) => last = format!("{other:?}"),
                 Err(e) => last = e.to_string(),
             }
@@ -501,11 +516,11 @@ impl Coordinator {
             return Ok(self.tally().keys.max(0) as u64);
         }
         let mut best = vec![0u64; view.partitioner().count() as usize];
-        let answers =
-            self.ask_every_member(&view, &Request::Tallies, || async { Ok(Response::Tallies(self.local_tallies())) });
+        let answers = self
+            .ask_every_member(&view, &KvRequest::Tallies, || async { Ok(KvResponse::Tallies(self.local_tallies())) });
         let mut answered = 0;
         for answer in answers.await {
-            let Ok(Response::Tallies(tallies)) = answer else { continue };
+            let Ok(KvResponse::Tallies(tallies)) = answer else { continue };
             answered += 1;
             for t in tallies {
                 if let Some(b) = best.get_mut(t.partition as usize) {
@@ -537,12 +552,12 @@ impl Coordinator {
         let view = self.membership.view();
         if view.members.len() > 1 {
             let silent: Vec<String> = self
-                .ask_every_member(&view, &Request::Tallies, || async { Ok(Response::Tallies(Vec::new())) })
+                .ask_every_member(&view, &KvRequest::Tallies, || async { Ok(KvResponse::Tallies(Vec::new())) })
                 .await
                 .into_iter()
                 .zip(&view.members)
                 .filter_map(|(answer, m)| match answer {
-                    Ok(Response::Tallies(_)) => None,
+                    Ok(KvResponse::Tallies(_)) => None,
                     _ => Some(m.client_addr.clone()),
                 })
                 .collect();
@@ -553,15 +568,15 @@ impl Coordinator {
                 )));
             }
         }
-        let answers = self.ask_every_member(&view, &Request::FlushAll, || async {
+        let answers = self.ask_every_member(&view, &KvRequest::FlushAll, || async {
             self.store.flush_all().await?;
-            Ok(Response::Done)
+            Ok(KvResponse::Done)
         });
         let failures: Vec<String> = answers
             .await
             .into_iter()
             .filter_map(|answer| match answer {
-                Ok(Response::Done) => None,
+                Ok(KvResponse::Done) => None,
                 Ok(other) => Some(format!("{other:?}")),
                 Err(e) => Some(e.to_string()),
             })
@@ -579,22 +594,27 @@ impl Coordinator {
     }
 
     /// Sends `request` to every member of `view` at once, answering it
-    /// with `local` for this node: one answer per member.
-    async fn ask_every_member<F, Fut>(&self, view: &View, request: &Request, local: F) -> Vec<Result<Response>>
+    /// with `local` for this node: one answer per member. A member believed
+    /// down is not asked (its answer is an error).
+    async fn ask_every_member<F, Fut>(&self, view: &View, request: &KvRequest, local: F) -> Vec<Result<KvResponse>>
     where
         F: Fn() -> Fut,
-        Fut: Future<Output = Result<Response>>,
+        Fut: Future<Output = Result<KvResponse>>,
     {
         let me = self.node_id();
         let local = &local;
         let calls = view
             .members
             .iter()
-            .map(|m| async move {
+            .zip(&view.up)
+            .map(|(m, &up)| async move {
                 if m.id == me {
                     return local().await;
                 }
-                self.peers.call(&m.peer_addr, request).await.map_err(|e| Error::TryAgain(e.to_string()))
+                if !up {
+                    return Err(Error::TryAgain(format!("{} is down", m.peer_addr)));
+                }
+                self.peers.kv(&m.peer_addr, request.clone()).await.map_err(from_call)
             })
             .collect();
         join_all(calls).await
@@ -615,34 +635,20 @@ impl Coordinator {
             .iter()
             .enumerate()
             .filter_map(|(i, id)| view.member(*id).map(|m| (i, m.clone())))
-            .map(|(i, member)| async move {
+            .map(|(i, member)| (view.is_up(member.id), i < view.n, member))
+            .map(|(up, primary, member)| async move {
                 let object = if member.id == me {
                     self.store.get(hash, key).await.map(|o| o.map(Arc::unwrap_or_clone)).map_err(|e| e.to_string())
                 } else {
-                    match self.peers.call(&member.peer_addr, &Request::Read { key: key.clone() }).await {
-                        Ok(Response::Object(o)) => Ok(o),
+                    match self.peers.kv(&member.peer_addr, KvRequest::Read { key: key.clone() }).await {
+                        Ok(KvResponse::Object(o)) => Ok(o),
                         Ok(other) => Err(format!("{other:?}")),
                         Err(e) => Err(e.to_string()),
                     }
                 };
-                Holder { member, primary: i < self.settings.n, object }
+                Holder { member, primary, up, object }
             })
             .collect();
         Ok((p, join_all(calls).await))
-    }
-
-    /// Every member, with its partition count and whether it answers.
-    pub async fn status(&self) -> Vec<MemberStatus> {
-        let view = self.membership.view();
-        let me = self.node_id();
-        let calls = view
-            .members
-            .iter()
-            .map(|m| async {
-                let reachable = m.id == me || self.peers.call(&m.peer_addr, &Request::Ping).await.is_ok();
-                MemberStatus { member: m.clone(), partitions: view.ring.owned_by(m.id), me: m.id == me, reachable }
-            })
-            .collect();
-        join_all(calls).await
     }
 }

@@ -1,5 +1,6 @@
 //! What this node does when a peer asks: read or merge its copy of a key,
-//! coordinate a write forwarded to it, scan or count what it holds.
+//! coordinate a write forwarded to it, scan or count what it holds. The
+//! key-value subsystem's side of the peer protocol.
 
 use std::sync::Arc;
 
@@ -8,13 +9,43 @@ use bytes::Bytes;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::mutation::{Mutation, Outcome};
-use crate::rpc::PartitionCount;
+use crate::rpc::{KvRequest, KvResponse, PartitionCount, Response};
 use crate::version::{Context, Object};
 
 use super::Coordinator;
 use super::replicas::{Placement, merge_local};
 
+/// A peer's answer: the response, or the error as a RESP error line.
+fn answer<T>(result: Result<T>, ok: impl FnOnce(T) -> KvResponse) -> Response {
+    match result {
+        Ok(v) => Response::Kv(ok(v)),
+        Err(e) => Response::Error(e.resp_message()),
+    }
+}
+
 impl Coordinator {
+    /// Answers a peer's key-value request.
+    pub async fn serve_peer(&self, request: KvRequest) -> Response {
+        match request {
+            KvRequest::Read { key } => answer(self.replica_read(&key).await, KvResponse::Object),
+            KvRequest::Merge { key, object } => answer(self.replica_merge(&key, &object).await, |()| KvResponse::Done),
+            KvRequest::Write { key, mutation } => {
+                answer(self.forwarded_write(&key, mutation).await, KvResponse::Outcome)
+            }
+            KvRequest::WriteVersions { key, context, value, ttl_ms, w } => answer(
+                self.forwarded_write_versions(&key, context, value, ttl_ms, w.map(|w| w as usize)).await,
+                |(context, superseded)| KvResponse::Written { context, superseded: superseded as u64 },
+            ),
+            KvRequest::Scan { from, to, count, pattern } => {
+                answer(self.scan_local(from, to, count as usize, pattern.as_ref()).await, |(keys, examined, next)| {
+                    KvResponse::Keys { keys, examined: u32::try_from(examined).unwrap_or(u32::MAX), next }
+                })
+            }
+            KvRequest::Tallies => Response::Kv(KvResponse::Tallies(self.local_tallies())),
+            KvRequest::FlushAll => answer(self.store.flush_all().await, |()| KvResponse::Done),
+        }
+    }
+
     /// This node's copy of `key`.
     ///
     /// # Errors
@@ -58,7 +89,7 @@ impl Coordinator {
         w: Option<usize>,
     ) -> Result<(Context, usize)> {
         let place = self.place_here(key)?;
-        let w = super::quorum_of(w, self.settings.w, self.settings.n, "W")?;
+        let w = super::quorum_of(w, self.settings.w, place.n(), "W")?;
         self.coordinate_versions(key, &place, context, value, ttl_ms, w).await
     }
 

@@ -7,6 +7,11 @@
 //! task, so a slow replica neither delays the reply nor misses the write.
 //! After a read, that task merges every answer and sends the merged object
 //! to each replica whose answer differed (read repair).
+//!
+//! A replica the failure detector believes down counts as failed at once:
+//! reads do not ask it, and writes still send it the object in the
+//! background (the detector may be wrong) but do not wait for it. So when
+//! the live replicas cannot make R or W, the answer is NOQUORUM at once.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,7 +23,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result, Unmet};
 use crate::membership::View;
 use crate::metrics;
-use crate::rpc::{CallError, Member, Peers, Request, Response};
+use crate::rpc::{CallError, KvRequest, KvResponse, Member, Peers};
 use crate::shutdown::Tracker;
 use crate::storage::{Change, Store};
 use crate::version::{NodeId, Object};
@@ -33,38 +38,46 @@ type Call<T> = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
 pub(super) struct Placement {
     pub hash: u64,
     view: Arc<View>,
-    /// The first N distinct owners from the key's partition, as indices
-    /// into the view's members.
+    /// The key's replicas (the first N distinct owners from its partition),
+    /// as indices into the view's members.
     replicas: Vec<usize>,
     /// This node's index among the replicas, if it is one.
     pub me: Option<usize>,
-    /// N, as configured.
-    n: usize,
 }
 
 impl Placement {
     /// A copy for a background task.
     fn clone_for_repair(&self) -> Self {
-        Self { hash: self.hash, view: Arc::clone(&self.view), replicas: self.replicas.clone(), me: self.me, n: self.n }
+        Self { hash: self.hash, view: Arc::clone(&self.view), replicas: self.replicas.clone(), me: self.me }
     }
 
-    pub fn new(view: Arc<View>, me: NodeId, hash: u64, n: usize) -> Self {
+    pub fn new(view: Arc<View>, me: NodeId, hash: u64) -> Self {
         let p = view.partitioner().of(hash);
-        let replicas: Vec<usize> = view
-            .ring
-            .replicas(p, n)
-            .iter()
-            .filter_map(|id| view.members.binary_search_by_key(id, |m| m.id).ok())
-            .collect();
+        let replicas: Vec<usize> = view.ring.replicas(p, view.n).iter().filter_map(|id| view.index_of(*id)).collect();
         let me = replicas.iter().position(|&i| view.members[i].id == me);
-        Self { hash, view, replicas, me, n }
+        Self { hash, view, replicas, me }
     }
 
-    /// True if N is 1 and this node is the key's replica: no peer is
-    /// involved. (A node that knows fewer members than N is not alone: it
-    /// cannot reach W or R by itself and says so.)
+    /// Replicas per key: the effective N.
+    pub fn n(&self) -> usize {
+        self.view.n
+    }
+
+    /// True if this node holds the key's only copy (N is 1): no peer is
+    /// involved.
     pub fn local_only(&self) -> bool {
-        self.n == 1 && self.me == Some(0)
+        self.view.n == 1 && self.me == Some(0)
+    }
+
+    /// True if this node believes replica `i` up.
+    pub fn up(&self, i: usize) -> bool {
+        self.view.up[self.replicas[i]]
+    }
+
+    /// The first replica believed up, in preference order: the one that
+    /// coordinates writes that depend on the current value.
+    pub fn first_up(&self) -> Option<usize> {
+        (0..self.replicas.len()).find(|&i| self.up(i))
     }
 
     fn member(&self, i: usize) -> &Member {
@@ -88,6 +101,20 @@ impl PeerAddr {
     fn as_str(&self) -> &str {
         &self.view.members[self.member].peer_addr
     }
+}
+
+/// A peer call's failure as the coordinator's error: the peer's own error
+/// passed on, anything else retryable.
+pub(super) fn from_call(e: CallError) -> Error {
+    match e {
+        CallError::Remote(text) => Error::Command(text),
+        other => Error::TryAgain(other.to_string()),
+    }
+}
+
+/// The failure of a call not made: the replica is believed down.
+fn down(place: &Placement, i: usize) -> Error {
+    Error::TryAgain(format!("{} is down", place.member(i).peer_addr))
 }
 
 /// Polls `calls` until `needed` succeed or that can no longer happen.
@@ -137,26 +164,24 @@ fn finish_later<T: Send + 'static>(
     });
 }
 
-fn peer_error(e: impl std::fmt::Display) -> Error {
-    Error::TryAgain(e.to_string())
-}
-
 /// Reads replica `i`'s object.
 fn read_call(coordinator: &Coordinator, place: &Placement, i: usize, key: &Bytes) -> Call<Option<Object>> {
     let (key, hash) = (key.clone(), place.hash);
     if place.me == Some(i) {
         let store = Arc::clone(&coordinator.store);
-        Box::pin(async move { Ok(store.get(hash, &key).await?.map(Arc::unwrap_or_clone)) })
-    } else {
-        let (peers, addr) = (coordinator.peers.clone(), place.addr_of(i));
-        Box::pin(async move {
-            match peers.call(addr.as_str(), &Request::Read { key }).await.map_err(peer_error)? {
-                Response::Object(o) => Ok(o),
-                Response::Error(e) => Err(Error::Command(e)),
-                other => Err(peer_error(format!("unexpected answer {other:?}"))),
-            }
-        })
+        return Box::pin(async move { Ok(store.get(hash, &key).await?.map(Arc::unwrap_or_clone)) });
     }
+    if !place.up(i) {
+        let e = down(place, i);
+        return Box::pin(async move { Err(e) });
+    }
+    let (peers, addr) = (coordinator.peers.clone(), place.addr_of(i));
+    Box::pin(async move {
+        match peers.kv(addr.as_str(), KvRequest::Read { key }).await.map_err(from_call)? {
+            KvResponse::Object(o) => Ok(o),
+            other => Err(Error::TryAgain(format!("unexpected answer {other:?}"))),
+        }
+    })
 }
 
 /// Merges `object` into one replica.
@@ -175,11 +200,10 @@ fn merge_call(
     } else {
         let (peers, addr) = (peers.clone(), place.addr_of(i));
         Box::pin(async move {
-            let request = Request::Merge { key, object: Arc::unwrap_or_clone(object) };
-            match peers.call(addr.as_str(), &request).await.map_err(peer_error)? {
-                Response::Done => Ok(()),
-                Response::Error(e) => Err(Error::Command(e)),
-                other => Err(peer_error(format!("unexpected answer {other:?}"))),
+            let request = KvRequest::Merge { key, object: Arc::unwrap_or_clone(object) };
+            match peers.kv(addr.as_str(), request).await.map_err(from_call)? {
+                KvResponse::Done => Ok(()),
+                other => Err(Error::TryAgain(format!("unexpected answer {other:?}"))),
             }
         })
     }
@@ -200,12 +224,26 @@ pub(super) async fn merge_local(store: &Store, hash: u64, key: &[u8], object: &O
         .await
 }
 
+/// What failed, for the NOQUORUM log line: `address: why` per failure.
+fn failures<T>(answers: &[(usize, Result<T>)]) -> Vec<String> {
+    answers.iter().filter_map(|(_, a)| a.as_ref().err()).map(ToString::to_string).collect()
+}
+
 impl Coordinator {
     /// Reads `key` from its replicas and returns the merge of the answers
     /// once `r` replicas have answered; repairs stale replicas afterwards.
     pub(super) async fn read_replicas(&self, key: &Bytes, place: &Placement, r: usize) -> Result<Option<Object>> {
         let (reached, merged, got) = self.gather(key, place, r).await;
         if reached { Ok(merged) } else { Err(Error::NoQuorum { needed: r, got, outcome: Unmet::Read }) }
+    }
+
+    /// Counts and logs (at most once a second) a quorum missed, naming the
+    /// replicas that failed and how.
+    fn report_noquorum(&self, what: &str, needed: usize, got: usize, failed: Vec<String>) {
+        let summary = format!("{what}: {needed} replicas needed, {got} answered; {}", failed.join("; "));
+        if self.metrics.noquorum(summary.clone()) {
+            tracing::warn!("NOQUORUM {summary}");
+        }
     }
 
     /// Reads `key` from its replicas as [`read_replicas`](Self::read_replicas)
@@ -233,6 +271,9 @@ impl Coordinator {
             answers.push((i, call.await));
         }
         let got = answers.iter().filter(|(_, a)| a.is_ok()).count();
+        if status != Status::Reached {
+            self.report_noquorum("read", r, got, failures(&answers));
+        }
         let mut merged: Option<Object> = None;
         for (_, answer) in &answers {
             if let Ok(Some(o)) = answer {
@@ -286,14 +327,34 @@ impl Coordinator {
 
     /// Sends the object this node just wrote to the other replicas and waits
     /// until `w` replicas (this one included) hold it.
+    /// Replicas believed down are not waited for, but still sent the object
+    /// in the background, in case the detector is wrong.
     pub(super) async fn replicate(&self, key: &Bytes, place: &Placement, object: Object, w: usize) -> Result<()> {
         let object = Arc::new(object);
+        let mut best_effort = Vec::new();
         let calls: Vec<Call<()>> = (0..place.replicas.len())
             .filter(|&i| place.me != Some(i))
-            .map(|i| merge_call(&self.store, &self.peers, place, i, key, Arc::clone(&object)))
+            .map(|i| {
+                let call = merge_call(&self.store, &self.peers, place, i, key, Arc::clone(&object));
+                if place.up(i) {
+                    call
+                } else {
+                    best_effort.push(call);
+                    let e = down(place, i);
+                    Box::pin(async move { Err(e) }) as Call<()>
+                }
+            })
             .collect();
+        for call in best_effort {
+            self.tasks.spawn(async move {
+                let _ = call.await;
+            });
+        }
         let (status, answers, pending) = until_quorum(calls, w.saturating_sub(1)).await;
         let got = 1 + answers.iter().filter(|(_, a)| a.is_ok()).count();
+        if status != Status::Reached {
+            self.report_noquorum("write", w, got, failures(&answers));
+        }
         if !pending.is_empty() {
             finish_later(&self.tasks, answers, pending, |_| Box::pin(async { Ok(()) }));
         }
@@ -314,25 +375,36 @@ impl Coordinator {
     /// so trying another would apply the write twice (an INCR counted twice,
     /// a stale SET over a newer one): the answer is then NOQUORUM, whose
     /// meaning is exactly "not acknowledged; may or may not have happened".
-    /// When no replica could be reached at all, nothing was written.
-    pub(super) async fn forward(&self, place: &Placement, request: Request, w: usize) -> Result<Option<Response>> {
+    /// When no replica could be reached at all, nothing was written. A
+    /// replica believed down is passed over without being asked.
+    pub(super) async fn forward(&self, place: &Placement, request: KvRequest, w: usize) -> Result<Option<KvResponse>> {
         let mut outcome = Unmet::NotWritten;
+        let mut failed = Vec::new();
         for i in 0..place.replicas.len() {
             if place.me == Some(i) {
                 return Ok(None);
             }
+            if !place.up(i) {
+                failed.push(down(place, i).to_string());
+                continue;
+            }
             metrics::add(&self.metrics.writes_forwarded, 1);
-            match self.peers.call(&place.member(i).peer_addr, &request).await {
-                Ok(Response::Error(e)) => return Err(Error::Command(e)),
+            match self.peers.kv(&place.member(i).peer_addr, request.clone()).await {
                 Ok(answer) => return Ok(Some(answer)),
-                Err(CallError::Unreachable(addr, why)) => tracing::debug!("forwarding past {addr}: {why}"),
+                Err(CallError::Remote(e)) => return Err(Error::Command(e)),
+                Err(e) if e.not_delivered() => {
+                    tracing::debug!("forwarding past: {e}");
+                    failed.push(e.to_string());
+                }
                 Err(e) => {
                     tracing::debug!("forwarded write's outcome unknown: {e}");
+                    failed.push(e.to_string());
                     outcome = Unmet::MaybeWritten;
                     break;
                 }
             }
         }
+        self.report_noquorum("forwarded write", w, 0, failed);
         Err(Error::NoQuorum { needed: w, got: 0, outcome })
     }
 }

@@ -1,86 +1,218 @@
-//! The node's view of the cluster: the members, where to reach them, and
-//! the ring they form.
+//! Membership: which nodes form the cluster, and which of them are alive,
+//! as this node sees it.
 //!
-//! A node learns of the cluster from its seeds: every second (more often
-//! while the view is still changing) it sends its member list to every seed
-//! and every member it knows, and merges the list each answers with; a
-//! node that receives a list merges it too. Lists only grow, so every node
-//! converges on the union, and the ring, a pure function of that list, is
-//! the same everywhere. Members are never dropped here: leaving the cluster,
-//! failure detection and gossip of liveness come with later issues.
+//! **The cluster.** A cluster has a record (a random id, its partition
+//! count Q and its replication factor N), created once and kept in every
+//! member's `meta`. A node started without seeds creates a cluster of one.
+//! A node with seeds and no cluster yet asks its seeds until one answers
+//! with a record and adopts it; if none has one, the first seed creates it
+//! (the node that finds itself at the first seed's address), so nodes
+//! started together from one seed list end in one cluster. The handshake
+//! carries the cluster id and Q, so a node of another cluster is refused
+//! (`rpc`), and nothing of it is merged.
 //!
-//! The current view is an immutable [`View`] behind an `Arc`, swapped when
-//! the member list changes, so readers take it without waiting.
+//! **Members** are kept in a [`Table`]: each says of itself
+//! its addresses, status and a version that only it raises (at every start
+//! to at least the clock's milliseconds, persisted first, so it never goes
+//! back; a node that finds its own entry newer elsewhere, restored from a
+//! backup or copied, moves past it).
+//! The table spreads by gossip: every round (`gossip-interval`, 1 s) the
+//! node exchanges digests with one random live member, and now and then
+//! with a seed and with a member it believes down, so partitions heal;
+//! only deltas travel besides the digest. The table is saved in `meta`, so
+//! a restarted node with no seeds rejoins from it. Members are never
+//! dropped for being unreachable; a node back at a known address under a
+//! new id (its data directory lost) replaces the old id.
+//!
+//! **Liveness** is local to each node and separate from the ring. Every
+//! member's heartbeat rises each round and spreads with gossip; a
+//! phi-accrual [`Detector`] per member turns the arrival intervals into up
+//! or down (`phi-threshold`, 8). The coordinator reads it from the
+//! [`View`]: a replica believed down is not waited for.
 
-use std::collections::HashSet;
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+pub mod detector;
+pub mod table;
+mod view;
 
-use crate::join::join_all;
-use crate::ring::{Partitioner, Ring, key_hash};
-use crate::rpc::{Member, Peers, Request, Response};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+use crate::ring::Ring;
+use crate::rpc::{
+    CallError, ClusterRecord, Entry, GossipRequest, GossipResponse, Hello, Member, Peers, Response, Status,
+    decode_entries, decode_record, encode_entries, encode_record,
+};
 use crate::shutdown::Stop;
+use crate::storage::Store;
 use crate::version::NodeId;
 
-/// Exchange period once the view is settled.
-const EXCHANGE_INTERVAL: Duration = Duration::from_secs(1);
-/// Exchange period while the view has changed recently.
-const EXCHANGE_INTERVAL_BUSY: Duration = Duration::from_millis(100);
-/// How long after a change the exchange stays busy.
-const SETTLE_TIME: Duration = Duration::from_secs(5);
+use detector::Detector;
+use table::{Applied, Table};
+pub use view::View;
 
-/// One consistent picture of the cluster.
-#[derive(Debug)]
-pub struct View {
-    /// Sorted by id.
-    pub members: Vec<Member>,
-    pub ring: Ring,
+/// Names in `meta`.
+const CLUSTER: &str = "cluster";
+const MEMBERS: &str = "members";
+const VERSION: &str = "member-version";
+/// How often a node that has no cluster yet asks its seeds again.
+const JOIN_RETRY: Duration = Duration::from_secs(1);
+/// Rounds between refreshes of this node's disk usage in its beat.
+const LOAD_EVERY: u64 = 10;
+/// Rounds between gossip with a seed, at least.
+const SEED_EVERY: u64 = 5;
+
+/// How membership runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Peers to ask for the cluster, as `host:peer-port`.
+    pub seeds: Vec<String>,
+    /// Q of a cluster this node creates (and must match to join one).
+    pub partitions: u32,
+    /// N of a cluster this node creates.
+    pub n: usize,
+    /// True if the operator set `n` (a cluster with another N is then
+    /// worth a warning).
+    pub n_configured: bool,
+    pub gossip_interval: Duration,
+    /// Suspicion above which a member is down.
+    pub phi_threshold: f64,
 }
 
-impl View {
-    fn new(members: Vec<Member>, q: u32) -> Self {
-        let ids: Vec<NodeId> = members.iter().map(|m| m.id).collect();
-        Self { ring: Ring::new(&ids, q), members }
-    }
+/// One member as operators see it.
+#[derive(Clone, Debug)]
+pub struct MemberStatus {
+    pub entry: Entry,
+    pub me: bool,
+    pub up: bool,
+    pub phi: f64,
+    /// Milliseconds since its heartbeat last rose, if it ever did.
+    pub last_heard_ms: Option<u64>,
+    pub keys: u64,
+    pub bytes: u64,
+}
 
-    #[must_use]
-    pub fn member(&self, id: NodeId) -> Option<&Member> {
-        self.members.binary_search_by_key(&id, |m| m.id).ok().map(|i| &self.members[i])
-    }
+/// Gossip's counters, for INFO.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GossipStats {
+    pub rounds: u64,
+    /// The longest any member believed up has been silent, in ms.
+    pub slowest_heartbeat_ms: u64,
+}
 
-    #[must_use]
-    pub fn partitioner(&self) -> Partitioner {
-        self.ring.partitioner()
-    }
-
-    /// The partition of `key` and its first `n` distinct owners.
-    #[must_use]
-    pub fn replicas_of(&self, key: &[u8], n: usize) -> (u32, Vec<&Member>) {
-        self.replicas_at(key_hash(key), n)
-    }
-
-    /// The partition of ring position `hash` and its first `n` owners.
-    #[must_use]
-    pub fn replicas_at(&self, hash: u64, n: usize) -> (u32, Vec<&Member>) {
-        let p = self.ring.partitioner().of(hash);
-        (p, self.ring.replicas(p, n).iter().filter_map(|&id| self.member(id)).collect())
-    }
+struct State {
+    cluster: Option<ClusterRecord>,
+    table: Table,
+    detectors: HashMap<NodeId, Detector>,
+    down: HashSet<NodeId>,
+    /// The table changed since it was saved.
+    unsaved: bool,
+    /// A newer version of this node's entry was seen elsewhere.
+    own_version_seen: Option<u64>,
+    /// Addresses whose refusal has been logged.
+    refused: HashSet<String>,
+    /// This node's disk usage, refreshed every few rounds.
+    bytes: u64,
+    rng: u64,
 }
 
 pub struct Membership {
     me: Member,
-    q: u32,
-    seeds: Vec<String>,
+    settings: Settings,
     peers: Peers,
+    store: Arc<Store>,
+    state: Mutex<State>,
     view: RwLock<Arc<View>>,
-    changed: RwLock<Instant>,
+    rounds: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn storage_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Storage(format!("{what}: {e}"))
 }
 
 impl Membership {
-    #[must_use]
-    pub fn new(me: Member, q: u32, seeds: Vec<String>, peers: Peers) -> Self {
-        let view = Arc::new(View::new(vec![me.clone()], q));
-        Self { me, q, seeds, peers, view: RwLock::new(view), changed: RwLock::new(Instant::now()) }
+    /// Loads this node's cluster and members from `store` (creating a
+    /// cluster of one when it has none and no seeds), raises its own
+    /// version, and publishes the first view. Joining through seeds
+    /// happens in [`run`](Self::run).
+    ///
+    /// # Errors
+    /// Storage failures, or a corrupt record.
+    pub async fn start(me: Member, settings: Settings, peers: Peers, store: Arc<Store>) -> Result<Arc<Self>> {
+        let cluster = match store.meta_get(CLUSTER).await? {
+            Some(b) => Some(decode_record(&b).map_err(|e| storage_error("the cluster record", e))?),
+            None => None,
+        };
+        let saved = match store.meta_get(MEMBERS).await? {
+            Some(b) => decode_entries(&b).map_err(|e| storage_error("the member table", e))?,
+            None => Vec::new(),
+        };
+        let version = next_version(read_u64(store.meta_get(VERSION).await?));
+        store.meta_put(VERSION, Bytes::copy_from_slice(&version.to_le_bytes())).await?;
+        let entry = Entry {
+            id: me.id,
+            client_addr: me.client_addr.clone(),
+            peer_addr: me.peer_addr.clone(),
+            status: Status::Valid,
+            version,
+            replaces: None,
+        };
+        let mut table = Table::new(entry);
+        table.learn(saved.into_iter().filter(|e| e.id != me.id).collect());
+        let now = now_ms();
+        let detectors = table
+            .all()
+            .filter(|k| k.entry.id != me.id)
+            .map(|k| {
+                let mut d = Detector::new(millis(settings.gossip_interval));
+                d.heartbeat(now);
+                (k.entry.id, d)
+            })
+            .collect();
+        let rng = crate::random::random_u64() | 1;
+        let state = State {
+            cluster,
+            table,
+            detectors,
+            down: HashSet::new(),
+            unsaved: true,
+            own_version_seen: None,
+            refused: HashSet::new(),
+            bytes: 0,
+            rng,
+        };
+        let placeholder = Arc::new(View::new(
+            None,
+            1,
+            vec![me.clone()],
+            vec![true],
+            Arc::new(Ring::single(me.id, settings.partitions)),
+        ));
+        let membership = Arc::new(Self {
+            me,
+            settings,
+            peers,
+            store,
+            state: Mutex::new(state),
+            view: RwLock::new(placeholder),
+            rounds: AtomicU64::new(0),
+        });
+        match cluster {
+            Some(record) => membership.enter(record),
+            None if membership.settings.seeds.is_empty() => membership.create().await?,
+            None => membership.publish(&lock(&membership.state)),
+        }
+        membership.save().await;
+        Ok(membership)
     }
 
     /// The current view.
@@ -89,136 +221,422 @@ impl Membership {
         Arc::clone(&self.view.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Merges what a peer knows: new members are added, known ones take
-    /// the addresses of their latest run, and a peer address names one node
-    /// (a node that comes back under a new id, its data directory lost,
-    /// replaces its old id rather than counting twice). Returns true if the
-    /// view changed.
-    pub fn learn(&self, members: &[Member]) -> bool {
-        let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
-        let mut list = view.members.clone();
-        let mut changed = false;
-        for m in members {
-            if let Some(i) = list.iter().position(|x| x.peer_addr == m.peer_addr && x.id != m.id) {
-                if m.epoch <= list[i].epoch || list[i].id == self.me.id {
-                    continue;
-                }
-                tracing::warn!(old = %list[i].id, new = %m.id, addr = %m.peer_addr, "a node came back under a new id; forgetting the old one");
-                list.remove(i);
-                changed = true;
-            }
-            match list.binary_search_by_key(&m.id, |x| x.id) {
-                Ok(i) if m.id != self.me.id && m.epoch > list[i].epoch => {
-                    list[i] = m.clone();
-                    changed = true;
-                }
-                Ok(_) => {}
-                Err(i) => {
-                    list.insert(i, m.clone());
-                    changed = true;
-                }
-            }
-        }
-        if changed {
-            let names: Vec<String> = list.iter().map(|m| format!("{} at {}", m.id, m.client_addr)).collect();
-            tracing::info!(members = list.len(), "cluster view changed: {}", names.join(", "));
-            *view = Arc::new(View::new(list, self.q));
-            *self.changed.write().unwrap_or_else(PoisonError::into_inner) = Instant::now();
-        }
-        changed
+    /// This node's cluster, once it has one.
+    #[must_use]
+    pub fn cluster(&self) -> Option<ClusterRecord> {
+        lock(&self.state).cluster
     }
 
-    /// Exchanges member lists with every seed and member until stopped.
+    /// Joins the cluster if need be, then gossips every round until
+    /// stopped.
     pub async fn run(self: Arc<Self>, mut stop: Stop) {
-        let mut unreachable = HashSet::new();
+        if self.cluster().is_none() && !self.join(&mut stop).await {
+            return;
+        }
+        let mut tick = tokio::time::interval(self.settings.gossip_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.exchange(&mut unreachable).await;
-            let busy = self.changed.read().unwrap_or_else(PoisonError::into_inner).elapsed() < SETTLE_TIME;
-            let pause = if busy { EXCHANGE_INTERVAL_BUSY } else { EXCHANGE_INTERVAL };
             tokio::select! {
-                () = tokio::time::sleep(pause) => {}
+                _ = tick.tick() => {}
                 () = stop.stopped() => return,
             }
+            self.round().await;
         }
     }
 
-    /// One round: send our list to everyone we know of, merge the answers.
-    /// Logs when a peer stops or starts answering (`unreachable` holds the
-    /// addresses that did not answer the last round), so an operator sees
-    /// why requests answer NOQUORUM.
-    async fn exchange(&self, unreachable: &mut HashSet<String>) {
-        let view = self.view();
-        let mut targets: Vec<String> = self.seeds.clone();
-        targets.extend(view.members.iter().map(|m| m.peer_addr.clone()));
-        targets.sort();
-        targets.dedup();
-        targets.retain(|a| *a != self.me.peer_addr);
-        let request = Request::Members(view.members.clone());
-        let calls = targets.iter().map(|addr| self.peers.call(addr, &request)).collect();
-        for (addr, answer) in targets.iter().zip(join_all(calls).await) {
-            match answer {
-                Ok(Response::Members(list)) => {
-                    self.learn(&list);
-                    if unreachable.remove(addr) {
-                        tracing::info!(peer = %addr, "peer answering again");
+    /// Asks the seeds for the cluster until one answers with it (or this
+    /// node turns out to be the first seed, with no cluster anywhere: it
+    /// creates it). False if stopped first.
+    async fn join(&self, stop: &mut Stop) -> bool {
+        let mut told = false;
+        loop {
+            for seed in &self.settings.seeds {
+                match self.peers.gossip(seed, GossipRequest::Join).await {
+                    Ok(GossipResponse::Cluster(Some(record), entries)) => {
+                        if let Err(e) = self.adopt(record, entries, seed).await {
+                            tracing::error!("cannot join cluster {:016x}: {e}", record.id);
+                        } else {
+                            return true;
+                        }
                     }
-                }
-                Ok(other) => tracing::warn!(peer = %addr, "unexpected answer to a member exchange: {other:?}"),
-                Err(e) => {
-                    if unreachable.insert(addr.clone()) {
-                        tracing::warn!(peer = %addr, "peer not answering: {e}");
-                    }
+                    Ok(_) => {}
+                    Err(e) => self.note_failure(&e),
                 }
             }
+            let first = &self.settings.seeds[0];
+            if self.peers.identify(first).await.is_ok_and(|hello| hello.member.id == self.me.id) {
+                match self.create().await {
+                    Ok(()) => return true,
+                    Err(e) => tracing::error!("cannot create the cluster: {e}"),
+                }
+            }
+            if !told {
+                tracing::info!(seeds = ?self.settings.seeds, "waiting for a seed to answer with its cluster (the first seed, {first}, creates one if none exists)");
+                told = true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(JOIN_RETRY) => {}
+                () = stop.stopped() => return false,
+            }
         }
+    }
+
+    /// Creates a cluster of this node.
+    async fn create(&self) -> Result<()> {
+        let record = ClusterRecord {
+            id: crate::random::random_u64() | 1,
+            partitions: self.settings.partitions,
+            n: u32::try_from(self.settings.n).unwrap_or(u32::MAX),
+        };
+        self.store.meta_put(CLUSTER, encode_record(&record)).await?;
+        tracing::info!(cluster = %format!("{:016x}", record.id), q = record.partitions, n = record.n, "created a cluster");
+        self.enter(record);
+        Ok(())
+    }
+
+    /// Adopts the cluster a seed answered with, and its members.
+    async fn adopt(&self, record: ClusterRecord, entries: Vec<Entry>, seed: &str) -> Result<()> {
+        if record.partitions != self.settings.partitions {
+            return Err(Error::Config(format!(
+                "the cluster has {} partitions and this node {}; set partitions = {}",
+                record.partitions, self.settings.partitions, record.partitions
+            )));
+        }
+        self.store.meta_put(CLUSTER, encode_record(&record)).await?;
+        let replaced = entries
+            .iter()
+            .find(|e| e.id != self.me.id && e.peer_addr == self.me.peer_addr && e.status != Status::Removed)
+            .map(|e| e.id);
+        {
+            let mut st = lock(&self.state);
+            let applied = st.table.learn(entries.into_iter().filter(|e| e.id != self.me.id).collect());
+            self.absorb(&mut st, applied);
+        }
+        if let Some(old) = replaced {
+            tracing::warn!(old = %old, new = %self.me.id, addr = %self.me.peer_addr, "this node replaces the member that was at its address (a lost data directory)");
+            let entry = Entry { replaces: Some(old), ..lock(&self.state).table.me().entry.clone() };
+            self.announce(entry, 0).await?;
+        }
+        tracing::info!(cluster = %format!("{:016x}", record.id), seed, n = record.n, "joined the cluster");
+        self.enter(record);
+        Ok(())
+    }
+
+    /// Starts living in cluster `record`: handshakes say so, the view
+    /// shows it.
+    fn enter(&self, record: ClusterRecord) {
+        if self.settings.n_configured && record.n as usize != self.settings.n {
+            tracing::warn!(
+                "n = {} is configured, but this cluster's N is {} (set when the cluster was created)",
+                self.settings.n,
+                record.n
+            );
+        }
+        self.peers.set_cluster(record.id, record.partitions);
+        let mut st = lock(&self.state);
+        st.cluster = Some(record);
+        self.publish(&st);
+    }
+
+    /// Raises this node's version above `above` (and its own), persists
+    /// it, and makes `entry` (with that version) its entry.
+    async fn announce(&self, entry: Entry, above: u64) -> Result<()> {
+        let version = next_version(entry.version.max(above));
+        self.store.meta_put(VERSION, Bytes::copy_from_slice(&version.to_le_bytes())).await?;
+        let mut st = lock(&self.state);
+        st.table.set_me(Entry { version, ..entry });
+        st.unsaved = true;
+        self.publish(&st);
+        Ok(())
+    }
+
+    /// One gossip round: raise the heartbeat, exchange with the round's
+    /// targets, judge liveness, save what changed.
+    async fn round(&self) {
+        let round = self.rounds.fetch_add(1, Ordering::Relaxed) + 1;
+        if round % LOAD_EVERY == 1 {
+            let bytes = self.store.disk_space().await;
+            lock(&self.state).bytes = bytes;
+        }
+        let keys = u64::try_from(self.store.tally().keys).unwrap_or(0);
+        let (targets, digest) = {
+            let mut st = lock(&self.state);
+            let bytes = st.bytes;
+            st.table.beat(keys, bytes);
+            (self.targets(&mut st, round), st.table.digest())
+        };
+        for addr in targets {
+            self.exchange(&addr, digest.clone()).await;
+        }
+        let seen = lock(&self.state).own_version_seen.take();
+        if let Some(seen) = seen {
+            tracing::warn!(id = %self.me.id, seen, "another process announced this node with a newer version (a restored backup or a copy of its data directory); moving past it");
+            let entry = lock(&self.state).table.me().entry.clone();
+            if let Err(e) = self.announce(entry, seen).await {
+                tracing::error!("cannot raise this node's version: {e}");
+            }
+        }
+        self.judge();
+        self.save().await;
+    }
+
+    /// This round's partners: a random live member; with a chance growing
+    /// with their number, a member believed down; every few rounds (or
+    /// with nobody live) a seed.
+    fn targets(&self, st: &mut State, round: u64) -> Vec<String> {
+        let mut live = Vec::new();
+        let mut down = Vec::new();
+        for k in st.table.all().filter(|k| k.entry.id != self.me.id && k.entry.status != Status::Removed) {
+            if st.down.contains(&k.entry.id) { &mut down } else { &mut live }.push(k.entry.peer_addr.clone());
+        }
+        let pick = |from: &[String], st: &mut State| -> Option<String> {
+            st.rng ^= st.rng << 13;
+            st.rng ^= st.rng >> 7;
+            st.rng ^= st.rng << 17;
+            (!from.is_empty()).then(|| from[(st.rng % from.len() as u64) as usize].clone())
+        };
+        let mut targets: Vec<String> = pick(&live, st).into_iter().collect();
+        if !down.is_empty() && (st.rng % (live.len() as u64 + 1)) < down.len() as u64 {
+            targets.extend(pick(&down, st));
+        }
+        if live.is_empty() || round % SEED_EVERY == 0 {
+            let seeds: Vec<String> = self
+                .settings
+                .seeds
+                .iter()
+                .filter(|s| **s != self.me.peer_addr && !targets.contains(s))
+                .cloned()
+                .collect();
+            targets.extend(pick(&seeds, st));
+        }
+        targets
+    }
+
+    /// A push-pull exchange with the peer at `addr`.
+    async fn exchange(&self, addr: &str, digest: Vec<crate::rpc::DigestItem>) {
+        match self.peers.gossip(addr, GossipRequest::Syn(digest)).await {
+            Ok(GossipResponse::Ack { deltas, wants }) => {
+                let pushed = {
+                    let mut st = lock(&self.state);
+                    let applied = st.table.apply(deltas);
+                    self.absorb(&mut st, applied);
+                    st.table.deltas(&wants)
+                };
+                if !pushed.is_empty()
+                    && let Err(e) = self.peers.gossip(addr, GossipRequest::Push(pushed)).await
+                {
+                    self.note_failure(&e);
+                }
+            }
+            Ok(other) => tracing::debug!(peer = addr, "unexpected answer to gossip: {other:?}"),
+            Err(e) => self.note_failure(&e),
+        }
+    }
+
+    /// Logs a refusal once per address; other failures are for the failure
+    /// detector to judge.
+    fn note_failure(&self, e: &CallError) {
+        match e {
+            CallError::Refused(addr, why) => {
+                if lock(&self.state).refused.insert(addr.clone()) {
+                    tracing::warn!(peer = %addr, "refused: {why}");
+                }
+            }
+            other => tracing::debug!("gossip: {other}"),
+        }
+    }
+
+    /// Takes in what applying deltas changed.
+    fn absorb(&self, st: &mut State, applied: Applied) {
+        let now = now_ms();
+        let expected = millis(self.settings.gossip_interval);
+        for id in applied.heard {
+            st.detectors.entry(id).or_insert_with(|| Detector::new(expected)).heartbeat(now);
+        }
+        if let Some(seen) = applied.own_version_seen {
+            st.own_version_seen = Some(st.own_version_seen.unwrap_or(0).max(seen));
+        }
+        for e in &applied.changed {
+            tracing::info!(member = %e.id, addr = %e.peer_addr, status = %e.status, version = e.version, "member learned");
+        }
+        if applied.entries_changed {
+            st.unsaved = true;
+            self.publish(st);
+        }
+    }
+
+    /// Judges every member up or down by its suspicion, logs the changes
+    /// and publishes them.
+    fn judge(&self) {
+        let now = now_ms();
+        let mut st = lock(&self.state);
+        let mut changes = Vec::new();
+        let members: Vec<(NodeId, String)> = st
+            .table
+            .all()
+            .filter(|k| k.entry.id != self.me.id && k.entry.status != Status::Removed)
+            .map(|k| (k.entry.id, k.entry.peer_addr.clone()))
+            .collect();
+        for (id, addr) in members {
+            let phi = st
+                .detectors
+                .entry(id)
+                .or_insert_with(|| {
+                    let mut d = Detector::new(millis(self.settings.gossip_interval));
+                    d.heartbeat(now);
+                    d
+                })
+                .phi(now);
+            let down = phi > self.settings.phi_threshold;
+            if down != st.down.contains(&id) {
+                if down {
+                    st.down.insert(id);
+                } else {
+                    st.down.remove(&id);
+                }
+                changes.push((id, addr, phi, down));
+            }
+        }
+        if changes.is_empty() {
+            return;
+        }
+        for (id, addr, phi, down) in changes {
+            if down {
+                tracing::warn!(peer = %id, addr = %addr, phi = format!("{phi:.1}"), "peer down");
+            } else {
+                tracing::info!(peer = %id, addr = %addr, phi = format!("{phi:.1}"), "peer up");
+            }
+        }
+        self.publish(&st);
+    }
+
+    /// Publishes a new view from the state.
+    fn publish(&self, st: &State) {
+        let members: Vec<Member> = st
+            .table
+            .all()
+            .filter(|k| k.entry.status != Status::Removed)
+            .map(|k| Member {
+                id: k.entry.id,
+                client_addr: k.entry.client_addr.clone(),
+                peer_addr: k.entry.peer_addr.clone(),
+            })
+            .collect();
+        let ids: Vec<NodeId> = members.iter().map(|m| m.id).collect();
+        let old = self.view();
+        let ring = if old.members.iter().map(|m| m.id).eq(ids.iter().copied()) {
+            Arc::clone(&old.ring)
+        } else {
+            Arc::new(Ring::new(&ids, self.settings.partitions))
+        };
+        let up = members.iter().map(|m| m.id == self.me.id || !st.down.contains(&m.id)).collect();
+        let view = View::new(st.cluster, self.settings.n, members, up, ring);
+        self.store.set_reap_objects(st.cluster.is_some() && view.n == 1);
+        *self.view.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(view);
+    }
+
+    /// Saves the member table if it changed.
+    async fn save(&self) {
+        let entries: Option<Vec<Entry>> = {
+            let mut st = lock(&self.state);
+            std::mem::take(&mut st.unsaved).then(|| st.table.all().map(|k| k.entry.clone()).collect())
+        };
+        if let Some(entries) = entries
+            && let Err(e) = self.store.meta_put(MEMBERS, encode_entries(&entries)).await
+        {
+            tracing::warn!("cannot save the member table: {e}");
+            lock(&self.state).unsaved = true;
+        }
+    }
+
+    /// Answers a peer's gossip.
+    pub fn handle(&self, from: &Hello, request: GossipRequest) -> Response {
+        let mut st = lock(&self.state);
+        let answer = match request {
+            GossipRequest::Ping => GossipResponse::Pong,
+            GossipRequest::Join => {
+                GossipResponse::Cluster(st.cluster, st.table.all().map(|k| k.entry.clone()).collect())
+            }
+            _ if st.cluster.is_none_or(|c| c.id != from.cluster) => {
+                return Response::Error("TRYAGAIN not a member of this node's cluster".into());
+            }
+            GossipRequest::Syn(digest) => {
+                if let Some(seen) = st.table.another_self_in(&digest) {
+                    st.own_version_seen = Some(st.own_version_seen.unwrap_or(0).max(seen));
+                }
+                let (deltas, wants) = st.table.compare(&digest);
+                GossipResponse::Ack { deltas, wants }
+            }
+            GossipRequest::Push(deltas) => {
+                let applied = st.table.apply(deltas);
+                self.absorb(&mut st, applied);
+                GossipResponse::Done
+            }
+        };
+        Response::Gossip(answer)
+    }
+
+    /// Every member as operators see it, and the cluster's record.
+    #[must_use]
+    pub fn status(&self) -> (Option<ClusterRecord>, Vec<MemberStatus>) {
+        let now = now_ms();
+        let st = lock(&self.state);
+        let members = st
+            .table
+            .all()
+            .map(|k| {
+                let me = k.entry.id == self.me.id;
+                let detector = st.detectors.get(&k.entry.id);
+                MemberStatus {
+                    entry: k.entry.clone(),
+                    me,
+                    up: me || (k.entry.status != Status::Removed && !st.down.contains(&k.entry.id)),
+                    phi: if me { 0.0 } else { detector.map_or(0.0, |d| d.phi(now)) },
+                    last_heard_ms: if me {
+                        Some(0)
+                    } else {
+                        detector.and_then(Detector::last_heard).map(|t| now.saturating_sub(t))
+                    },
+                    keys: k.beat.keys,
+                    bytes: k.beat.bytes,
+                }
+            })
+            .collect();
+        (st.cluster, members)
+    }
+
+    /// Gossip's counters.
+    #[must_use]
+    pub fn stats(&self) -> GossipStats {
+        let now = now_ms();
+        let st = lock(&self.state);
+        let slowest = st
+            .detectors
+            .iter()
+            .filter(|(id, _)| {
+                !st.down.contains(id) && st.table.get(**id).is_some_and(|k| k.entry.status != Status::Removed)
+            })
+            .filter_map(|(_, d)| d.last_heard())
+            .map(|t| now.saturating_sub(t))
+            .max()
+            .unwrap_or(0);
+        GossipStats { rounds: self.rounds.load(Ordering::Relaxed), slowest_heartbeat_ms: slowest }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::shutdown;
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
-    fn member(id: u64, port: u16, epoch: u64) -> Member {
-        Member {
-            id: NodeId(id),
-            client_addr: format!("127.0.0.1:{port}"),
-            peer_addr: format!("127.0.0.1:{}", port + 10_000),
-            epoch,
-        }
-    }
+fn read_u64(bytes: Option<Bytes>) -> u64 {
+    bytes.and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok()).map_or(0, u64::from_le_bytes)
+}
 
-    fn membership(me: Member) -> Membership {
-        let (_, stop) = shutdown::signal();
-        let peers = Peers::new(me.clone(), Duration::from_millis(100), 1 << 20, stop);
-        Membership::new(me, 16, vec![], peers)
-    }
-
-    #[test]
-    fn lists_merge_by_union_and_latest_addresses_win() {
-        let m = membership(member(2, 7002, 5));
-        assert!(m.learn(&[member(1, 7001, 5), member(3, 7003, 5)]));
-        assert!(!m.learn(&[member(1, 7001, 5)]), "nothing new");
-        assert!(!m.learn(&[member(1, 7101, 4)]), "an older run does not win");
-        assert!(m.learn(&[member(1, 7201, 6)]), "a newer run does");
-        assert!(!m.learn(&[member(2, 9999, 99)]), "nobody else decides where this node is");
-        let view = m.view();
-        let ids: Vec<u64> = view.members.iter().map(|m| m.id.0).collect();
-        assert_eq!(ids, [1, 2, 3]);
-        assert_eq!(view.member(NodeId(1)).map(|m| m.client_addr.as_str()), Some("127.0.0.1:7201"));
-        assert_eq!(view.ring.owned_by(NodeId(2)), 5);
-        let (_, replicas) = view.replicas_of(b"some key", 3);
-        assert_eq!(replicas.len(), 3);
-    }
-
-    #[test]
-    fn a_new_id_at_a_known_address_replaces_the_old_one() {
-        let m = membership(member(2, 7002, 5));
-        m.learn(&[member(1, 7001, 5), member(3, 7003, 5)]);
-        assert!(m.learn(&[member(9, 7003, 8)]), "node 3 came back as 9");
-        assert!(!m.learn(&[member(3, 7003, 5)]), "a stale list does not bring the old id back");
-        assert!(!m.learn(&[member(7, 7002, 99)]), "nobody takes this node's address from it");
-        let ids: Vec<u64> = m.view().members.iter().map(|m| m.id.0).collect();
-        assert_eq!(ids, [1, 2, 9]);
-    }
+/// The version to announce after `after`: above it, and at least the
+/// wall clock in milliseconds, as Cassandra's generation is the start
+/// time. The clock is what moves a node restored from a backup (whose
+/// saved version went back) past the entries its later runs announced;
+/// the saved version keeps it rising should the clock go back.
+fn next_version(after: u64) -> u64 {
+    after.saturating_add(1).max(now_ms())
 }

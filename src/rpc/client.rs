@@ -1,6 +1,11 @@
 //! Calling peers: one persistent connection per peer address, requests
 //! multiplexed over it by id.
 //!
+//! Each connection opens with the handshake (see `wire.rs`): a peer of
+//! another cluster, with another partition count or no common protocol
+//! version is refused, by whichever side notices first, and the caller gets
+//! [`CallError::Refused`] with the reason.
+//!
 //! Callers encode their request into a frame and hand it to the
 //! connection's writer task, which writes frames as they come and flushes
 //! when its queue runs dry (so concurrent calls share writes); the reader
@@ -11,6 +16,12 @@
 //! dropped, its callers get an error, and the next call reconnects, but not
 //! before a backoff that doubles per failure (up to a second), so a dead
 //! peer costs callers a fast failure rather than a connect attempt each.
+//! A connection whose calls keep timing out (a paused or partitioned peer)
+//! is closed the same way, rather than held open for answers that do not
+//! come.
+//!
+//! [`Faults`] is the test seam: rules that drop, delay or refuse this
+//! node's calls to chosen addresses, so partitions are deterministic.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,22 +36,90 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::shutdown::Stop;
 
-use super::wire::{Member, Request, Response, handshake, parse_handshake, split_frame};
+use super::gossip::{GossipRequest, GossipResponse};
+use super::kv::{KvRequest, KvResponse};
+use super::wire::{Greeting, Hello, Request, Response, handshake, parse_handshake, split_frame};
 
 /// Frames queued per connection before callers wait.
 const QUEUE: usize = 4096;
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Calls timed out in a row, with no answer between, after which a
+/// connection is closed.
+const STALLED_AFTER: u32 = 3;
 
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
+    /// Nothing was delivered: the peer could not be reached.
     #[error("{0} is unreachable: {1}")]
     Unreachable(String, String),
+    /// No answer in time: the request may or may not have been applied.
     #[error("{0} did not answer in time")]
     Timeout(String),
+    /// The connection broke after the request was sent: outcome unknown.
     #[error("connection to {0} lost")]
     Lost(String),
+    /// The peer (or this node) refused the connection, and why.
+    #[error("{0} refused: {1}")]
+    Refused(String, String),
+    /// The peer answered with an error (a RESP error line: `CODE message`).
+    #[error("{0}")]
+    Remote(String),
+}
+
+impl CallError {
+    /// True if the request certainly did not reach the peer.
+    #[must_use]
+    pub fn not_delivered(&self) -> bool {
+        matches!(self, Self::Unreachable(..) | Self::Refused(..))
+    }
+}
+
+/// What the test seam does to this node's calls to an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Requests are lost: calls time out.
+    Drop,
+    /// Requests are held this long before they are sent.
+    Delay(Duration),
+    /// The address refuses connections: calls fail at once.
+    Refuse,
+}
+
+/// The test seam: faults injected into this node's calls, by peer address.
+#[derive(Default)]
+pub struct Faults {
+    any: AtomicBool,
+    rules: Mutex<HashMap<String, Fault>>,
+}
+
+impl Faults {
+    /// Applies `fault` to calls to `addr` from now on.
+    pub fn set(&self, addr: &str, fault: Fault) {
+        lock(&self.rules).insert(addr.to_string(), fault);
+        self.any.store(true, Ordering::Release);
+    }
+
+    /// Lifts the fault on calls to `addr`.
+    pub fn clear(&self, addr: &str) {
+        let mut rules = lock(&self.rules);
+        rules.remove(addr);
+        self.any.store(!rules.is_empty(), Ordering::Release);
+    }
+
+    /// Lifts every fault.
+    pub fn heal(&self) {
+        lock(&self.rules).clear();
+        self.any.store(false, Ordering::Release);
+    }
+
+    fn of(&self, addr: &str) -> Option<Fault> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        lock(&self.rules).get(addr).copied()
+    }
 }
 
 /// Calls awaiting their response: the caller's channel and its deadline.
@@ -52,7 +131,18 @@ struct Conn {
     pending: Pending,
     closed: Arc<AtomicBool>,
     next_id: AtomicU64,
-    remote: Member,
+    remote: Hello,
+}
+
+/// When a link may next try to connect, and the backoff after the next
+/// failure.
+type Retry = Arc<Mutex<(Instant, Duration)>>;
+
+/// Pushes a link's next connection attempt back by its backoff, and
+/// doubles the backoff.
+fn back_off(retry: &Retry) {
+    let mut retry = lock(retry);
+    *retry = (Instant::now() + retry.1, (retry.1 * 2).min(MAX_BACKOFF));
 }
 
 /// What the pool knows of one address.
@@ -60,17 +150,18 @@ struct Link {
     conn: Mutex<Option<Arc<Conn>>>,
     /// Serializes connection attempts (an async lock: held across connect).
     connecting: tokio::sync::Mutex<()>,
-    /// (earliest next attempt, backoff after the next failure)
-    retry: Mutex<(Instant, Duration)>,
+    retry: Retry,
 }
 
 struct Inner {
-    me: Member,
+    /// What this node says in handshakes; changes when it joins a cluster.
+    me: Mutex<Hello>,
     timeout: Duration,
     /// How often readers look for calls past their deadline.
     sweep: Duration,
     max_frame: usize,
     links: Mutex<HashMap<String, Arc<Link>>>,
+    faults: Faults,
     stop: Stop,
 }
 
@@ -87,9 +178,52 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Peers {
     /// `me` is sent in every handshake; `timeout` bounds every call.
     #[must_use]
-    pub fn new(me: Member, timeout: Duration, max_frame: usize, stop: Stop) -> Self {
+    pub fn new(me: Hello, timeout: Duration, max_frame: usize, stop: Stop) -> Self {
         let sweep = (timeout / 8).clamp(Duration::from_millis(5), Duration::from_millis(250));
-        Self { inner: Arc::new(Inner { me, timeout, sweep, max_frame, links: Mutex::new(HashMap::new()), stop }) }
+        Self {
+            inner: Arc::new(Inner {
+                me: Mutex::new(me),
+                timeout,
+                sweep,
+                max_frame,
+                links: Mutex::new(HashMap::new()),
+                faults: Faults::default(),
+                stop,
+            }),
+        }
+    }
+
+    /// What this node says in handshakes.
+    #[must_use]
+    pub fn hello(&self) -> Hello {
+        lock(&self.inner.me).clone()
+    }
+
+    /// This node joined (or created) a cluster: say so in handshakes from
+    /// now on, and drop the connections opened before.
+    pub fn set_cluster(&self, cluster: u64, partitions: u32) {
+        {
+            let mut me = lock(&self.inner.me);
+            me.cluster = cluster;
+            me.partitions = partitions;
+        }
+        for link in lock(&self.inner.links).drain().map(|(_, link)| link) {
+            if let Some(conn) = lock(&link.conn).take() {
+                conn.closed.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// The test seam.
+    #[must_use]
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    /// The request timeout.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
     }
 
     fn link(&self, addr: &str) -> Arc<Link> {
@@ -98,18 +232,53 @@ impl Peers {
             Arc::new(Link {
                 conn: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
-                retry: Mutex::new((Instant::now(), FIRST_BACKOFF)),
+                retry: Arc::new(Mutex::new((Instant::now(), FIRST_BACKOFF))),
             })
         }))
+    }
+
+    /// A key-value request to the peer at `addr`.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call); an error answer is [`CallError::Remote`].
+    pub async fn kv(&self, addr: &str, request: KvRequest) -> Result<KvResponse, CallError> {
+        match self.call(addr, &Request::Kv(request)).await? {
+            Response::Kv(r) => Ok(r),
+            Response::Error(e) => Err(CallError::Remote(e)),
+            other => Err(CallError::Remote(format!("ERR unexpected answer from {addr}: {other:?}"))),
+        }
+    }
+
+    /// A gossip request to the peer at `addr`.
+    ///
+    /// # Errors
+    /// As [`kv`](Self::kv).
+    pub async fn gossip(&self, addr: &str, request: GossipRequest) -> Result<GossipResponse, CallError> {
+        match self.call(addr, &Request::Gossip(request)).await? {
+            Response::Gossip(r) => Ok(r),
+            Response::Error(e) => Err(CallError::Remote(e)),
+            other => Err(CallError::Remote(format!("ERR unexpected answer from {addr}: {other:?}"))),
+        }
     }
 
     /// Sends `request` to the peer at `addr` and waits for its response.
     ///
     /// # Errors
-    /// The peer is unreachable, does not answer within the timeout, or the
-    /// connection is lost before it does.
+    /// The peer is unreachable or refuses, does not answer within the
+    /// timeout, or the connection is lost before it does.
     pub async fn call(&self, addr: &str, request: &Request) -> Result<Response, CallError> {
         let deadline = Instant::now() + self.inner.timeout;
+        match self.inner.faults.of(addr) {
+            None => {}
+            Some(Fault::Refuse) => {
+                return Err(CallError::Refused(addr.to_string(), "connection refused (test seam)".into()));
+            }
+            Some(Fault::Drop) => {
+                tokio::time::sleep_until(deadline.into()).await;
+                return Err(CallError::Timeout(addr.to_string()));
+            }
+            Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        }
         let link = self.link(addr);
         let conn = self.connection(addr, &link).await?;
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
@@ -147,7 +316,10 @@ impl Peers {
     ///
     /// # Errors
     /// As [`call`](Self::call).
-    pub async fn identify(&self, addr: &str) -> Result<Member, CallError> {
+    pub async fn identify(&self, addr: &str) -> Result<Hello, CallError> {
+        if self.inner.faults.of(addr).is_some() {
+            return Err(CallError::Unreachable(addr.to_string(), "cut off (test seam)".into()));
+        }
         let link = self.link(addr);
         Ok(self.connection(addr, &link).await?.remote.clone())
     }
@@ -170,37 +342,45 @@ impl Peers {
         // A peer that vanished without a reset (powered off, partitioned)
         // never answers the connect: bounded like any call, and then a
         // failure like any other, so the backoff spares the next callers.
-        let attempt = tokio::time::timeout(self.inner.timeout, connect(addr, &self.inner)).await;
-        match attempt.unwrap_or_else(|_| Err("no answer to the connection in time".into())) {
+        let attempt = tokio::time::timeout(self.inner.timeout, connect(addr, &self.inner, Arc::clone(&link.retry)));
+        match attempt.await.unwrap_or_else(|_| Err(CallError::Unreachable(addr.into(), "no answer in time".into()))) {
             Ok(conn) => {
                 *lock(&link.retry) = (Instant::now(), FIRST_BACKOFF);
                 *lock(&link.conn) = Some(Arc::clone(&conn));
                 Ok(conn)
             }
             Err(e) => {
-                let mut retry = lock(&link.retry);
-                *retry = (Instant::now() + retry.1, (retry.1 * 2).min(MAX_BACKOFF));
-                Err(CallError::Unreachable(addr.to_string(), e))
+                back_off(&link.retry);
+                Err(e)
             }
         }
     }
 }
 
-async fn connect(addr: &str, inner: &Inner) -> Result<Arc<Conn>, String> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+async fn connect(addr: &str, inner: &Inner, retry: Retry) -> Result<Arc<Conn>, CallError> {
+    let unreachable = |e: String| CallError::Unreachable(addr.to_string(), e);
+    let stream = TcpStream::connect(addr).await.map_err(|e| unreachable(e.to_string()))?;
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
-    wr.write_all(&handshake(&inner.me)).await.map_err(|e| e.to_string())?;
+    let me = lock(&inner.me).clone();
+    wr.write_all(&handshake(&me)).await.map_err(|e| unreachable(e.to_string()))?;
     let mut buf = BytesMut::with_capacity(4096);
     let remote = loop {
-        if let Some((member, used)) = parse_handshake(&buf)? {
-            let _ = buf.split_to(used);
-            break member;
+        match parse_handshake(&buf).map_err(unreachable)? {
+            Some((Greeting::Hello(hello), used)) => {
+                let _ = buf.split_to(used);
+                break hello;
+            }
+            Some((Greeting::Refused(why), _)) => return Err(CallError::Refused(addr.to_string(), why)),
+            None => {}
         }
-        if rd.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-            return Err("closed during the handshake".into());
+        if rd.read_buf(&mut buf).await.map_err(|e| unreachable(e.to_string()))? == 0 {
+            return Err(unreachable("closed during the handshake".into()));
         }
     };
+    if let Some(why) = me.refuses(&remote) {
+        return Err(CallError::Refused(addr.to_string(), why));
+    }
     let (frames, queue) = mpsc::channel(QUEUE);
     let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
     let closed = Arc::new(AtomicBool::new(false));
@@ -211,7 +391,7 @@ async fn connect(addr: &str, inner: &Inner) -> Result<Arc<Conn>, String> {
         Arc::clone(&pending),
         Arc::clone(&closed),
         (inner.max_frame, inner.sweep),
-        addr.to_string(),
+        (addr.to_string(), retry),
         inner.stop.clone(),
     ));
     Ok(Arc::new(Conn { frames, pending, closed, next_id: AtomicU64::new(1), remote }))
@@ -233,37 +413,42 @@ async fn write_frames(wr: OwnedWriteHalf, mut queue: mpsc::Receiver<BytesMut>, c
     let _ = out.shutdown().await;
 }
 
-/// Fails the calls past their deadline.
-fn sweep(pending: &Pending, addr: &str) {
+/// Fails the calls past their deadline; returns how many.
+fn sweep(pending: &Pending, addr: &str) -> u32 {
     let now = Instant::now();
     let mut pending = lock(pending);
     let expired: Vec<u64> = pending.iter().filter(|(_, (_, deadline))| *deadline <= now).map(|(id, _)| *id).collect();
-    for id in expired {
-        if let Some((caller, _)) = pending.remove(&id) {
+    for id in &expired {
+        if let Some((caller, _)) = pending.remove(id) {
             let _ = caller.send(Err(CallError::Timeout(addr.to_string())));
         }
     }
+    u32::try_from(expired.len()).unwrap_or(u32::MAX)
 }
 
 /// Reads responses and hands each to its caller, and fails calls that
-/// outlive their deadline. On any error or at shutdown, marks the
-/// connection closed and fails every pending call.
+/// outlive their deadline. On any error, at shutdown, or when calls keep
+/// timing out with no answer between ([`STALLED_AFTER`]), marks the
+/// connection closed and fails every pending call; a stalled connection
+/// also backs off its link, so the next callers fail fast.
 async fn read_responses(
     mut rd: OwnedReadHalf,
     mut buf: BytesMut,
     pending: Pending,
     closed: Arc<AtomicBool>,
     (max_frame, every): (usize, Duration),
-    addr: String,
+    (addr, retry): (String, Retry),
     mut stop: Stop,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut timeouts_in_a_row = 0u32;
     'read: loop {
         loop {
             match split_frame(&mut buf, max_frame) {
-                Ok(Some((id, tag, payload))) => match Response::decode(tag, &payload) {
+                Ok(Some((id, subsystem, kind, payload))) => match Response::decode(subsystem, kind, &payload) {
                     Ok(response) => {
+                        timeouts_in_a_row = 0;
                         if let Some((caller, _)) = lock(&pending).remove(&id) {
                             let _ = caller.send(Ok(response));
                         }
@@ -284,7 +469,12 @@ async fn read_responses(
         let read = tokio::select! {
             read = rd.read_buf(&mut buf) => read,
             _ = tick.tick() => {
-                sweep(&pending, &addr);
+                timeouts_in_a_row = timeouts_in_a_row.saturating_add(sweep(&pending, &addr));
+                if timeouts_in_a_row >= STALLED_AFTER {
+                    tracing::debug!(peer = %addr, "calls keep timing out; closing the connection");
+                    back_off(&retry);
+                    break;
+                }
                 continue;
             }
             () = stop.stopped() => break,

@@ -1,12 +1,16 @@
 //! Serving peers: accepts connections on the peer port, exchanges
 //! handshakes, and answers each request with the node's [`Handler`].
 //!
-//! Requests on one connection are handled concurrently (each in its own
-//! task, at most [`IN_FLIGHT`] at once per connection) and their responses
-//! written in completion order through one writer. A connection that sends
-//! anything malformed (a bad handshake, an oversized or undecodable frame)
-//! is closed at once, as are all connections when the node stops; nothing
-//! else is affected.
+//! A peer whose handshake does not fit (another cluster, another partition
+//! count, no common protocol version) gets a refusal naming why, and the
+//! node logs it. Requests on one connection are handled concurrently (each
+//! in its own task, at most [`IN_FLIGHT`] at once per connection) and
+//! their responses written in completion order through one writer. A
+//! request of a kind this node does not know gets an error response; a
+//! connection that sends anything malformed (a bad handshake, an oversized
+//! or undecodable frame) is closed at once, as are all connections when
+//! the node stops; nothing else is affected. At most [`MAX_CONNECTIONS`]
+//! peer connections are served at once.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,29 +23,34 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::shutdown::{Stop, Tracker};
 
-use super::wire::{Member, Request, Response, handshake, parse_handshake, split_frame};
+use super::client::Peers;
+use super::wire::{Greeting, Hello, Request, Response, Undecodable, handshake, parse_handshake, refusal, split_frame};
 
 /// Requests one connection may have in progress.
 pub const IN_FLIGHT: usize = 1024;
+/// Peer connections served at once; more are closed as they come.
+pub const MAX_CONNECTIONS: usize = 1024;
 /// Time a new connection gets to introduce itself.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the node does with a peer's request.
 pub trait Handler: Send + Sync + 'static {
-    /// Answers `request` from peer `from`.
-    fn handle(&self, from: &Member, request: Request) -> impl Future<Output = Response> + Send;
+    /// Answers `request` from the peer that introduced itself as `from`.
+    fn handle(&self, from: &Hello, request: Request) -> impl Future<Output = Response> + Send;
 }
 
-/// Serves peers on `listener` until `stop` fires. Connections and requests
-/// run as tasks of `tasks`, so the node can wait for them.
+/// Serves peers on `listener` until `stop` fires, introducing this node as
+/// `peers` does. Connections and requests run as tasks of `tasks`, so the
+/// node can wait for them.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
-    me: Member,
+    peers: Peers,
     handler: Arc<H>,
     max_frame: usize,
     mut stop: Stop,
     tasks: Tracker,
 ) {
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -55,18 +64,23 @@ pub async fn serve<H: Handler>(
                 continue;
             }
         };
-        let (me, handler, stop, inner) = (me.clone(), Arc::clone(&handler), stop.clone(), tasks.clone());
+        let Ok(slot) = Arc::clone(&connections).try_acquire_owned() else {
+            tracing::warn!(peer = %addr, "too many peer connections ({MAX_CONNECTIONS}); closing this one");
+            continue;
+        };
+        let (me, handler, stop, inner) = (peers.hello(), Arc::clone(&handler), stop.clone(), tasks.clone());
         tasks.spawn(async move {
             if let Err(e) = serve_peer(socket, &me, handler, max_frame, stop, inner).await {
                 tracing::debug!(peer = %addr, "peer connection closed: {e}");
             }
+            drop(slot);
         });
     }
 }
 
 async fn serve_peer<H: Handler>(
     socket: TcpStream,
-    me: &Member,
+    me: &Hello,
     handler: Arc<H>,
     max_frame: usize,
     mut stop: Stop,
@@ -77,9 +91,13 @@ async fn serve_peer<H: Handler>(
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let from = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         loop {
-            if let Some((member, used)) = parse_handshake(&buf)? {
-                let _ = buf.split_to(used);
-                return Ok(member);
+            match parse_handshake(&buf)? {
+                Some((Greeting::Hello(hello), used)) => {
+                    let _ = buf.split_to(used);
+                    return Ok(hello);
+                }
+                Some((Greeting::Refused(why), _)) => return Err(format!("refused a connection it opened: {why}")),
+                None => {}
             }
             if rd.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
                 return Err("closed during the handshake".to_string());
@@ -88,8 +106,14 @@ async fn serve_peer<H: Handler>(
     })
     .await
     .map_err(|_| "no handshake".to_string())??;
-    let from = Arc::new(from);
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    if let Some(why) = me.refuses(&from) {
+        tracing::warn!(peer = %from.member.peer_addr, id = %from.member.id, "refused a peer: {why}");
+        wr.write_all(&refusal(&why)).await.map_err(|e| e.to_string())?;
+        let _ = wr.shutdown().await;
+        return Err(why);
+    }
+    let from = Arc::new(from);
     wr.write_all(&handshake(me)).await.map_err(|e| e.to_string())?;
     wr.flush().await.map_err(|e| e.to_string())?;
 
@@ -98,9 +122,18 @@ async fn serve_peer<H: Handler>(
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
     let result = loop {
         match split_frame(&mut buf, max_frame) {
-            Ok(Some((id, tag, payload))) => {
-                let request = match Request::decode(tag, &payload) {
+            Ok(Some((id, subsystem, kind, payload))) => {
+                let request = match Request::decode(subsystem, kind, &payload) {
                     Ok(r) => r,
+                    Err(Undecodable::Unknown(subsystem, kind)) => {
+                        // A newer peer: say so, and carry on.
+                        let mut frame = BytesMut::new();
+                        Response::Error(format!("ERR unknown peer message {subsystem}.{kind}")).encode(id, &mut frame);
+                        if responses.send(frame).await.is_err() {
+                            break Ok(());
+                        }
+                        continue;
+                    }
                     Err(e) => break Err(format!("malformed request: {e}")),
                 };
                 let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { break Ok(()) };

@@ -1,12 +1,21 @@
-//! The peer wire format: the handshake, frames, and every message.
+//! The peer wire format: the handshake, frames, and the envelope of every
+//! message. The messages themselves are grouped by subsystem, each in a
+//! file of its own (`kv.rs`, `gossip.rs`), with room for more (hints,
+//! anti-entropy, transfers).
 //!
-//! A connection opens with a handshake each way: `SHOAL`, the protocol
-//! version byte, and the sender's [`Member`] description. A peer speaking
-//! another version is refused. Then frames, each
-//! `u32 length | u64 request id | u8 tag | payload` (little-endian), the
-//! length covering what follows it and bounded by the connection's limit.
-//! The side that connected sends [`Request`]s; the other answers each with
-//! a [`Response`] carrying the same id, in any order.
+//! A connection opens with a handshake each way ([`Hello`]): `SHOAL`, the
+//! range of protocol versions the sender speaks, its cluster id (0 while it
+//! has none: a node joining for the first time), the cluster's partition
+//! count and the sender's [`Member`] description. The side that accepted
+//! may answer with a refusal instead (`SHOAL`, two zero bytes, the reason)
+//! and close: another cluster, another partition count, no common version.
+//!
+//! Then frames, each `u32 length | u64 request id | u8 subsystem | u8 kind
+//! | payload` (little-endian), the length covering what follows it and
+//! bounded by the connection's limit. The side that connected sends
+//! [`Request`]s; the other answers each with a [`Response`] carrying the
+//! same id, in any order. A request of a subsystem or kind the receiver
+//! does not know gets an error response, and the connection stays up.
 //!
 //! Payloads use LEB128 varints, length-prefixed byte strings, and the
 //! version module's own encodings of objects and contexts. Decoding checks
@@ -15,16 +24,29 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::mutation::{Condition, ExpireCondition, Expiry, Mutation, Outcome};
+use crate::version::NodeId;
 use crate::version::codec::{DecodeError, Reader, put_varint};
-use crate::version::{Context, NodeId, Object};
+
+use super::gossip::{GossipRequest, GossipResponse};
+use super::kv::{KvRequest, KvResponse};
 
 pub const MAGIC: &[u8; 5] = b"SHOAL";
-pub const VERSION: u8 = 1;
-/// Bytes before a frame's payload: length, id, tag.
-pub const HEADER: usize = 4 + 8 + 1;
+/// The protocol versions this build speaks.
+pub const VERSIONS: (u8, u8) = (2, 2);
+/// Bytes before a frame's payload: length, id, subsystem, kind.
+pub const HEADER: usize = 4 + 8 + 1 + 1;
+/// The longest address a peer may announce.
+pub const MAX_ADDR: usize = 256;
+/// The longest handshake.
+const MAX_HANDSHAKE: usize = 4096;
 
-/// A node as its peers know it.
+/// Subsystem codes in frames.
+const KV: u8 = 1;
+const GOSSIP: u8 = 2;
+/// Responses that are errors.
+const ERROR: u8 = 0;
+
+/// A node as its peers reach it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Member {
     pub id: NodeId,
@@ -32,85 +54,77 @@ pub struct Member {
     pub client_addr: String,
     /// Where peers reach it.
     pub peer_addr: String,
-    /// When this run of the node started (ms since the epoch): a node that
-    /// restarts on other ports is known by its latest addresses.
-    pub epoch: u64,
 }
 
-/// Per-partition key counts, for DBSIZE across the cluster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PartitionCount {
-    pub partition: u32,
-    pub keys: u64,
+/// What each side of a connection says first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// The protocol versions the sender speaks, lowest and highest.
+    pub versions: (u8, u8),
+    /// The sender's cluster; 0 while it has none.
+    pub cluster: u64,
+    /// The cluster's partition count (0 while it has none).
+    pub partitions: u32,
+    pub member: Member,
 }
 
+impl Hello {
+    /// Why a connection between `self` (this node) and `peer` cannot go on,
+    /// if it cannot.
+    #[must_use]
+    pub fn refuses(&self, peer: &Self) -> Option<String> {
+        let (lo, hi) = (self.versions.0.max(peer.versions.0), self.versions.1.min(peer.versions.1));
+        if lo > hi {
+            return Some(format!(
+                "no common protocol version (this node speaks {}..={}, the peer {}..={})",
+                self.versions.0, self.versions.1, peer.versions.0, peer.versions.1
+            ));
+        }
+        if self.cluster != 0 && peer.cluster != 0 && self.cluster != peer.cluster {
+            return Some(format!(
+                "another cluster: this node is in cluster {:016x}, {} at {} in cluster {:016x}",
+                self.cluster, peer.member.id, peer.member.peer_addr, peer.cluster
+            ));
+        }
+        if self.partitions != 0 && peer.partitions != 0 && self.partitions != peer.partitions {
+            return Some(format!(
+                "another partition count: {} here, {} at {}",
+                self.partitions, peer.partitions, peer.member.peer_addr
+            ));
+        }
+        None
+    }
+}
+
+/// What a handshake said: who the other side is, or why it refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Greeting {
+    Hello(Hello),
+    Refused(String),
+}
+
+/// A request, by subsystem.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
-    Ping,
-    /// The sender's member list; answered with the receiver's.
-    Members(Vec<Member>),
-    /// The replica's object for a key.
-    Read {
-        key: Bytes,
-    },
-    /// Merge this object into the replica's.
-    Merge {
-        key: Bytes,
-        object: Object,
-    },
-    /// Coordinate this plain write (the sender is not a replica).
-    Write {
-        key: Bytes,
-        mutation: Mutation,
-    },
-    /// Coordinate this context write.
-    WriteVersions {
-        key: Bytes,
-        context: Context,
-        value: Option<Bytes>,
-        ttl_ms: Option<u64>,
-        w: Option<u32>,
-    },
-    /// Live keys with positions in `from..=to`, about `count` examined.
-    Scan {
-        from: u64,
-        to: u64,
-        count: u32,
-        pattern: Option<Bytes>,
-    },
-    /// Key counts of every partition the receiver holds.
-    Tallies,
-    /// Remove every key the receiver holds.
-    FlushAll,
+    Kv(KvRequest),
+    Gossip(GossipRequest),
 }
 
+/// A response, by subsystem, or the error a request met.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Response {
-    Pong,
-    Members(Vec<Member>),
-    Object(Option<Object>),
-    Done,
-    Outcome(Outcome),
-    Written {
-        context: Context,
-        superseded: u64,
-    },
-    Keys {
-        keys: Vec<Bytes>,
-        examined: u32,
-        next: Option<u64>,
-    },
-    Tallies(Vec<PartitionCount>),
-    /// The request failed; a RESP error line to pass on.
+    Kv(KvResponse),
+    Gossip(GossipResponse),
+    /// The request failed: a RESP error line (`CODE message`) to pass on.
     Error(String),
 }
 
-fn put_bytes(out: &mut BytesMut, b: &[u8]) {
+pub(super) fn put_bytes(out: &mut BytesMut, b: &[u8]) {
     put_varint(out, b.len() as u64);
     out.put_slice(b);
 }
 
-fn put_opt_bytes(out: &mut BytesMut, b: Option<&Bytes>) {
+pub(super) fn put_opt_bytes(out: &mut BytesMut, b: Option<&Bytes>) {
     match b {
         Some(b) => {
             out.put_u8(1);
@@ -120,7 +134,7 @@ fn put_opt_bytes(out: &mut BytesMut, b: Option<&Bytes>) {
     }
 }
 
-fn put_opt_u64(out: &mut BytesMut, v: Option<u64>) {
+pub(super) fn put_opt_u64(out: &mut BytesMut, v: Option<u64>) {
     match v {
         Some(v) => {
             out.put_u8(1);
@@ -130,118 +144,40 @@ fn put_opt_u64(out: &mut BytesMut, v: Option<u64>) {
     }
 }
 
-fn put_member(out: &mut BytesMut, m: &Member) {
+pub(super) fn put_member(out: &mut BytesMut, m: &Member) {
     out.put_u64_le(m.id.0);
     put_bytes(out, m.client_addr.as_bytes());
     put_bytes(out, m.peer_addr.as_bytes());
-    put_varint(out, m.epoch);
-}
-
-fn put_members(out: &mut BytesMut, members: &[Member]) {
-    put_varint(out, members.len() as u64);
-    for m in members {
-        put_member(out, m);
-    }
-}
-
-fn put_expiry(out: &mut BytesMut, e: Expiry) {
-    match e {
-        Expiry::Keep => out.put_u8(0),
-        Expiry::Clear => out.put_u8(1),
-        Expiry::At(at) => {
-            out.put_u8(2);
-            put_varint(out, at);
-        }
-        Expiry::In(ms) => {
-            out.put_u8(3);
-            put_varint(out, ms);
-        }
-    }
-}
-
-fn put_mutation(out: &mut BytesMut, m: &Mutation) {
-    match m {
-        Mutation::Set { value, expiry, condition, get } => {
-            out.put_u8(1);
-            put_bytes(out, value);
-            put_expiry(out, *expiry);
-            out.put_u8(match condition {
-                Condition::Always => 0,
-                Condition::IfAbsent => 1,
-                Condition::IfPresent => 2,
-            });
-            out.put_u8(u8::from(*get));
-        }
-        Mutation::Append(v) => {
-            out.put_u8(2);
-            put_bytes(out, v);
-        }
-        Mutation::IncrBy(n) => {
-            out.put_u8(3);
-            out.put_i64_le(*n);
-        }
-        Mutation::IncrByFloat(f) => {
-            out.put_u8(4);
-            out.put_u64_le(f.to_bits());
-        }
-        Mutation::Delete => out.put_u8(5),
-        Mutation::GetDel => out.put_u8(6),
-        Mutation::GetEx(e) => {
-            out.put_u8(7);
-            put_expiry(out, *e);
-        }
-        Mutation::Expire { expiry, condition: c } => {
-            out.put_u8(8);
-            put_expiry(out, *expiry);
-            out.put_u8(u8::from(c.nx) | u8::from(c.xx) << 1 | u8::from(c.gt) << 2 | u8::from(c.lt) << 3);
-        }
-        Mutation::Persist => out.put_u8(9),
-    }
-}
-
-fn put_outcome(out: &mut BytesMut, o: &Outcome) {
-    match o {
-        Outcome::Ok => out.put_u8(1),
-        Outcome::Nil => out.put_u8(2),
-        Outcome::Value(v) => {
-            out.put_u8(3);
-            put_opt_bytes(out, v.as_ref());
-        }
-        Outcome::Int(n) => {
-            out.put_u8(4);
-            out.put_i64_le(*n);
-        }
-        Outcome::Float(f) => {
-            out.put_u8(5);
-            put_bytes(out, f);
-        }
-    }
 }
 
 /// A reader over one frame's payload, slicing byte strings out of it.
-struct Payload<'a> {
+pub(super) struct Payload<'a> {
     bytes: &'a Bytes,
-    r: Reader<'a>,
+    pub(super) r: Reader<'a>,
 }
 
 impl<'a> Payload<'a> {
-    fn new(bytes: &'a Bytes) -> Self {
+    pub(super) fn new(bytes: &'a Bytes) -> Self {
         Self { bytes, r: Reader::new(bytes) }
     }
 
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(super) fn u8(&mut self) -> Result<u8, DecodeError> {
         self.r.u8()
     }
 
-    fn varint(&mut self) -> Result<u64, DecodeError> {
+    pub(super) fn varint(&mut self) -> Result<u64, DecodeError> {
         self.r.varint()
     }
 
-    fn u64_le(&mut self) -> Result<u64, DecodeError> {
+    pub(super) fn u64_le(&mut self) -> Result<u64, DecodeError> {
         self.r.u64_fixed()
     }
 
-    fn bool(&mut self) -> Result<bool, DecodeError> {
+    pub(super) fn u32(&mut self) -> Result<u32, DecodeError> {
+        u32::try_from(self.varint()?).map_err(|_| DecodeError::Malformed("not a 32-bit number"))
+    }
+
+    pub(super) fn bool(&mut self) -> Result<bool, DecodeError> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
@@ -249,191 +185,108 @@ impl<'a> Payload<'a> {
         }
     }
 
-    fn bytes(&mut self) -> Result<Bytes, DecodeError> {
+    pub(super) fn bytes(&mut self) -> Result<Bytes, DecodeError> {
         let len = self.r.len(1)?;
         Ok(self.bytes.slice(self.r.take(len)?))
     }
 
-    fn opt_bytes(&mut self) -> Result<Option<Bytes>, DecodeError> {
+    pub(super) fn opt_bytes(&mut self) -> Result<Option<Bytes>, DecodeError> {
         if self.bool()? { self.bytes().map(Some) } else { Ok(None) }
     }
 
-    fn opt_u64(&mut self) -> Result<Option<u64>, DecodeError> {
+    pub(super) fn opt_u64(&mut self) -> Result<Option<u64>, DecodeError> {
         if self.bool()? { self.varint().map(Some) } else { Ok(None) }
     }
 
-    fn string(&mut self) -> Result<String, DecodeError> {
+    pub(super) fn string(&mut self) -> Result<String, DecodeError> {
         String::from_utf8(self.bytes()?.to_vec()).map_err(|_| DecodeError::Malformed("not utf-8"))
     }
 
-    fn member(&mut self) -> Result<Member, DecodeError> {
-        Ok(Member {
-            id: NodeId(self.u64_le()?),
-            client_addr: self.string()?,
-            peer_addr: self.string()?,
-            epoch: self.varint()?,
-        })
+    /// An address: UTF-8 and at most [`MAX_ADDR`] bytes.
+    pub(super) fn addr(&mut self) -> Result<String, DecodeError> {
+        let addr = self.string()?;
+        if addr.len() > MAX_ADDR {
+            return Err(DecodeError::Malformed("address too long"));
+        }
+        Ok(addr)
     }
 
-    fn members(&mut self) -> Result<Vec<Member>, DecodeError> {
-        let n = self.r.len(11)?;
-        (0..n).map(|_| self.member()).collect()
+    pub(super) fn member(&mut self) -> Result<Member, DecodeError> {
+        Ok(Member { id: NodeId(self.u64_le()?), client_addr: self.addr()?, peer_addr: self.addr()? })
     }
 
-    fn object(&mut self) -> Result<Object, DecodeError> {
-        Object::decode(&self.bytes()?)
+    /// A count of items of at least `min_size` bytes each, at most `max`.
+    pub(super) fn count(&mut self, min_size: usize, max: usize) -> Result<usize, DecodeError> {
+        let n = self.r.len(min_size)?;
+        if n > max {
+            return Err(DecodeError::Malformed("too many items"));
+        }
+        Ok(n)
     }
 
-    fn context(&mut self) -> Result<Context, DecodeError> {
-        Context::decode(&self.bytes()?)
-    }
-
-    fn expiry(&mut self) -> Result<Expiry, DecodeError> {
-        Ok(match self.u8()? {
-            0 => Expiry::Keep,
-            1 => Expiry::Clear,
-            2 => Expiry::At(self.varint()?),
-            3 => Expiry::In(self.varint()?),
-            _ => return Err(DecodeError::Malformed("bad expiry")),
-        })
-    }
-
-    fn mutation(&mut self) -> Result<Mutation, DecodeError> {
-        Ok(match self.u8()? {
-            1 => {
-                let value = self.bytes()?;
-                let expiry = self.expiry()?;
-                let condition = match self.u8()? {
-                    0 => Condition::Always,
-                    1 => Condition::IfAbsent,
-                    2 => Condition::IfPresent,
-                    _ => return Err(DecodeError::Malformed("bad condition")),
-                };
-                Mutation::Set { value, expiry, condition, get: self.bool()? }
-            }
-            2 => Mutation::Append(self.bytes()?),
-            3 => Mutation::IncrBy(self.u64_le()? as i64),
-            4 => Mutation::IncrByFloat(f64::from_bits(self.u64_le()?)),
-            5 => Mutation::Delete,
-            6 => Mutation::GetDel,
-            7 => Mutation::GetEx(self.expiry()?),
-            8 => {
-                let expiry = self.expiry()?;
-                let f = self.u8()?;
-                if f > 0xf {
-                    return Err(DecodeError::Malformed("bad expire flags"));
-                }
-                let condition = ExpireCondition { nx: f & 1 != 0, xx: f & 2 != 0, gt: f & 4 != 0, lt: f & 8 != 0 };
-                Mutation::Expire { expiry, condition }
-            }
-            9 => Mutation::Persist,
-            _ => return Err(DecodeError::Malformed("unknown mutation")),
-        })
-    }
-
-    fn outcome(&mut self) -> Result<Outcome, DecodeError> {
-        Ok(match self.u8()? {
-            1 => Outcome::Ok,
-            2 => Outcome::Nil,
-            3 => Outcome::Value(self.opt_bytes()?),
-            4 => Outcome::Int(self.u64_le()? as i64),
-            5 => Outcome::Float(self.bytes()?),
-            _ => return Err(DecodeError::Malformed("unknown outcome")),
-        })
-    }
-
-    fn finish(&self) -> Result<(), DecodeError> {
+    pub(super) fn finish(&self) -> Result<(), DecodeError> {
         self.r.finish()
     }
 }
 
-/// Starts a frame: space for the length, then the id and tag.
-fn start(out: &mut BytesMut, id: u64, tag: u8) -> usize {
+/// Appends a frame: its length, id, subsystem and kind, then the payload
+/// `payload` writes.
+fn frame(out: &mut BytesMut, id: u64, subsystem: u8, kind: u8, payload: impl FnOnce(&mut BytesMut)) {
     let at = out.len();
     out.put_u32_le(0);
     out.put_u64_le(id);
-    out.put_u8(tag);
-    at
-}
-
-/// Fills in the length of the frame started at `at`.
-fn finish(out: &mut BytesMut, at: usize) {
+    out.put_u8(subsystem);
+    out.put_u8(kind);
+    payload(out);
     let len = (out.len() - at - 4) as u32;
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Why a frame's payload did not decode into a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Undecodable {
+    /// A subsystem or kind this build does not know: answer with an error
+    /// and carry on.
+    Unknown(u8, u8),
+    /// A known message that does not parse: the peer is broken or hostile.
+    Malformed(DecodeError),
+}
+
+impl From<DecodeError> for Undecodable {
+    fn from(e: DecodeError) -> Self {
+        Self::Malformed(e)
+    }
+}
+
+impl std::fmt::Display for Undecodable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unknown(subsystem, kind) => write!(f, "unknown message {subsystem}.{kind}"),
+            Self::Malformed(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 impl Request {
     /// Appends the request as a frame with id `id`.
     pub fn encode(&self, id: u64, out: &mut BytesMut) {
-        let tag = match self {
-            Self::Ping => 1,
-            Self::Members(_) => 2,
-            Self::Read { .. } => 3,
-            Self::Merge { .. } => 4,
-            Self::Write { .. } => 5,
-            Self::WriteVersions { .. } => 6,
-            Self::Scan { .. } => 7,
-            Self::Tallies => 8,
-            Self::FlushAll => 9,
-        };
-        let at = start(out, id, tag);
         match self {
-            Self::Ping | Self::Tallies | Self::FlushAll => {}
-            Self::Members(m) => put_members(out, m),
-            Self::Read { key } => put_bytes(out, key),
-            Self::Merge { key, object } => {
-                put_bytes(out, key);
-                put_bytes(out, &object.encode());
-            }
-            Self::Write { key, mutation } => {
-                put_bytes(out, key);
-                put_mutation(out, mutation);
-            }
-            Self::WriteVersions { key, context, value, ttl_ms, w } => {
-                put_bytes(out, key);
-                put_bytes(out, context.encode().as_bytes());
-                put_opt_bytes(out, value.as_ref());
-                put_opt_u64(out, *ttl_ms);
-                put_opt_u64(out, w.map(u64::from));
-            }
-            Self::Scan { from, to, count, pattern } => {
-                out.put_u64_le(*from);
-                out.put_u64_le(*to);
-                put_varint(out, u64::from(*count));
-                put_opt_bytes(out, pattern.as_ref());
-            }
+            Self::Kv(r) => frame(out, id, KV, r.kind(), |out| r.encode_payload(out)),
+            Self::Gossip(r) => frame(out, id, GOSSIP, r.kind(), |out| r.encode_payload(out)),
         }
-        finish(out, at);
     }
 
-    /// Decodes a request of tag `tag` from its payload.
+    /// Decodes a request of `subsystem` and `kind` from its payload.
     ///
     /// # Errors
-    /// A payload that is not such a request.
-    pub fn decode(tag: u8, payload: &Bytes) -> Result<Self, DecodeError> {
+    /// An unknown subsystem or kind, or a payload that is not such a
+    /// request.
+    pub fn decode(subsystem: u8, kind: u8, payload: &Bytes) -> Result<Self, Undecodable> {
         let mut p = Payload::new(payload);
-        let request = match tag {
-            1 => Self::Ping,
-            2 => Self::Members(p.members()?),
-            3 => Self::Read { key: p.bytes()? },
-            4 => Self::Merge { key: p.bytes()?, object: p.object()? },
-            5 => Self::Write { key: p.bytes()?, mutation: p.mutation()? },
-            6 => Self::WriteVersions {
-                key: p.bytes()?,
-                context: p.context()?,
-                value: p.opt_bytes()?,
-                ttl_ms: p.opt_u64()?,
-                w: p.opt_u64()?.map(|w| u32::try_from(w).unwrap_or(u32::MAX)),
-            },
-            7 => Self::Scan {
-                from: p.u64_le()?,
-                to: p.u64_le()?,
-                count: u32::try_from(p.varint()?).map_err(|_| DecodeError::Malformed("count"))?,
-                pattern: p.opt_bytes()?,
-            },
-            8 => Self::Tallies,
-            9 => Self::FlushAll,
-            _ => return Err(DecodeError::Malformed("unknown request")),
+        let request = match subsystem {
+            KV => Self::Kv(KvRequest::decode(kind, &mut p)?.ok_or(Undecodable::Unknown(subsystem, kind))?),
+            GOSSIP => Self::Gossip(GossipRequest::decode(kind, &mut p)?.ok_or(Undecodable::Unknown(subsystem, kind))?),
+            _ => return Err(Undecodable::Unknown(subsystem, kind)),
         };
         p.finish()?;
         Ok(request)
@@ -443,83 +296,24 @@ impl Request {
 impl Response {
     /// Appends the response as a frame answering request `id`.
     pub fn encode(&self, id: u64, out: &mut BytesMut) {
-        let tag = match self {
-            Self::Pong => 1,
-            Self::Members(_) => 2,
-            Self::Object(_) => 3,
-            Self::Done => 4,
-            Self::Outcome(_) => 5,
-            Self::Written { .. } => 6,
-            Self::Keys { .. } => 7,
-            Self::Tallies(_) => 8,
-            Self::Error(_) => 9,
-        };
-        let at = start(out, id, tag);
         match self {
-            Self::Pong | Self::Done => {}
-            Self::Members(m) => put_members(out, m),
-            Self::Object(o) => match o {
-                Some(o) => {
-                    out.put_u8(1);
-                    put_bytes(out, &o.encode());
-                }
-                None => out.put_u8(0),
-            },
-            Self::Outcome(o) => put_outcome(out, o),
-            Self::Written { context, superseded } => {
-                put_bytes(out, context.encode().as_bytes());
-                put_varint(out, *superseded);
-            }
-            Self::Keys { keys, examined, next } => {
-                put_varint(out, keys.len() as u64);
-                for k in keys {
-                    put_bytes(out, k);
-                }
-                put_varint(out, u64::from(*examined));
-                put_opt_u64(out, *next);
-            }
-            Self::Tallies(counts) => {
-                put_varint(out, counts.len() as u64);
-                for c in counts {
-                    put_varint(out, u64::from(c.partition));
-                    put_varint(out, c.keys);
-                }
-            }
-            Self::Error(e) => put_bytes(out, e.as_bytes()),
+            Self::Kv(r) => frame(out, id, KV, r.kind(), |out| r.encode_payload(out)),
+            Self::Gossip(r) => frame(out, id, GOSSIP, r.kind(), |out| r.encode_payload(out)),
+            Self::Error(e) => frame(out, id, ERROR, 0, |out| put_bytes(out, e.as_bytes())),
         }
-        finish(out, at);
     }
 
-    /// Decodes a response of tag `tag` from its payload.
+    /// Decodes a response of `subsystem` and `kind` from its payload.
     ///
     /// # Errors
-    /// A payload that is not such a response.
-    pub fn decode(tag: u8, payload: &Bytes) -> Result<Self, DecodeError> {
+    /// As [`Request::decode`].
+    pub fn decode(subsystem: u8, kind: u8, payload: &Bytes) -> Result<Self, Undecodable> {
         let mut p = Payload::new(payload);
-        let response = match tag {
-            1 => Self::Pong,
-            2 => Self::Members(p.members()?),
-            3 => Self::Object(if p.bool()? { Some(p.object()?) } else { None }),
-            4 => Self::Done,
-            5 => Self::Outcome(p.outcome()?),
-            6 => Self::Written { context: p.context()?, superseded: p.varint()? },
-            7 => {
-                let n = p.r.len(1)?;
-                let keys = (0..n).map(|_| p.bytes()).collect::<Result<_, _>>()?;
-                let examined = u32::try_from(p.varint()?).map_err(|_| DecodeError::Malformed("examined"))?;
-                Self::Keys { keys, examined, next: p.opt_u64()? }
-            }
-            8 => {
-                let n = p.r.len(2)?;
-                let mut counts = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let partition = u32::try_from(p.varint()?).map_err(|_| DecodeError::Malformed("partition"))?;
-                    counts.push(PartitionCount { partition, keys: p.varint()? });
-                }
-                Self::Tallies(counts)
-            }
-            9 => Self::Error(p.string()?),
-            _ => return Err(DecodeError::Malformed("unknown response")),
+        let response = match subsystem {
+            KV => Self::Kv(KvResponse::decode(kind, &mut p)?.ok_or(Undecodable::Unknown(subsystem, kind))?),
+            GOSSIP => Self::Gossip(GossipResponse::decode(kind, &mut p)?.ok_or(Undecodable::Unknown(subsystem, kind))?),
+            ERROR if kind == 0 => Self::Error(p.string()?),
+            _ => return Err(Undecodable::Unknown(subsystem, kind)),
         };
         p.finish()?;
         Ok(response)
@@ -528,43 +322,73 @@ impl Response {
 
 /// The handshake a side sends first.
 #[must_use]
-pub fn handshake(me: &Member) -> BytesMut {
+pub fn handshake(hello: &Hello) -> BytesMut {
     let mut out = BytesMut::new();
     out.put_slice(MAGIC);
-    out.put_u8(VERSION);
-    put_member(&mut out, me);
+    out.put_u8(hello.versions.0);
+    out.put_u8(hello.versions.1);
+    out.put_u64_le(hello.cluster);
+    put_varint(&mut out, u64::from(hello.partitions));
+    put_member(&mut out, &hello.member);
     out
 }
 
-/// Parses a handshake from the front of `buf`: `Ok(None)` if incomplete.
+/// The refusal an accepting side sends instead of its handshake.
+#[must_use]
+pub fn refusal(reason: &str) -> BytesMut {
+    let mut out = BytesMut::new();
+    out.put_slice(MAGIC);
+    out.put_u8(0);
+    out.put_u8(0);
+    let reason = &reason.as_bytes()[..reason.len().min(1024)];
+    put_bytes(&mut out, reason);
+    out
+}
+
+/// Parses a handshake (or a refusal) from the front of `buf`: `Ok(None)`
+/// if incomplete, else what it said and the bytes it took.
 ///
 /// # Errors
-/// Not shoal, another protocol version, or a malformed description.
-pub fn parse_handshake(buf: &[u8]) -> Result<Option<(Member, usize)>, String> {
-    let head = MAGIC.len() + 1;
+/// Not a shoal peer, or a malformed handshake.
+pub fn parse_handshake(buf: &[u8]) -> Result<Option<(Greeting, usize)>, String> {
+    let head = MAGIC.len() + 2;
     if buf.len() < head {
-        return if MAGIC.starts_with(buf) { Ok(None) } else { Err("not a shoal peer".into()) };
+        return if MAGIC.starts_with(&buf[..buf.len().min(MAGIC.len())]) {
+            Ok(None)
+        } else {
+            Err("not a shoal peer".into())
+        };
     }
     if &buf[..MAGIC.len()] != MAGIC {
         return Err("not a shoal peer".into());
     }
-    if buf[MAGIC.len()] != VERSION {
-        return Err(format!("peer speaks protocol version {}, this node {VERSION}", buf[MAGIC.len()]));
-    }
-    let bytes = Bytes::copy_from_slice(&buf[head..buf.len().min(head + 64 * 1024)]);
+    let versions = (buf[MAGIC.len()], buf[MAGIC.len() + 1]);
+    let bytes = Bytes::copy_from_slice(&buf[head..buf.len().min(MAX_HANDSHAKE)]);
     let mut p = Payload::new(&bytes);
-    match p.member() {
-        Ok(m) => Ok(Some((m, head + p.r.position()))),
-        Err(DecodeError::Truncated) if buf.len() < head + 64 * 1024 => Ok(None),
+    let parsed = if versions == (0, 0) {
+        p.string().map(|reason| Greeting::Refused(reason.chars().take(1024).collect()))
+    } else if versions.0 > versions.1 {
+        return Err(format!("bad version range {}..={}", versions.0, versions.1));
+    } else {
+        (|| -> Result<Greeting, DecodeError> {
+            let cluster = p.u64_le()?;
+            let partitions = p.u32()?;
+            let member = p.member()?;
+            Ok(Greeting::Hello(Hello { versions, cluster, partitions, member }))
+        })()
+    };
+    match parsed {
+        Ok(greeting) => Ok(Some((greeting, head + p.r.position()))),
+        Err(DecodeError::Truncated) if buf.len() < MAX_HANDSHAKE => Ok(None),
         Err(e) => Err(format!("bad handshake: {e}")),
     }
 }
 
-/// Splits the next whole frame off `buf`: `(id, tag, payload)`.
+/// Splits the next whole frame off `buf`: `(id, subsystem, kind, payload)`.
 ///
 /// # Errors
 /// A frame longer than `max_frame`, or one too short to hold its header.
-pub fn split_frame(buf: &mut BytesMut, max_frame: usize) -> Result<Option<(u64, u8, Bytes)>, String> {
+pub fn split_frame(buf: &mut BytesMut, max_frame: usize) -> Result<Option<(u64, u8, u8, Bytes)>, String> {
     if buf.len() < 4 {
         return Ok(None);
     }
@@ -577,9 +401,9 @@ pub fn split_frame(buf: &mut BytesMut, max_frame: usize) -> Result<Option<(u64, 
     }
     let mut frame = buf.split_to(4 + len).freeze();
     let id = u64::from_le_bytes(frame[4..12].try_into().map_err(|_| "short frame")?);
-    let tag = frame[12];
+    let (subsystem, kind) = (frame[12], frame[13]);
     let payload = frame.split_off(HEADER);
-    Ok(Some((id, tag, payload)))
+    Ok(Some((id, subsystem, kind, payload)))
 }
 
 #[cfg(test)]
@@ -587,73 +411,36 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::version::{Actor, Dot, Sibling, VersionVector};
+    use crate::rpc::gossip::tests::gossip_messages;
+    use crate::rpc::kv::tests::kv_messages;
 
-    fn object() -> Object {
-        let mut o = Object::new();
-        o.update(
-            &Context::default(),
-            Sibling { dot: Dot::new(Actor(7), 3), timestamp: 9, expires_at: Some(99), value: Some(Bytes::from("v")) },
-        );
-        o
-    }
-
-    fn member(i: u64) -> Member {
-        Member {
-            id: NodeId(i),
-            client_addr: format!("127.0.0.1:{i}"),
-            peer_addr: format!("127.0.0.1:1{i}"),
-            epoch: i * 1000,
+    fn hello(i: u64, cluster: u64) -> Hello {
+        Hello {
+            versions: VERSIONS,
+            cluster,
+            partitions: 64,
+            member: Member {
+                id: NodeId(i),
+                client_addr: format!("127.0.0.1:{i}"),
+                peer_addr: format!("127.0.0.1:1{i}"),
+            },
         }
     }
 
-    fn requests() -> Vec<Request> {
-        let ctx = Context::from_vector(VersionVector::from_entries([(Actor(1), 4)]));
-        vec![
-            Request::Ping,
-            Request::Members(vec![member(1), member(2)]),
-            Request::Read { key: Bytes::from("k") },
-            Request::Merge { key: Bytes::from("k"), object: object() },
-            Request::Write {
-                key: Bytes::from("k"),
-                mutation: Mutation::Set {
-                    value: Bytes::from("v"),
-                    expiry: Expiry::In(5),
-                    condition: Condition::IfPresent,
-                    get: true,
-                },
-            },
-            Request::Write { key: Bytes::from("k"), mutation: Mutation::IncrBy(-3) },
-            Request::Write { key: Bytes::from("k"), mutation: Mutation::IncrByFloat(1.5) },
-            Request::Write {
-                key: Bytes::from("k"),
-                mutation: Mutation::Expire {
-                    expiry: Expiry::At(77),
-                    condition: ExpireCondition { xx: true, lt: true, ..Default::default() },
-                },
-            },
-            Request::Write { key: Bytes::from("k"), mutation: Mutation::GetEx(Expiry::Clear) },
-            Request::WriteVersions { key: Bytes::from("k"), context: ctx, value: None, ttl_ms: Some(10), w: Some(2) },
-            Request::Scan { from: 1, to: u64::MAX, count: 10, pattern: Some(Bytes::from("a*")) },
-            Request::Tallies,
-            Request::FlushAll,
-        ]
+    pub(crate) fn requests() -> Vec<Request> {
+        let (kv, _) = kv_messages();
+        let (gossip, _) = gossip_messages();
+        kv.into_iter().map(Request::Kv).chain(gossip.into_iter().map(Request::Gossip)).collect()
     }
 
     fn responses() -> Vec<Response> {
-        vec![
-            Response::Pong,
-            Response::Members(vec![member(3)]),
-            Response::Object(Some(object())),
-            Response::Object(None),
-            Response::Done,
-            Response::Outcome(Outcome::Value(Some(Bytes::from("x")))),
-            Response::Outcome(Outcome::Int(-9)),
-            Response::Written { context: Context::default(), superseded: 2 },
-            Response::Keys { keys: vec![Bytes::from("a"), Bytes::new()], examined: 5, next: Some(42) },
-            Response::Tallies(vec![PartitionCount { partition: 3, keys: 10 }]),
-            Response::Error("NOQUORUM 2 replicas needed, 1 answered".into()),
-        ]
+        let (_, kv) = kv_messages();
+        let (_, gossip) = gossip_messages();
+        kv.into_iter()
+            .map(Response::Kv)
+            .chain(gossip.into_iter().map(Response::Gossip))
+            .chain([Response::Error("NOQUORUM 2 replicas needed, 1 answered".into())])
+            .collect()
     }
 
     #[test]
@@ -663,23 +450,31 @@ mod tests {
             r.encode(i as u64, &mut buf);
         }
         for (i, r) in requests().iter().enumerate() {
-            let (id, tag, payload) = split_frame(&mut buf, 1 << 20).expect("frame").expect("whole");
+            let (id, subsystem, kind, payload) = split_frame(&mut buf, 1 << 20).expect("frame").expect("whole");
             assert_eq!(id, i as u64);
-            assert_eq!(&Request::decode(tag, &payload).expect("decodes"), r);
+            assert_eq!(&Request::decode(subsystem, kind, &payload).expect("decodes"), r);
         }
         for r in responses() {
             r.encode(5, &mut buf);
-            let (id, tag, payload) = split_frame(&mut buf, 1 << 20).expect("frame").expect("whole");
+            let (id, subsystem, kind, payload) = split_frame(&mut buf, 1 << 20).expect("frame").expect("whole");
             assert_eq!(id, 5);
-            assert_eq!(Response::decode(tag, &payload).expect("decodes"), r);
+            assert_eq!(Response::decode(subsystem, kind, &payload).expect("decodes"), r);
         }
         assert!(buf.is_empty());
     }
 
     #[test]
+    fn unknown_messages_are_told_apart_from_broken_ones() {
+        let payload = Bytes::from_static(b"whatever");
+        assert_eq!(Request::decode(9, 1, &payload), Err(Undecodable::Unknown(9, 1)));
+        assert_eq!(Request::decode(KV, 200, &payload), Err(Undecodable::Unknown(KV, 200)));
+        assert!(matches!(Request::decode(KV, 3, &Bytes::new()), Err(Undecodable::Malformed(_))));
+    }
+
+    #[test]
     fn frames_are_bounded_and_partial_ones_wait() {
         let mut buf = BytesMut::new();
-        Request::Read { key: Bytes::from(vec![1u8; 100]) }.encode(1, &mut buf);
+        Request::Kv(KvRequest::Read { key: Bytes::from(vec![1u8; 100]) }).encode(1, &mut buf);
         let mut part = BytesMut::from(&buf[..50]);
         assert_eq!(split_frame(&mut part, 1 << 20), Ok(None));
         assert!(split_frame(&mut buf.clone(), 50).is_err(), "over the bound");
@@ -689,39 +484,59 @@ mod tests {
 
     #[test]
     fn handshakes_round_trip_and_refuse_strangers() {
-        let hs = handshake(&member(4));
+        let hs = handshake(&hello(4, 7));
         for cut in 0..hs.len() {
             assert_eq!(parse_handshake(&hs[..cut]), Ok(None));
         }
         let mut with_more = hs.to_vec();
         with_more.extend_from_slice(b"next");
-        assert_eq!(parse_handshake(&with_more), Ok(Some((member(4), hs.len()))));
+        assert_eq!(parse_handshake(&with_more), Ok(Some((Greeting::Hello(hello(4, 7)), hs.len()))));
         assert!(parse_handshake(b"GET / HTTP/1.1\r\n").is_err());
-        let mut other = hs.to_vec();
-        other[5] = 9;
-        assert!(parse_handshake(&other).expect_err("version").contains("version 9"));
+        let no = refusal("another cluster");
+        assert_eq!(parse_handshake(&no), Ok(Some((Greeting::Refused("another cluster".into()), no.len()))));
+        let mut long = handshake(&hello(4, 7)).to_vec();
+        long.truncate(MAGIC.len() + 2 + 8 + 1 + 8);
+        long.push(200);
+        long.push(200);
+        long.extend(std::iter::repeat_n(b'a', 5000));
+        assert!(parse_handshake(&long).is_err(), "an oversized address");
+    }
+
+    #[test]
+    fn mismatched_peers_are_refused_with_a_reason() {
+        let me = hello(1, 7);
+        assert_eq!(me.refuses(&hello(2, 7)), None);
+        assert_eq!(me.refuses(&hello(2, 0)), None, "a node with no cluster yet may ask");
+        let other = me.refuses(&hello(2, 9)).expect("another cluster");
+        assert!(other.contains("0000000000000007") && other.contains("0000000000000009"), "{other}");
+        let mut q = hello(2, 7);
+        q.partitions = 128;
+        assert!(me.refuses(&q).expect("another Q").contains("128"));
+        let mut old = hello(2, 7);
+        old.versions = (1, 1);
+        assert!(me.refuses(&old).expect("no common version").contains("version"));
     }
 
     proptest! {
         #[test]
-        fn garbage_never_panics(tag in any::<u8>(), payload in prop::collection::vec(any::<u8>(), 0..200)) {
+        fn garbage_never_panics(subsystem in 0u8..4, kind in any::<u8>(), payload in prop::collection::vec(any::<u8>(), 0..200)) {
             let payload = Bytes::from(payload);
-            let _ = Request::decode(tag, &payload);
-            let _ = Response::decode(tag, &payload);
+            let _ = Request::decode(subsystem, kind, &payload);
+            let _ = Response::decode(subsystem, kind, &payload);
             let _ = parse_handshake(&payload);
             let _ = split_frame(&mut BytesMut::from(&payload[..]), 1 << 16);
         }
 
         #[test]
-        fn truncated_payloads_are_errors(i in 0usize..13, cut in any::<prop::sample::Index>()) {
+        fn truncated_payloads_are_errors(i in 0usize..64, cut in any::<prop::sample::Index>()) {
             let mut buf = BytesMut::new();
             let reqs = requests();
             let r = &reqs[i % reqs.len()];
             r.encode(0, &mut buf);
-            let (_, tag, payload) = split_frame(&mut buf, 1 << 20).expect("frame").expect("whole");
+            let (_, subsystem, kind, payload) = split_frame(&mut buf, 1 << 20).expect("frame").expect("whole");
             if !payload.is_empty() {
                 let cut = cut.index(payload.len());
-                prop_assert!(Request::decode(tag, &payload.slice(..cut)).is_err());
+                prop_assert!(Request::decode(subsystem, kind, &payload.slice(..cut)).is_err());
             }
         }
     }

@@ -6,12 +6,12 @@
 //! would issue dots that writes since then already carry. Each process
 //! instead writes as an actor of its own (see `version::Actor`).
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fjall::{Database, Keyspace, PersistMode};
 
 use crate::error::{Error, Result};
+use crate::random::random_u64;
 use crate::version::{Actor, Dot, NodeId};
 
 const NODE_ID: &str = "node-id";
@@ -30,14 +30,6 @@ fn write_u64(db: &Database, meta: &Keyspace, key: &str, value: u64) -> Result<()
 
 pub(super) fn storage(e: fjall::Error) -> Error {
     Error::Storage(e.to_string())
-}
-
-/// A random 64-bit id from the OS-seeded hasher keys, the clock and the pid.
-fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    h.write_u32(std::process::id());
-    h.finish()
 }
 
 /// Reads the node id, creating one for a new data directory.

@@ -4,7 +4,8 @@
 //! (the key's 64-bit ring position, big-endian, so a partition is one
 //! contiguous range and keys inside it are in ring order); `reap` is the
 //! schedule of background work (`due_ms ++ data key`: expiries to reclaim,
-//! tombstones to remove); `meta` holds the node id and the partition count.
+//! tombstones to remove); `meta` holds the node id, the partition count and
+//! what other modules keep there by name (the cluster's record and members).
 //!
 //! fjall is synchronous, so every access to a key runs on the storage worker
 //! that owns the key's partition: one OS thread per worker, fed through a
@@ -25,6 +26,7 @@ mod meta;
 mod stats;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 
@@ -64,6 +66,7 @@ pub struct Options {
     /// period. Only safe when this node holds the only copy (N = 1): with
     /// replicas, a copy that missed the delete would bring the value back,
     /// so then only expired values are reclaimed and histories are kept.
+    /// The cluster decides ([`Store::set_reap_objects`]).
     pub reap_objects: bool,
     /// The storage engine's block cache.
     pub cache_bytes: u64,
@@ -129,9 +132,10 @@ struct Shared {
     data: Keyspace,
     reap: Keyspace,
     partitioner: Partitioner,
+    meta: Keyspace,
     persist_mode: PersistMode,
     grace_ms: u64,
-    reap_objects: bool,
+    reap_objects: AtomicBool,
     stats: stats::Stats,
     dots: Dots,
     node: NodeId,
@@ -145,7 +149,7 @@ impl Shared {
     /// When background work is next due on `object`: an expiry to reclaim,
     /// or (if objects are reaped here) the object's removal.
     fn due(&self, object: &Object) -> Option<u64> {
-        if self.reap_objects { object.next_due(self.grace_ms) } else { object.next_expiry() }
+        if self.reap_objects.load(Ordering::Relaxed) { object.next_due(self.grace_ms) } else { object.next_expiry() }
     }
 
     fn worker_of(&self, hash: u64) -> usize {
@@ -234,10 +238,11 @@ impl Store {
             db,
             data,
             reap,
+            meta,
             partitioner,
             persist_mode,
             grace_ms: opts.tombstone_grace_ms,
-            reap_objects: opts.reap_objects,
+            reap_objects: AtomicBool::new(opts.reap_objects),
             stats,
             dots,
             node,
@@ -267,6 +272,41 @@ impl Store {
     #[must_use]
     pub fn actor(&self) -> Actor {
         self.shared.dots.actor()
+    }
+
+    /// Whether whole objects may be removed once dead for the grace period:
+    /// only while this node holds the only copy of its keys (N = 1).
+    pub fn set_reap_objects(&self, reap: bool) {
+        self.shared.reap_objects.store(reap, Ordering::Relaxed);
+    }
+
+    /// A value other modules keep in `meta` (the cluster's record, its
+    /// members), by name.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn meta_get(&self, name: &'static str) -> Result<Option<Bytes>> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            Ok(shared.meta.get(format!("x:{name}")).map_err(storage)?.map(|v| Bytes::copy_from_slice(&v)))
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Stores `value` under `name` in `meta`, durably (fsynced) before it
+    /// returns.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn meta_put(&self, name: &'static str, value: Bytes) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            shared.meta.insert(format!("x:{name}"), value.as_ref()).map_err(storage)?;
+            shared.db.persist(PersistMode::SyncAll).map_err(storage)
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)?
     }
 
     fn queue(&self, hash: u64) -> &mpsc::Sender<Msg> {
@@ -621,7 +661,7 @@ impl Worker<'_> {
         let before = Arc::unwrap_or_clone(before);
         let mut after = before.clone();
         let stripped = after.strip_expired(now);
-        if shared.reap_objects && after.reap_at(shared.grace_ms).is_some_and(|at| at <= now) {
+        if shared.reap_objects.load(Ordering::Relaxed) && after.reap_at(shared.grace_ms).is_some_and(|at| at <= now) {
             return self.write(hash, k, Some(&before), Change::Remove);
         }
         if stripped {

@@ -51,6 +51,9 @@ impl TestCluster {
                 data_dir: cluster._temp.path().join(format!("node{i}")),
                 partitions: 64,
                 request_timeout: 500,
+                // Fast gossip: members and failures are seen in a fraction
+                // of the default's time.
+                gossip_interval: 100,
                 shutdown_timeout: 5,
                 // Every node after the first joins through the first.
                 seeds: cluster

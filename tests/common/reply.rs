@@ -224,3 +224,11 @@ pub fn where_is(c: &mut impl ConnectionLike, key: &str) -> (i64, Vec<Holder>) {
         .collect();
     (partition, nodes)
 }
+
+/// SHOAL.STATUS's members, one field map each.
+#[track_caller]
+pub fn members(c: &mut impl ConnectionLike) -> Vec<HashMap<String, Value>> {
+    let reply = call!(c, "SHOAL.STATUS");
+    let top = fields(&reply);
+    array(&top["members"]).iter().map(fields).collect()
+}

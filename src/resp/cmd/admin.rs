@@ -1,36 +1,56 @@
 //! shoal's own commands, under the `SHOAL.` prefix so that redis-cli can
-//! administer a cluster: SHOAL.STATUS (the members) and SHOAL.WHERE (where
-//! a key lives and what each node holds of it).
+//! administer a cluster: SHOAL.STATUS (the cluster and its members, up or
+//! down) and SHOAL.WHERE (where a key lives and what each node holds of
+//! it).
 
 use crate::clock::now_ms;
 use crate::error::Result;
 use crate::resp::args::Args;
 use crate::resp::reply::Reply;
 use crate::resp::session::Session;
+use crate::rpc::Status;
 
 fn field(name: &'static str, value: Reply) -> (Reply, Reply) {
     (Reply::bulk(name), value)
 }
 
-/// SHOAL.STATUS → one map per member: id, address, peer address, the
-/// partitions it owns, whether it is this node and whether it answers.
+/// SHOAL.STATUS → the cluster (id, Q, N, effective N) and one map per
+/// member: id, addresses, status, up or down as this node sees it and the
+/// failure detector's phi, when it was last heard from, the partitions it
+/// owns (and what share), the keys and bytes it holds.
 pub async fn status(s: &Session, _: Args) -> Result<Reply> {
-    let members = s.coordinator().status().await;
-    Ok(Reply::Array(
-        members
-            .into_iter()
-            .map(|m| {
-                Reply::Map(vec![
-                    field("id", Reply::bulk(m.member.id.to_string())),
-                    field("address", Reply::bulk(m.member.client_addr)),
-                    field("peer", Reply::bulk(m.member.peer_addr)),
-                    field("partitions", Reply::Int(m.partitions as i64)),
-                    field("self", Reply::Int(i64::from(m.me))),
-                    field("reachable", Reply::Int(i64::from(m.reachable))),
-                ])
-            })
-            .collect(),
-    ))
+    let coordinator = s.coordinator();
+    let view = coordinator.view();
+    let (cluster, members) = coordinator.membership().status();
+    let q = view.ring.partition_count();
+    let members = members
+        .into_iter()
+        .filter(|m| m.entry.status != Status::Removed)
+        .map(|m| {
+            let owned = view.ring.owned_by(m.entry.id);
+            Reply::Map(vec![
+                field("id", Reply::bulk(m.entry.id.to_string())),
+                field("address", Reply::bulk(m.entry.client_addr)),
+                field("peer", Reply::bulk(m.entry.peer_addr)),
+                field("status", Reply::bulk(m.entry.status.to_string())),
+                field("up", Reply::Int(i64::from(m.up))),
+                field("phi", Reply::Double((m.phi * 100.0).round() / 100.0)),
+                field("last_heard_ms", m.last_heard_ms.map_or(Reply::Int(-1), |ms| Reply::Int(ms as i64))),
+                field("partitions", Reply::Int(owned as i64)),
+                field("percent", Reply::Double((owned as f64 * 10_000.0 / f64::from(q.max(1))).round() / 100.0)),
+                field("keys", Reply::Int(m.keys as i64)),
+                field("bytes", Reply::Int(m.bytes as i64)),
+                field("self", Reply::Int(i64::from(m.me))),
+            ])
+        })
+        .collect();
+    Ok(Reply::Map(vec![
+        field("cluster", Reply::bulk(cluster.map_or_else(String::new, |c| format!("{:016x}", c.id)))),
+        field("partitions", Reply::Int(i64::from(q))),
+        field("n", Reply::Int(cluster.map_or(0, |c| i64::from(c.n)))),
+        field("effective_n", Reply::Int(view.n as i64)),
+        field("members", Reply::Array(members)),
+    ]))
 }
 
 /// SHOAL.WHERE key → the key's partition and its preference list: for each
@@ -47,6 +67,7 @@ pub async fn where_is(s: &Session, mut args: Args) -> Result<Reply> {
                 field("id", Reply::bulk(h.member.id.to_string())),
                 field("address", Reply::bulk(h.member.client_addr)),
                 field("role", Reply::bulk(if h.primary { "primary" } else { "fallback" })),
+                field("up", Reply::Int(i64::from(h.up))),
             ];
             match h.object {
                 Ok(object) => {

@@ -170,18 +170,30 @@ fn section(s: &Session, name: &str, disk: u64, out: &mut String) {
         "cluster" => {
             // Not a Redis Cluster: cluster-aware clients must not switch modes.
             line("cluster_enabled", &0);
-            let view = s.coordinator().view();
-            let settings = s.coordinator().settings();
+            let coordinator = s.coordinator();
+            let view = coordinator.view();
+            let (r, w) = (coordinator.settings().r.min(view.n), coordinator.settings().w.min(view.n));
+            let gossip = coordinator.membership().stats();
+            let cluster = view.cluster.map_or_else(String::new, |c| format!("{:016x}", c.id));
+            line("shoal_cluster_id", &cluster);
             line("shoal_members", &view.members.len());
+            line("shoal_members_up", &view.up_count());
+            line("shoal_members_down", &(view.members.len() - view.up_count()));
             line("shoal_partitions", &view.ring.partition_count());
-            line("shoal_partitions_owned", &view.ring.owned_by(s.coordinator().node_id()));
-            line("shoal_n", &settings.n);
-            line("shoal_r", &settings.r);
-            line("shoal_w", &settings.w);
+            line("shoal_partitions_owned", &view.ring.owned_by(coordinator.node_id()));
+            line("shoal_n", &view.cluster.map_or(view.n, |c| c.n as usize));
+            line("shoal_effective_n", &view.n);
+            line("shoal_r", &r);
+            line("shoal_w", &w);
+            line("shoal_gossip_rounds", &gossip.rounds);
+            line("shoal_slowest_heartbeat_ms", &gossip.slowest_heartbeat_ms);
             line("shoal_reads_coordinated", &get(&m.reads_coordinated));
             line("shoal_writes_coordinated", &get(&m.writes_coordinated));
             line("shoal_writes_forwarded", &get(&m.writes_forwarded));
             line("shoal_read_repairs", &get(&m.read_repairs));
+            line("shoal_noquorums", &get(&m.noquorums));
+            let last = m.last_noquorum.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            line("shoal_last_noquorum", &last);
         }
         "versions" => {
             let store = s.coordinator().store();

@@ -168,7 +168,7 @@ pub async fn flushall(s: &Session, mut args: Args) -> Result<Reply> {
 /// own, and Redis's names and aliases where Redis has the setting.
 fn config_items(s: &Session) -> Vec<(&'static str, String)> {
     let c = &s.server.config;
-    let settings = s.coordinator().settings();
+    let (n, r, w) = c.quorum();
     let dir = c.data_dir.display().to_string();
     let appendfsync = if c.durability == Durability::Fsync { "always" } else { "no" };
     vec![
@@ -200,10 +200,12 @@ fn config_items(s: &Session) -> Vec<(&'static str, String)> {
         ("log-level", c.log_level.clone()),
         ("durability", c.durability.to_string()),
         ("seeds", c.seeds.join(",")),
-        ("n", settings.n.to_string()),
-        ("r", settings.r.to_string()),
-        ("w", settings.w.to_string()),
+        ("n", n.to_string()),
+        ("r", r.to_string()),
+        ("w", w.to_string()),
         ("request-timeout", c.request_timeout.to_string()),
+        ("gossip-interval", c.gossip_interval.to_string()),
+        ("phi-threshold", c.phi_threshold.to_string()),
         ("partitions", c.partitions.to_string()),
         ("storage-threads", c.storage_threads.to_string()),
         ("cache-size", c.cache_size.0.to_string()),

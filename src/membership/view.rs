@@ -1,0 +1,108 @@
+//! One consistent picture of the cluster, as the coordinator reads it: the
+//! cluster's record, its members, which of them this node believes up, the
+//! ring they form and the effective replication factor. Immutable: a new
+//! view is published when membership or liveness changes, so readers take
+//! it without waiting. Pure.
+
+use std::sync::Arc;
+
+use crate::ring::{Partitioner, Ring, key_hash};
+use crate::rpc::{ClusterRecord, Member};
+use crate::version::NodeId;
+
+#[derive(Debug)]
+pub struct View {
+    /// The cluster this node belongs to; `None` while it is still joining
+    /// one (it then serves no data).
+    pub cluster: Option<ClusterRecord>,
+    /// The members in the ring (all but removed ones), sorted by id.
+    pub members: Vec<Member>,
+    /// Whether this node believes each member up (itself always), by index.
+    pub up: Vec<bool>,
+    pub ring: Arc<Ring>,
+    /// Replicas per key: the cluster's N, but never more than there are
+    /// members (a cluster of one keeps one copy, of two keeps two).
+    pub n: usize,
+}
+
+impl View {
+    /// A view of `members` (sorted by id, not empty) with `ring`.
+    #[must_use]
+    pub fn new(
+        cluster: Option<ClusterRecord>,
+        configured_n: usize,
+        members: Vec<Member>,
+        up: Vec<bool>,
+        ring: Arc<Ring>,
+    ) -> Self {
+        let n = cluster.map_or(configured_n, |c| c.n as usize).clamp(1, members.len().max(1));
+        Self { cluster, members, up, ring, n }
+    }
+
+    #[must_use]
+    pub fn member(&self, id: NodeId) -> Option<&Member> {
+        self.index_of(id).map(|i| &self.members[i])
+    }
+
+    /// The index of member `id` in [`members`](Self::members).
+    #[must_use]
+    pub fn index_of(&self, id: NodeId) -> Option<usize> {
+        self.members.binary_search_by_key(&id, |m| m.id).ok()
+    }
+
+    /// True if this node believes member `id` up.
+    #[must_use]
+    pub fn is_up(&self, id: NodeId) -> bool {
+        self.index_of(id).is_some_and(|i| self.up[i])
+    }
+
+    #[must_use]
+    pub fn partitioner(&self) -> Partitioner {
+        self.ring.partitioner()
+    }
+
+    /// The partition of `key` and its replicas.
+    #[must_use]
+    pub fn replicas_of(&self, key: &[u8]) -> (u32, Vec<&Member>) {
+        self.replicas_at(key_hash(key))
+    }
+
+    /// The partition of ring position `hash` and its replicas.
+    #[must_use]
+    pub fn replicas_at(&self, hash: u64) -> (u32, Vec<&Member>) {
+        let p = self.ring.partitioner().of(hash);
+        (p, self.ring.replicas(p, self.n).iter().filter_map(|&id| self.member(id)).collect())
+    }
+
+    /// Members up, and in all.
+    #[must_use]
+    pub fn up_count(&self) -> usize {
+        self.up.iter().filter(|&&u| u).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: u64) -> Member {
+        Member { id: NodeId(id), client_addr: format!("127.0.0.1:{id}"), peer_addr: format!("127.0.0.1:1{id}") }
+    }
+
+    fn view(n: u32, count: u64) -> View {
+        let members: Vec<Member> = (1..=count).map(member).collect();
+        let ids: Vec<NodeId> = members.iter().map(|m| m.id).collect();
+        let up = vec![true; members.len()];
+        View::new(Some(ClusterRecord { id: 1, partitions: 16, n }), 3, members, up, Arc::new(Ring::new(&ids, 16)))
+    }
+
+    #[test]
+    fn effective_n_is_n_but_never_more_than_the_members() {
+        assert_eq!(view(3, 1).n, 1, "a cluster of one");
+        assert_eq!(view(3, 2).n, 2);
+        assert_eq!(view(3, 5).n, 3);
+        assert_eq!(view(1, 5).n, 1);
+        let two = view(3, 2);
+        assert_eq!(two.replicas_of(b"k").1.len(), 2);
+    }
+}

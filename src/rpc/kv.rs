@@ -1,0 +1,376 @@
+//! Key-value messages: what a coordinator asks of a key's replicas (read,
+//! merge), writes forwarded to a replica to coordinate, and the
+//! cluster-wide walks (scan, counts, flush).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::mutation::{Condition, ExpireCondition, Expiry, Mutation, Outcome};
+use crate::version::codec::{DecodeError, put_varint};
+use crate::version::{Context, Object};
+
+use super::wire::{Payload, put_bytes, put_opt_bytes, put_opt_u64};
+
+/// Per-partition key counts, for DBSIZE across the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionCount {
+    pub partition: u32,
+    pub keys: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum KvRequest {
+    /// The replica's object for a key.
+    Read { key: Bytes },
+    /// Merge this object into the replica's.
+    Merge { key: Bytes, object: Object },
+    /// Coordinate this plain write (the sender is not a replica).
+    Write { key: Bytes, mutation: Mutation },
+    /// Coordinate this context write.
+    WriteVersions { key: Bytes, context: Context, value: Option<Bytes>, ttl_ms: Option<u64>, w: Option<u32> },
+    /// Live keys with positions in `from..=to`, about `count` examined.
+    Scan { from: u64, to: u64, count: u32, pattern: Option<Bytes> },
+    /// Key counts of every partition the receiver holds.
+    Tallies,
+    /// Remove every key the receiver holds.
+    FlushAll,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum KvResponse {
+    Object(Option<Object>),
+    Done,
+    Outcome(Outcome),
+    Written { context: Context, superseded: u64 },
+    Keys { keys: Vec<Bytes>, examined: u32, next: Option<u64> },
+    Tallies(Vec<PartitionCount>),
+}
+
+fn put_expiry(out: &mut BytesMut, e: Expiry) {
+    match e {
+        Expiry::Keep => out.put_u8(0),
+        Expiry::Clear => out.put_u8(1),
+        Expiry::At(at) => {
+            out.put_u8(2);
+            put_varint(out, at);
+        }
+        Expiry::In(ms) => {
+            out.put_u8(3);
+            put_varint(out, ms);
+        }
+    }
+}
+
+fn put_mutation(out: &mut BytesMut, m: &Mutation) {
+    match m {
+        Mutation::Set { value, expiry, condition, get } => {
+            out.put_u8(1);
+            put_bytes(out, value);
+            put_expiry(out, *expiry);
+            out.put_u8(match condition {
+                Condition::Always => 0,
+                Condition::IfAbsent => 1,
+                Condition::IfPresent => 2,
+            });
+            out.put_u8(u8::from(*get));
+        }
+        Mutation::Append(v) => {
+            out.put_u8(2);
+            put_bytes(out, v);
+        }
+        Mutation::IncrBy(n) => {
+            out.put_u8(3);
+            out.put_i64_le(*n);
+        }
+        Mutation::IncrByFloat(f) => {
+            out.put_u8(4);
+            out.put_u64_le(f.to_bits());
+        }
+        Mutation::Delete => out.put_u8(5),
+        Mutation::GetDel => out.put_u8(6),
+        Mutation::GetEx(e) => {
+            out.put_u8(7);
+            put_expiry(out, *e);
+        }
+        Mutation::Expire { expiry, condition: c } => {
+            out.put_u8(8);
+            put_expiry(out, *expiry);
+            out.put_u8(u8::from(c.nx) | u8::from(c.xx) << 1 | u8::from(c.gt) << 2 | u8::from(c.lt) << 3);
+        }
+        Mutation::Persist => out.put_u8(9),
+    }
+}
+
+fn put_outcome(out: &mut BytesMut, o: &Outcome) {
+    match o {
+        Outcome::Ok => out.put_u8(1),
+        Outcome::Nil => out.put_u8(2),
+        Outcome::Value(v) => {
+            out.put_u8(3);
+            put_opt_bytes(out, v.as_ref());
+        }
+        Outcome::Int(n) => {
+            out.put_u8(4);
+            out.put_i64_le(*n);
+        }
+        Outcome::Float(f) => {
+            out.put_u8(5);
+            put_bytes(out, f);
+        }
+    }
+}
+
+impl Payload<'_> {
+    fn object(&mut self) -> Result<Object, DecodeError> {
+        Object::decode(&self.bytes()?)
+    }
+
+    fn context(&mut self) -> Result<Context, DecodeError> {
+        Context::decode(&self.bytes()?)
+    }
+
+    fn expiry(&mut self) -> Result<Expiry, DecodeError> {
+        Ok(match self.u8()? {
+            0 => Expiry::Keep,
+            1 => Expiry::Clear,
+            2 => Expiry::At(self.varint()?),
+            3 => Expiry::In(self.varint()?),
+            _ => return Err(DecodeError::Malformed("bad expiry")),
+        })
+    }
+
+    fn mutation(&mut self) -> Result<Mutation, DecodeError> {
+        Ok(match self.u8()? {
+            1 => {
+                let value = self.bytes()?;
+                let expiry = self.expiry()?;
+                let condition = match self.u8()? {
+                    0 => Condition::Always,
+                    1 => Condition::IfAbsent,
+                    2 => Condition::IfPresent,
+                    _ => return Err(DecodeError::Malformed("bad condition")),
+                };
+                Mutation::Set { value, expiry, condition, get: self.bool()? }
+            }
+            2 => Mutation::Append(self.bytes()?),
+            3 => Mutation::IncrBy(self.u64_le()? as i64),
+            4 => Mutation::IncrByFloat(f64::from_bits(self.u64_le()?)),
+            5 => Mutation::Delete,
+            6 => Mutation::GetDel,
+            7 => Mutation::GetEx(self.expiry()?),
+            8 => {
+                let expiry = self.expiry()?;
+                let f = self.u8()?;
+                if f > 0xf {
+                    return Err(DecodeError::Malformed("bad expire flags"));
+                }
+                let condition = ExpireCondition { nx: f & 1 != 0, xx: f & 2 != 0, gt: f & 4 != 0, lt: f & 8 != 0 };
+                Mutation::Expire { expiry, condition }
+            }
+            9 => Mutation::Persist,
+            _ => return Err(DecodeError::Malformed("unknown mutation")),
+        })
+    }
+
+    fn outcome(&mut self) -> Result<Outcome, DecodeError> {
+        Ok(match self.u8()? {
+            1 => Outcome::Ok,
+            2 => Outcome::Nil,
+            3 => Outcome::Value(self.opt_bytes()?),
+            4 => Outcome::Int(self.u64_le()? as i64),
+            5 => Outcome::Float(self.bytes()?),
+            _ => return Err(DecodeError::Malformed("unknown outcome")),
+        })
+    }
+}
+
+impl KvRequest {
+    pub(super) fn kind(&self) -> u8 {
+        match self {
+            Self::Read { .. } => 1,
+            Self::Merge { .. } => 2,
+            Self::Write { .. } => 3,
+            Self::WriteVersions { .. } => 4,
+            Self::Scan { .. } => 5,
+            Self::Tallies => 6,
+            Self::FlushAll => 7,
+        }
+    }
+
+    pub(super) fn encode_payload(&self, out: &mut BytesMut) {
+        match self {
+            Self::Tallies | Self::FlushAll => {}
+            Self::Read { key } => put_bytes(out, key),
+            Self::Merge { key, object } => {
+                put_bytes(out, key);
+                put_bytes(out, &object.encode());
+            }
+            Self::Write { key, mutation } => {
+                put_bytes(out, key);
+                put_mutation(out, mutation);
+            }
+            Self::WriteVersions { key, context, value, ttl_ms, w } => {
+                put_bytes(out, key);
+                put_bytes(out, context.encode().as_bytes());
+                put_opt_bytes(out, value.as_ref());
+                put_opt_u64(out, *ttl_ms);
+                put_opt_u64(out, w.map(u64::from));
+            }
+            Self::Scan { from, to, count, pattern } => {
+                out.put_u64_le(*from);
+                out.put_u64_le(*to);
+                put_varint(out, u64::from(*count));
+                put_opt_bytes(out, pattern.as_ref());
+            }
+        }
+    }
+
+    /// Decodes a request of `kind`; `None` for a kind this build does not
+    /// know.
+    pub(super) fn decode(kind: u8, p: &mut Payload<'_>) -> Result<Option<Self>, DecodeError> {
+        Ok(Some(match kind {
+            1 => Self::Read { key: p.bytes()? },
+            2 => Self::Merge { key: p.bytes()?, object: p.object()? },
+            3 => Self::Write { key: p.bytes()?, mutation: p.mutation()? },
+            4 => Self::WriteVersions {
+                key: p.bytes()?,
+                context: p.context()?,
+                value: p.opt_bytes()?,
+                ttl_ms: p.opt_u64()?,
+                w: p.opt_u64()?.map(|w| u32::try_from(w).unwrap_or(u32::MAX)),
+            },
+            5 => Self::Scan { from: p.u64_le()?, to: p.u64_le()?, count: p.u32()?, pattern: p.opt_bytes()? },
+            6 => Self::Tallies,
+            7 => Self::FlushAll,
+            _ => return Ok(None),
+        }))
+    }
+}
+
+impl KvResponse {
+    pub(super) fn kind(&self) -> u8 {
+        match self {
+            Self::Object(_) => 1,
+            Self::Done => 2,
+            Self::Outcome(_) => 3,
+            Self::Written { .. } => 4,
+            Self::Keys { .. } => 5,
+            Self::Tallies(_) => 6,
+        }
+    }
+
+    pub(super) fn encode_payload(&self, out: &mut BytesMut) {
+        match self {
+            Self::Done => {}
+            Self::Object(o) => match o {
+                Some(o) => {
+                    out.put_u8(1);
+                    put_bytes(out, &o.encode());
+                }
+                None => out.put_u8(0),
+            },
+            Self::Outcome(o) => put_outcome(out, o),
+            Self::Written { context, superseded } => {
+                put_bytes(out, context.encode().as_bytes());
+                put_varint(out, *superseded);
+            }
+            Self::Keys { keys, examined, next } => {
+                put_varint(out, keys.len() as u64);
+                for k in keys {
+                    put_bytes(out, k);
+                }
+                put_varint(out, u64::from(*examined));
+                put_opt_u64(out, *next);
+            }
+            Self::Tallies(counts) => {
+                put_varint(out, counts.len() as u64);
+                for c in counts {
+                    put_varint(out, u64::from(c.partition));
+                    put_varint(out, c.keys);
+                }
+            }
+        }
+    }
+
+    /// Decodes a response of `kind`; `None` for a kind this build does not
+    /// know.
+    pub(super) fn decode(kind: u8, p: &mut Payload<'_>) -> Result<Option<Self>, DecodeError> {
+        Ok(Some(match kind {
+            1 => Self::Object(if p.bool()? { Some(p.object()?) } else { None }),
+            2 => Self::Done,
+            3 => Self::Outcome(p.outcome()?),
+            4 => Self::Written { context: p.context()?, superseded: p.varint()? },
+            5 => {
+                let n = p.r.len(1)?;
+                let keys = (0..n).map(|_| p.bytes()).collect::<Result<_, _>>()?;
+                Self::Keys { keys, examined: p.u32()?, next: p.opt_u64()? }
+            }
+            6 => {
+                let n = p.r.len(2)?;
+                let mut counts = Vec::with_capacity(n);
+                for _ in 0..n {
+                    counts.push(PartitionCount { partition: p.u32()?, keys: p.varint()? });
+                }
+                Self::Tallies(counts)
+            }
+            _ => return Ok(None),
+        }))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::version::{Actor, Dot, Sibling, VersionVector};
+
+    fn object() -> Object {
+        let mut o = Object::new();
+        o.update(
+            &Context::default(),
+            Sibling { dot: Dot::new(Actor(7), 3), timestamp: 9, expires_at: Some(99), value: Some(Bytes::from("v")) },
+        );
+        o
+    }
+
+    /// One of every kind of message, for the wire tests.
+    pub(crate) fn kv_messages() -> (Vec<KvRequest>, Vec<KvResponse>) {
+        let ctx = Context::from_vector(VersionVector::from_entries([(Actor(1), 4)]));
+        let requests = vec![
+            KvRequest::Read { key: Bytes::from("k") },
+            KvRequest::Merge { key: Bytes::from("k"), object: object() },
+            KvRequest::Write {
+                key: Bytes::from("k"),
+                mutation: Mutation::Set {
+                    value: Bytes::from("v"),
+                    expiry: Expiry::In(5),
+                    condition: Condition::IfPresent,
+                    get: true,
+                },
+            },
+            KvRequest::Write { key: Bytes::from("k"), mutation: Mutation::IncrBy(-3) },
+            KvRequest::Write { key: Bytes::from("k"), mutation: Mutation::IncrByFloat(1.5) },
+            KvRequest::Write {
+                key: Bytes::from("k"),
+                mutation: Mutation::Expire {
+                    expiry: Expiry::At(77),
+                    condition: ExpireCondition { xx: true, lt: true, ..Default::default() },
+                },
+            },
+            KvRequest::Write { key: Bytes::from("k"), mutation: Mutation::GetEx(Expiry::Clear) },
+            KvRequest::WriteVersions { key: Bytes::from("k"), context: ctx, value: None, ttl_ms: Some(10), w: Some(2) },
+            KvRequest::Scan { from: 1, to: u64::MAX, count: 10, pattern: Some(Bytes::from("a*")) },
+            KvRequest::Tallies,
+            KvRequest::FlushAll,
+        ];
+        let responses = vec![
+            KvResponse::Object(Some(object())),
+            KvResponse::Object(None),
+            KvResponse::Done,
+            KvResponse::Outcome(Outcome::Value(Some(Bytes::from("x")))),
+            KvResponse::Outcome(Outcome::Int(-9)),
+            KvResponse::Written { context: Context::default(), superseded: 2 },
+            KvResponse::Keys { keys: vec![Bytes::from("a"), Bytes::new()], examined: 5, next: Some(42) },
+            KvResponse::Tallies(vec![PartitionCount { partition: 3, keys: 10 }]),
+        ];
+        (requests, responses)
+    }
+}
