@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::membership::{self, Membership};
 use crate::metrics::Metrics;
 use crate::resp;
-use crate::rpc::{self, Hello, Member, Peers, Request, Response};
+use crate::rpc::{self, Faults, Hello, Member, Peers, Request, Response};
 use crate::shutdown::{self, Stop, Tracker, Trigger};
 use crate::storage::{self, Store};
 use crate::version::NodeId;
@@ -42,6 +42,7 @@ pub struct Node {
     pub peer_addr: SocketAddr,
     clients: (Trigger, JoinHandle<()>),
     peers: (Trigger, Vec<JoinHandle<()>>, Tracker),
+    rpc: Peers,
     coordinator: Arc<Coordinator>,
     store: Arc<Store>,
     grace: Duration,
@@ -185,10 +186,18 @@ impl Node {
             peer_addr,
             clients: (client_trigger, client_task),
             peers: (peer_trigger, tasks, peer_tasks),
+            rpc: peers,
             coordinator,
             store,
             grace: Duration::from_secs(config.shutdown_timeout),
         })
+    }
+
+    /// The test seam of this node's calls to its peers: drop, delay or
+    /// refuse them by peer address.
+    #[must_use]
+    pub fn faults(&self) -> &Faults {
+        self.rpc.faults()
     }
 
     /// Stops the node in order and waits for it.

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use common::cluster::TestCluster;
 use common::reply::{
-    Holder, array, call, err, error_text, get, getctx, getctx_reply, info, int, members, ok, opt_text, set, setctx,
-    text, where_is,
+    Holder, array, call, err, error_text, fields, get, getctx, getctx_reply, info, int, members, ok, opt_text, set,
+    setctx, text, where_is,
 };
 use common::{Shoal, closed_by_server, wait_for};
 use md5::{Digest, Md5};
@@ -93,6 +93,7 @@ fn is_noquorum(v: &Value, needed: usize) -> bool {
 /// once a SET through each running node succeeds.
 #[track_caller]
 fn wait_serving(cluster: &TestCluster, tag: &str) {
+    cluster.wait_all_up(WAIT);
     for i in (0..cluster.len()).filter(|&i| cluster.is_running(i)) {
         let mut c = cluster.client(i);
         let key = format!("probe:{tag}:{i}");
@@ -461,7 +462,7 @@ fn a_read_repairs_a_replica_that_missed_writes() {
         }
     }
     cluster.restart(2);
-    cluster.wait_converged();
+    cluster.wait_all_up(WAIT);
     let mut c2 = cluster.client(2);
     let node2 = cluster.port(2);
     // Node 2 missed every write.
@@ -491,7 +492,7 @@ fn a_read_repairs_a_replica_that_missed_writes() {
         set(&mut c2, k, &format!("w {k}"));
     }
     cluster.restart(1);
-    cluster.wait_converged();
+    cluster.wait_all_up(WAIT);
     let node1 = cluster.port(1);
     let mut c0 = cluster.client(0);
     let before = info_int(&mut c0, "cluster", "shoal_read_repairs");
@@ -546,14 +547,15 @@ fn varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// A well-formed handshake: `SHOAL`, version 1, and a member description.
-fn handshake(id: u64) -> Vec<u8> {
-    let mut out = b"SHOAL\x01".to_vec();
+fn handshake(cluster: u64, id: u64) -> Vec<u8> {
+    let mut out = b"SHOAL\x02\x02".to_vec();
+    out.extend_from_slice(&cluster.to_le_bytes());
+    varint(&mut out, 64);
     out.extend_from_slice(&id.to_le_bytes());
     for addr in ["127.0.0.1:1", "127.0.0.1:2"] {
         varint(&mut out, addr.len() as u64);
         out.extend_from_slice(addr.as_bytes());
     }
-    varint(&mut out, 1);
     out
 }
 
@@ -572,18 +574,22 @@ fn garbage_on_the_peer_port_does_not_disturb_the_cluster() {
         noise.extend_from_slice(&x.to_le_bytes());
     }
     noise[0] = 0xfe; // not the start of `SHOAL`
-    let mut wrong_version = handshake(77);
-    wrong_version[5] = 9;
-    let mut oversized_frame = handshake(78);
+    let status = fields(&call!(c[0], "SHOAL.STATUS"));
+    let cluster_id = u64::from_str_radix(&text(&status["cluster"]), 16).expect("cluster id");
+    let mut wrong_version = handshake(cluster_id, 77);
+    wrong_version[5..7].copy_from_slice(&[9, 9]);
+    let other_cluster = handshake(cluster_id ^ 1, 78);
+    let mut oversized_frame = handshake(cluster_id, 79);
     oversized_frame.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-    let mut unknown_request = handshake(79);
-    unknown_request.extend_from_slice(&[9, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xee]);
-    let junk: [(&str, &[u8]); 5] = [
+    let mut short_frame = handshake(cluster_id, 80);
+    short_frame.extend_from_slice(&[1, 0, 0, 0, 0xee]);
+    let junk: [(&str, &[u8]); 6] = [
         ("HTTP", b"GET / HTTP/1.1\r\nHost: shoal\r\nUser-Agent: curl\r\n\r\n"),
         ("random bytes", &noise),
-        ("SHOAL with protocol version 9", &wrong_version),
+        ("SHOAL with protocol version 9 only", &wrong_version),
+        ("a handshake of another cluster", &other_cluster),
         ("a handshake then an oversized frame", &oversized_frame),
-        ("a handshake then an unknown request", &unknown_request),
+        ("a handshake then a frame too short for its header", &short_frame),
     ];
     let mut round = 1;
     for (what, bytes) in junk {
@@ -599,7 +605,7 @@ fn garbage_on_the_peer_port_does_not_disturb_the_cluster() {
 
     // A truncated handshake, then silence: the cluster keeps serving while
     // the connections hang, and after they close.
-    let whole = handshake(80);
+    let whole = handshake(cluster_id, 81);
     let mut hanging: Vec<TcpStream> = (0..3)
         .map(|i| {
             let mut s = TcpStream::connect(cluster.peer_addr(i)).expect("connect to the peer port");
@@ -1081,4 +1087,40 @@ fn a_forwarded_write_that_times_out_is_applied_once() {
         // Reporting the timeout instead is honest too.
         other => assert!(error_text(&other).is_some(), "INCR: {other:?}"),
     }
+}
+
+/// A context write whose read cannot reach R merges what the replicas that
+/// did answer hold: with R = 3 and one node down, SETCTX at W 1 through
+/// node 0, with a context covering a sibling only node 1 holds, supersedes
+/// that sibling. (Node 0's own copy never had it: were the context clamped
+/// to that copy alone, the sibling would survive.)
+#[test]
+fn a_context_write_short_of_r_merges_what_answered() {
+    let mut cluster = TestCluster::start(3, 3, 3, 2);
+    let mut c1 = cluster.client(1);
+    set(&mut c1, "partial", "v1");
+    wait_replicated(&mut c1, "partial");
+    cluster.stop(0);
+    cluster.stop(2);
+    text(&call!(c1, "SETCTX", "partial", "", "x", "W", 1));
+    let (ctx, mut values) = getctx_reply(&call!(c1, "GETCTX", "partial", "R", 1));
+    values.sort();
+    assert_eq!(values, ["v1", "x"], "node 1 alone holds both");
+
+    cluster.restart(0);
+    let mut c0 = cluster.client(0);
+    wait_for("node 0 to see node 1 up and node 2 down", WAIT, || {
+        let seen: Vec<i64> = members(&mut c0).iter().map(|m| int(&m["up"])).collect();
+        (seen.iter().sum::<i64>() == 2).then_some(())
+    });
+    let (_, nodes) = where_is(&mut c0, "partial");
+    let own = nodes.iter().find(|h| h.port == cluster.port(0)).expect("node 0 is a replica");
+    assert_eq!(own.copy.as_ref().map(|c| c.1), Ok(1), "node 0 holds only v1: {nodes:?}");
+
+    text(&call!(c0, "SETCTX", "partial", &ctx, "y", "W", 1));
+    wait_for("the replicas that answered to agree", WAIT, || {
+        let (_, values) = getctx_reply(&call!(c0, "GETCTX", "partial", "R", 2));
+        (values == ["y"]).then_some(())
+    });
+    assert_eq!(getctx_reply(&call!(c1, "GETCTX", "partial", "R", 1)).1, ["y"], "node 1's x was superseded");
 }

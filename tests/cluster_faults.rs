@@ -29,19 +29,6 @@ fn is_noquorum(v: &Value) -> bool {
     error_text(v).is_some_and(|e| e.starts_with("NOQUORUM"))
 }
 
-/// Waits until every running node sees every member of its view as
-/// reachable (its peer connections are back after a restart).
-#[track_caller]
-fn wait_all_reachable(cluster: &TestCluster) {
-    for i in (0..cluster.len()).filter(|&i| cluster.is_running(i)) {
-        let mut c = cluster.client(i);
-        wait_for(&format!("node {i} to reach every member"), WAIT, || {
-            let members = members(&mut c);
-            (members.len() == cluster.len() && members.iter().all(|m| int(&m["up"]) == 1)).then_some(())
-        });
-    }
-}
-
 /// A loopback port nothing listens on (bound, then released).
 fn unused_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
@@ -223,7 +210,7 @@ fn deletes_and_expiries_are_not_undone_by_a_replica_that_missed_them() {
     wait_for("2.5 s since the delete", WAIT, || (deleted_at.elapsed() >= Duration::from_millis(2500)).then_some(()));
     cluster.restart(2);
     cluster.wait_converged();
-    wait_all_reachable(&cluster);
+    cluster.wait_all_up(WAIT);
 
     let mut c: Vec<Connection> = (0..3).map(|i| cluster.client(i)).collect();
     // Several rounds through every node, with pauses so that the read

@@ -221,3 +221,36 @@ fn before_auth_requests_are_held_to_redis_limits() {
     let wave = trickle(&node, &mut meter, &mut other, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$16384\r\n", before);
     close_and_settle(&node, &mut meter, &mut other, wave, before);
 }
+
+/// A pipeline of 1024 GETs of a 1 MB value from a client that reads none
+/// of the replies: the node writes replies out as they are encoded and
+/// stops reading the client when the socket is full, so it holds about a
+/// socket buffer of replies, not a gigabyte.
+#[test]
+fn replies_a_client_does_not_read_are_not_piled_up() {
+    let node = Shoal::start();
+    let mut c = node.client();
+    let big = "b".repeat(1 << 20);
+    let _: () = redis::cmd("SET").arg("big").arg(&big).query(&mut c).expect("SET");
+    let before = rss_kb(node.pid());
+    let mut hog = node.raw();
+    let pipeline = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(1024);
+    hog.write_all(&pipeline).expect("write the pipeline");
+    // Let the node do what it will with the pipeline, serving others.
+    for i in 0..20 {
+        assert_served(&mut c, &format!("meanwhile:{i}"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let grown_mb = rss_kb(node.pid()).saturating_sub(before) / 1024;
+    assert!(grown_mb < 100, "1024 unread replies of 1 MB grew the server by {grown_mb} MB");
+    // The replies are all there for a client that does read them.
+    let mut got = 0usize;
+    let want = 1024 * (big.len() + b"$1048576\r\n\r\n".len());
+    let mut buf = vec![0u8; 1 << 20];
+    while got < want {
+        let n = hog.read(&mut buf).expect("read the replies");
+        assert!(n > 0, "closed after {got} of {want} bytes");
+        got += n;
+    }
+    assert_eq!(got, want);
+}

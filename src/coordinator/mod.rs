@@ -265,6 +265,7 @@ impl Coordinator {
     async fn coordinate_write(&self, key: &Bytes, place: &Placement, mutation: Mutation) -> Result<Outcome> {
         metrics::add(&self.metrics.writes_coordinated, 1);
         let replicate = !place.local_only();
+        let only_copy = place.only_copy();
         if replicate && mutation.reads_current() {
             let current = self.read_replicas(key, place, self.r(place)).await.map_err(|e| match e {
                 Error::NoQuorum { needed, got, .. } => Error::NoQuorum { needed, got, outcome: Unmet::NotWritten },
@@ -302,7 +303,7 @@ impl Coordinator {
                     Some(o) => o.overwritten(new),
                     None => Object::new().overwritten(new),
                 };
-                if !replicate {
+                if only_copy {
                     object.forget_superseded();
                 }
                 let copy = replicate.then(|| object.clone());
@@ -363,6 +364,7 @@ impl Coordinator {
     ) -> Result<(Context, usize)> {
         metrics::add(&self.metrics.writes_coordinated, 1);
         let replicate = !place.local_only();
+        let only_copy = place.only_copy();
         // The context speaks of what the client read: merge what the other
         // replicas hold first, so that this copy has seen as much of it as
         // can be seen. The write needs W replicas, not R: when fewer answer,
@@ -404,7 +406,7 @@ impl Coordinator {
                     metrics::add(&warnings.sibling_warnings, 1);
                     tracing::warn!(key = %shown, siblings = count, "key holds many siblings; resolve them with SETCTX");
                 }
-                if !replicate {
+                if only_copy {
                     object.forget_superseded();
                 }
                 let copy = replicate.then(|| object.clone());

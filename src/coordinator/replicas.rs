@@ -31,6 +31,15 @@ use crate::version::{NodeId, Object};
 use super::Coordinator;
 use super::quorum::{Quorum, Status};
 
+/// What a read that cannot reach R still waits for.
+#[derive(Clone, Copy)]
+enum Short {
+    /// This node's own copy, to count it (the read fails anyway).
+    WaitForOwn,
+    /// Every replica still answering: the read settles for their merge.
+    WaitForAll,
+}
+
 /// One replica's answer, in flight.
 type Call<T> = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
 
@@ -67,6 +76,15 @@ impl Placement {
     /// involved.
     pub fn local_only(&self) -> bool {
         self.view.n == 1 && self.me == Some(0)
+    }
+
+    /// True if no other copy of the key can exist anywhere: this node is
+    /// the cluster's only member. (N = 1 among several members is not
+    /// enough: a key's owner changes as members come and go, and a copy
+    /// may be on its way.) Only then may a write forget the actors it
+    /// supersedes.
+    pub fn only_copy(&self) -> bool {
+        self.local_only() && self.view.members.len() == 1
     }
 
     /// True if this node believes replica `i` up.
@@ -233,7 +251,7 @@ impl Coordinator {
     /// Reads `key` from its replicas and returns the merge of the answers
     /// once `r` replicas have answered; repairs stale replicas afterwards.
     pub(super) async fn read_replicas(&self, key: &Bytes, place: &Placement, r: usize) -> Result<Option<Object>> {
-        let (reached, merged, got) = self.gather(key, place, r).await;
+        let (reached, merged, got) = self.gather(key, place, r, Short::WaitForOwn).await;
         if reached { Ok(merged) } else { Err(Error::NoQuorum { needed: r, got, outcome: Unmet::Read }) }
     }
 
@@ -248,27 +266,36 @@ impl Coordinator {
 
     /// Reads `key` from its replicas as [`read_replicas`](Self::read_replicas)
     /// does, but settles for what the replicas that answer hold when fewer
-    /// than `r` can: the merge of every answer in by the time `r` answered
-    /// or could no longer answer.
+    /// than `r` can: once `r` answered, their merge; else the merge of every
+    /// replica that answers within the request timeout.
     pub(super) async fn read_available(&self, key: &Bytes, place: &Placement, r: usize) -> Option<Object> {
-        self.gather(key, place, r).await.1
+        self.gather(key, place, r, Short::WaitForAll).await.1
     }
 
     /// Asks every replica for its copy of `key` and waits until `r` have
-    /// answered or that can no longer happen: (quorum reached, the merge of
-    /// the answers so far, how many answered). Read repair follows.
-    async fn gather(&self, key: &Bytes, place: &Placement, r: usize) -> (bool, Option<Object>, usize) {
+    /// answered or that can no longer happen (then, as `short` says, for
+    /// this node's copy or for every replica still answering): (quorum
+    /// reached, the merge of the answers, how many answered). Read repair
+    /// follows.
+    async fn gather(&self, key: &Bytes, place: &Placement, r: usize, short: Short) -> (bool, Option<Object>, usize) {
         let calls: Vec<Call<Option<Object>>> =
             (0..place.replicas.len()).map(|i| read_call(self, place, i, key)).collect();
         let (status, mut answers, mut pending) = until_quorum(calls, r).await;
-        let local = pending.iter().position(|(i, _)| place.me == Some(*i));
-        if status != Status::Reached
-            && let Some(at) = local
-        {
-            // The peers failed before this node's own copy was read: count
-            // that answer too, so NOQUORUM tells how many replicas answered.
-            let (i, call) = pending.swap_remove(at);
-            answers.push((i, call.await));
+        if status != Status::Reached {
+            let waited: Vec<(usize, Call<Option<Object>>)> = match short {
+                // The peers failed before this node's own copy was read:
+                // count that answer too, so NOQUORUM tells how many
+                // replicas answered.
+                Short::WaitForOwn => match pending.iter().position(|(i, _)| place.me == Some(*i)) {
+                    Some(at) => vec![pending.swap_remove(at)],
+                    None => Vec::new(),
+                },
+                // Quorum was out of reach as soon as the replicas believed
+                // down failed; the live ones may still answer.
+                Short::WaitForAll => std::mem::take(&mut pending),
+            };
+            let (ids, calls): (Vec<usize>, Vec<_>) = waited.into_iter().unzip();
+            answers.extend(ids.into_iter().zip(crate::join::join_all(calls).await));
         }
         let got = answers.iter().filter(|(_, a)| a.is_ok()).count();
         if status != Status::Reached {

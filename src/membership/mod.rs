@@ -365,8 +365,17 @@ impl Membership {
             st.table.beat(keys, bytes);
             (self.targets(&mut st, round), st.table.digest())
         };
-        for addr in targets {
-            self.exchange(&addr, digest.clone()).await;
+        // Concurrently, and each bounded by the interval: a partner that
+        // does not answer (paused, cut off) must not delay this node's
+        // next heartbeat, or its peers would suspect it instead.
+        let exchanges = targets
+            .iter()
+            .map(|addr| tokio::time::timeout(self.settings.gossip_interval, self.exchange(addr, digest.clone())))
+            .collect();
+        for (addr, done) in targets.iter().zip(crate::join::join_all(exchanges).await) {
+            if done.is_err() {
+                tracing::debug!(peer = %addr, "gossip: no answer within the round");
+            }
         }
         let seen = lock(&self.state).own_version_seen.take();
         if let Some(seen) = seen {

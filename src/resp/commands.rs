@@ -365,36 +365,49 @@ pub fn prepare(s: &mut Session, mut argv: Vec<Bytes>) -> Prepared {
         return Prepared::Done(Flow::Close(None));
     }
     // Refused before running: counted as rejected, and it fails any open
-    // transaction.
-    let refuse = |s: &mut Session, slot: Option<usize>, e: Error| {
+    // transaction; a refused EXEC discards it and says why, as Redis does.
+    let refuse = |s: &mut Session, spec: Option<&Spec>, slot: Option<usize>, e: Error| {
         transaction::fail(s);
         if let Some(slot) = slot {
             s.server.commands.rejected(slot);
         }
+        let e = match spec {
+            Some(spec) if spec.cmd == Cmd::Exec => {
+                s.multi = None;
+                transaction::set_queued(s, None);
+                let why = e.resp_message();
+                let why = why.strip_prefix("ERR ").unwrap_or(&why).to_string();
+                Error::Command(format!("EXECABORT Transaction discarded because of: {why}"))
+            }
+            _ => e,
+        };
         let reply = Reply::from(e);
         record(s, None, None, &reply);
         Prepared::Done(Flow::Reply(reply))
     };
-    let Some((index, spec)) = lookup(&name) else { return refuse(s, None, unknown_command(&name, &argv)) };
+    // Redis's order: the name (and subcommand), the arity, then
+    // authentication.
+    let Some((index, spec)) = lookup(&name) else { return refuse(s, None, None, unknown_command(&name, &argv)) };
     let slot = stat_slot(index, &argv);
-    if !s.authenticated && !spec.has_flag("no-auth") {
-        return refuse(s, slot, Error::NoAuth);
+    if slot.is_none()
+        && let Some(sub) = argv.first()
+    {
+        let e = Error::UnknownSubcommand {
+            command: spec.name.to_ascii_uppercase(),
+            sub: String::from_utf8_lossy(sub).into(),
+        };
+        return refuse(s, Some(spec), None, e);
     }
     if !spec.arity_ok(argv.len() + 1) {
-        if spec.cmd == Cmd::Exec {
-            // Redis discards the transaction and says why.
-            let why = Error::WrongArity(spec.name.to_string()).resp_message();
-            let why = why.strip_prefix("ERR ").unwrap_or(&why).to_string();
-            s.multi = None;
-            transaction::set_queued(s, None);
-            return refuse(s, slot, Error::Command(format!("EXECABORT Transaction discarded because of: {why}")));
-        }
-        return refuse(s, slot, Error::WrongArity(spec.name.to_string()));
+        return refuse(s, Some(spec), slot, Error::WrongArity(spec.name.to_string()));
     }
     if let Some((slot, sub)) = slot.and_then(|slot| Some((slot, sub_of(slot)?)))
         && !sub.arity_ok(argv.len() + 1)
     {
-        return refuse(s, Some(slot), Error::WrongArity(stat_names()[slot].clone()));
+        return refuse(s, Some(spec), Some(slot), Error::WrongArity(stat_names()[slot].clone()));
+    }
+    if !s.authenticated && !spec.has_flag("no-auth") {
+        return refuse(s, Some(spec), slot, Error::NoAuth);
     }
     s.client.touch(slot.unwrap_or(index));
     crate::metrics::add(&s.server.metrics.commands_processed, 1);

@@ -188,10 +188,13 @@ impl Connection {
         for (i, reply) in join_all(runs.collect()).await.into_iter().flatten() {
             replies[i] = Some(reply);
         }
+        // Flushed as they pass FLUSH_AT, not after the whole group: the
+        // replies share their values, their encodings would not.
         for reply in replies.into_iter().flatten() {
             reply.encode(self.session.resp3, &mut self.output);
+            self.flush_if_full().await?;
         }
-        self.flush_if_full().await
+        Ok(())
     }
 
     async fn emit(&mut self, flow: Flow) -> io::Result<Done> {

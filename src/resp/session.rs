@@ -32,6 +32,8 @@ pub struct Server {
 }
 
 impl Server {
+    /// What every connection of a node shares: its coordinator, settings
+    /// and metrics, its client address (for INFO) and the run id.
     #[must_use]
     pub fn new(
         coordinator: Arc<Coordinator>,

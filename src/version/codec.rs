@@ -116,7 +116,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Writes a version vector: count, then (node, counter) pairs.
+/// Writes a version vector: count, then (actor, counter) pairs.
 pub(crate) fn put_vector(out: &mut BytesMut, vv: &VersionVector) {
     put_varint(out, vv.len() as u64);
     for &(actor, counter) in vv.entries() {

@@ -52,7 +52,7 @@ impl Context {
     }
 
     /// This context plus `dot`; with `fold`, the dot raises the vector
-    /// (the caller knows nothing of that node lies between).
+    /// (the caller knows no dot of that actor lies between).
     #[must_use]
     pub fn with_dot(&self, dot: Dot, fold: bool) -> Self {
         let mut next = self.clone();

@@ -111,7 +111,8 @@ impl Object {
 
     /// The coordinator's update: discards exactly the siblings `ctx` covers,
     /// adds `new` and returns the context to hand back: `ctx` plus the new
-    /// dot. `new.dot` must be fresh from the coordinating node's counter.
+    /// dot. `new.dot` must be fresh: the coordinating process's actor and
+    /// its next counter.
     ///
     /// A context can only speak of writes this object has seen: claims
     /// beyond its vector (a forged or corrupt context, one meant for another
@@ -120,8 +121,8 @@ impl Object {
     /// then discard. In a cluster the coordinator merges the other replicas'
     /// copies first, so a context read at quorum is covered in full. The new
     /// dot is folded into the context's vector when the context covered
-    /// every dot of that node for this key, since no write of that node lies
-    /// between.
+    /// every dot of that actor for this key, since no write of that actor
+    /// lies between.
     pub fn update(&mut self, ctx: &Context, new: Sibling) -> Context {
         let dot = new.dot;
         let ctx = ctx.clamped_to(&self.vv);

@@ -1,6 +1,8 @@
 //! Property tests of the version rules, over histories that real replicas
 //! can produce: coordinated writes with contexts read from some replica and
-//! merges between replicas, dots drawn from each node's counter.
+//! merges between replicas, dots drawn from each replica's actor; and, for
+//! the only copy of a key, that forgetting superseded actors changes no
+//! sibling.
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -178,5 +180,77 @@ proptest! {
             ctx = ctx.with_dot(Dot::new(Actor(node), counter + 1000), false);
         }
         prop_assert_eq!(Context::decode(ctx.encode().as_bytes()), Ok(ctx));
+    }
+}
+
+/// A step in the life of a key's only copy.
+#[derive(Clone, Debug)]
+enum Solo {
+    /// The process restarts: a new actor, counting from 1.
+    Restart,
+    /// A context write with one of the contexts saved so far (or blind).
+    Write { ctx: Option<usize>, tombstone: bool },
+    /// A plain write (SET): supersedes every sibling.
+    Plain,
+}
+
+fn solo() -> impl Strategy<Value = Solo> {
+    prop_oneof![
+        1 => Just(Solo::Restart),
+        6 => (proptest::option::of(0..64usize), any::<bool>())
+            .prop_map(|(ctx, tombstone)| Solo::Write { ctx, tombstone }),
+        1 => Just(Solo::Plain),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Two copies of one key see the same writes with the same contexts
+    /// (each copy's own contexts, saved at random moments); one forgets
+    /// the actors its writes supersede, as a single node does. Their
+    /// sibling sets never differ.
+    #[test]
+    fn forgetting_on_the_only_copy_changes_no_sibling(steps in prop::collection::vec(solo(), 0..60)) {
+        let (mut kept, mut forgetting) = (Object::new(), Object::new());
+        let (mut kept_ctx, mut forgetting_ctx): (Vec<Context>, Vec<Context>) = (Vec::new(), Vec::new());
+        let (mut actor, mut counter) = (1u64, 0u64);
+        for (t, step) in steps.iter().enumerate() {
+            let sibling = |counter, value: Option<Bytes>| Sibling {
+                dot: Dot::new(Actor(actor), counter),
+                timestamp: t as u64,
+                expires_at: None,
+                value,
+            };
+            match *step {
+                Solo::Restart => {
+                    actor += 1;
+                    counter = 0;
+                }
+                Solo::Write { ctx, tombstone } => {
+                    counter += 1;
+                    let new = sibling(counter, (!tombstone).then(|| Bytes::from(format!("v{t}"))));
+                    let (a, b) = match ctx {
+                        Some(i) if !kept_ctx.is_empty() => {
+                            (kept_ctx[i % kept_ctx.len()].clone(), forgetting_ctx[i % forgetting_ctx.len()].clone())
+                        }
+                        _ => (Context::default(), Context::default()),
+                    };
+                    let returned = (kept.update(&a, new.clone()), forgetting.update(&b, new));
+                    forgetting.forget_superseded();
+                    kept_ctx.extend([returned.0, kept.context()]);
+                    forgetting_ctx.extend([returned.1, forgetting.context()]);
+                }
+                Solo::Plain => {
+                    counter += 1;
+                    let new = sibling(counter, Some(Bytes::from("p")));
+                    kept = kept.overwritten(new.clone());
+                    forgetting = forgetting.overwritten(new);
+                    forgetting.forget_superseded();
+                }
+            }
+            let dots = |o: &Object| o.siblings().iter().map(|s| s.dot).collect::<Vec<Dot>>();
+            prop_assert_eq!(dots(&kept), dots(&forgetting));
+        }
     }
 }

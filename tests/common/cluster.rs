@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use shoal::config::Config;
 use shoal::node::Node;
+use shoal::rpc::Fault;
 
+use super::reply::{int, members};
 use super::wait_for;
 
 pub struct TestCluster {
@@ -94,6 +96,19 @@ impl TestCluster {
         }
     }
 
+    /// Waits until every running node sees every member up (its failure
+    /// detector has heard from each since it started or came back).
+    #[track_caller]
+    pub fn wait_all_up(&self, within: Duration) {
+        for i in (0..self.len()).filter(|&i| self.is_running(i)) {
+            let mut c = self.client(i);
+            wait_for(&format!("node {i} to see every member up"), within, || {
+                let all = members(&mut c);
+                (all.len() == self.len() && all.iter().all(|m| int(&m["up"]) == 1)).then_some(())
+            });
+        }
+    }
+
     pub fn port(&self, i: usize) -> u16 {
         self.configs[i].port
     }
@@ -123,9 +138,44 @@ impl TestCluster {
 
     /// Starts node `i` again on its directory and ports.
     pub fn restart(&mut self, i: usize) {
+        self.restart_with(i, |_| {});
+    }
+
+    /// Starts node `i` again on its directory and ports, with its settings
+    /// changed by `tune` from now on.
+    pub fn restart_with(&mut self, i: usize, tune: impl FnOnce(&mut Config)) {
         assert!(self.nodes[i].is_none(), "node {i} is running");
+        tune(&mut self.configs[i]);
         let node = self.rt.block_on(Node::start(self.configs[i].clone())).expect("node restarts");
         self.nodes[i] = Some(node);
+    }
+
+    /// From now on node `from`'s calls to node `to` are lost (they time
+    /// out); `to`'s calls to `from` still go through.
+    pub fn cut_one_way(&self, from: usize, to: usize) {
+        if let Some(node) = &self.nodes[from] {
+            node.faults().set(&self.peer_addr(to), Fault::Drop);
+        }
+    }
+
+    /// Cuts nodes `a` and `b` off from each other, both ways.
+    pub fn cut(&self, a: usize, b: usize) {
+        self.cut_one_way(a, b);
+        self.cut_one_way(b, a);
+    }
+
+    /// Cuts node `i` off from every other node, both ways.
+    pub fn isolate(&self, i: usize) {
+        for j in (0..self.len()).filter(|&j| j != i) {
+            self.cut(i, j);
+        }
+    }
+
+    /// Lifts every cut.
+    pub fn heal(&self) {
+        for node in self.nodes.iter().flatten() {
+            node.faults().heal();
+        }
     }
 }
 

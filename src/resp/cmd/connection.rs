@@ -156,12 +156,12 @@ fn list_filter(args: Vec<Bytes>) -> Result<Option<Vec<u64>>> {
             "master" | "replica" | "slave" | "pubsub" => Ok(Some(Vec::new())),
             _ => Err(Error::err(format!("Unknown client type '{}'", String::from_utf8_lossy(kind)))),
         },
+        // Any integer is an id (a negative one matches no client).
         [option, ids @ ..] if is(option, "id") && !ids.is_empty() => ids
             .iter()
-            .map(|id| crate::mutation::parse_i64(id).and_then(|n| u64::try_from(n).ok()))
-            .collect::<Option<Vec<u64>>>()
-            .map(Some)
-            .ok_or_else(|| Error::err("Invalid client ID")),
+            .map(|id| crate::mutation::parse_i64(id).ok_or_else(|| Error::err("Invalid client ID")))
+            .collect::<Result<Vec<i64>>>()
+            .map(|ids| Some(ids.into_iter().filter_map(|n| u64::try_from(n).ok()).collect())),
         _ => Err(Error::Syntax),
     }
 }
