@@ -1,4 +1,7 @@
-//! The `shoal` command: runs a node (`shoal` or `shoal server`).
+//! The `shoal` command: runs a node (`shoal` or `shoal server`), or prints
+//! the cluster as a running node sees it (`shoal status`).
+
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +24,41 @@ struct Cli {
 enum Command {
     /// Run a node (the default).
     Server(ServerArgs),
+    /// Show the cluster as a node sees it: members up or down, what each owns and holds.
+    Status(StatusArgs),
+}
+
+/// Where `shoal status` asks.
+#[derive(Args)]
+struct StatusArgs {
+    /// The node's host.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// The node's client port.
+    #[arg(short, long, default_value_t = 6379)]
+    port: u16,
+    /// The node's requirepass, sent with AUTH first (else REDISCLI_AUTH, as
+    /// redis-cli reads it, if set).
+    #[arg(short = 'a', long)]
+    password: Option<String>,
+}
+
+impl StatusArgs {
+    fn run(self) -> ExitCode {
+        let password = self.password.or_else(|| std::env::var("REDISCLI_AUTH").ok());
+        match status::run(&self.host, self.port, password.as_deref()) {
+            Ok(table) => {
+                // Not print!, which panics when a reader such as `head` has
+                // closed the pipe.
+                let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), table.as_bytes());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("shoal status: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
 }
 
 /// Settings given as flags override the config file and SHOAL_* variables.
@@ -115,6 +153,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Server(args)) => args,
+        Some(Command::Status(args)) => return args.run(),
         None => cli.server,
     };
     // The runtime's size is a setting, so the config is read before it.

@@ -1,8 +1,9 @@
 //! Test harness: runs the real `shoal` binary on an ephemeral loopback port
 //! with a temporary data directory, and stops it when the test ends.
 //!
-//! The node is started with `--port 0`; the harness reads the port from the
-//! node's "accepting clients on ADDR" log line, so no port is ever guessed.
+//! The node is started with `--port 0` (or, to restart it, on the ports it
+//! had); the harness reads the ports from the node's "accepting clients on
+//! ADDR" log line, so no port is ever guessed.
 //! Every wait polls a condition with a deadline; nothing sleeps a fixed time
 //! to let something happen.
 
@@ -67,8 +68,18 @@ impl Shoal {
 
     /// A node with extra flags and environment variables.
     pub fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_at(dir, 0, None, args, env)
+    }
+
+    /// A node on the client port `port` (0: a free one) and, if given, the
+    /// peer port `peer_port`: a restart on the ports a node had before.
+    pub fn spawn_at(dir: &Path, port: u16, peer_port: Option<u16>, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(BIN);
-        cmd.args(["--port", "0", "--data-dir"]).arg(dir).args(args);
+        cmd.arg("--port").arg(port.to_string());
+        if let Some(peer_port) = peer_port {
+            cmd.arg("--peer-port").arg(peer_port.to_string());
+        }
+        cmd.arg("--data-dir").arg(dir).args(args);
         cmd.env_remove("RUST_LOG").envs(env.iter().copied());
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawn shoal");
