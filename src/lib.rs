@@ -63,22 +63,25 @@
 //!
 //! # Where this differs from ../shared/DESIGN.md, and why
 //!
-//! - **Dots are issued by actors, one per process run, not by nodes.**
-//!   DESIGN gives a write the dot `(node, largest counter of that node
-//!   known for the key + 1)`. Any rule that counts from what a disk holds
-//!   issues a dot again once the disk goes back in time: a restore from a
-//!   backup, a rolled-back snapshot, two processes started from copies of
-//!   one directory, a reaped tombstone, a power loss in `os` durability.
-//!   Replicas holding the first write under that dot then drop the second
-//!   as already seen, losing an acknowledged write (Riak's "kv679"). So a
-//!   node draws a random actor id each time it starts and counts its dots
-//!   in memory from there (see `version::Actor`, `storage/meta.rs`): a dot
-//!   is unique whatever the disk holds, and a restored node's new writes
-//!   are concurrent with the ones it forgot, never mistaken for them or
-//!   silently superseding them. The cost is one vector entry per actor
-//!   that wrote a key. A single node keeps that bounded at once: with no
-//!   other copy to reconcile, a write forgets the actors whose values it
-//!   superseded (`Object::forget_superseded`). In a cluster the entries are
+//! - **Dots are issued by actors, not by nodes.** DESIGN gives a write the
+//!   dot `(node, largest counter of that node known for the key + 1)`. Any
+//!   rule that counts from what a disk holds issues a dot again once the
+//!   disk goes back in time: a restore from a backup, a rolled-back
+//!   snapshot, two processes started from copies of one directory, a
+//!   reaped tombstone, a power loss in `os` durability. Replicas holding
+//!   the first write under that dot then drop the second as already seen,
+//!   losing an acknowledged write (Riak's "kv679"). So a process writes as
+//!   an actor (`version::Actor`) and counts its dots in memory
+//!   (`storage/meta.rs`): a fresh random actor, unless the last run stopped
+//!   cleanly (recording its actor and last counter) and more than half of
+//!   the other members vouch that no run of this node came after it
+//!   (`membership::claim`: a member grants a claim from exactly the newest
+//!   version it knows of the node, once). A restored, copied or crashed
+//!   node thus writes as a new actor, concurrent with what it forgot;
+//!   restarts keep theirs, so vectors grow only with crashes and restores.
+//!   A single node bounds them at once: with no other copy to reconcile, a
+//!   write forgets the actors whose values it superseded
+//!   (`Object::forget_superseded`). In a cluster the entries are
 //!   tombstones of dots and go when tombstones go: once anti-entropy shows
 //!   every replica holds them. Contexts fold a new dot into their vector
 //!   when they already covered every dot of that actor for the key.

@@ -86,7 +86,7 @@ struct PeerService {
 impl rpc::Handler for PeerService {
     async fn handle(&self, from: &Hello, request: Request) -> Response {
         match request {
-            Request::Gossip(g) => self.membership.handle(from, g),
+            Request::Gossip(g) => self.membership.handle(from, g).await,
             Request::Kv(kv) => {
                 if self.membership.cluster().is_none_or(|c| c.id != from.cluster) {
                     return Response::Error("TRYAGAIN not a member of this node's cluster".into());
@@ -165,19 +165,20 @@ impl Node {
         let service =
             Arc::new(PeerService { coordinator: Arc::clone(&coordinator), membership: Arc::clone(&membership) });
         let peer_tasks = Tracker::default();
+        // Peers first: members starting together answer each other's
+        // claims while they settle which actor each writes as.
+        let mut tasks = vec![tokio::spawn(rpc::serve(
+            peer_listener,
+            peers.clone(),
+            service,
+            max_frame,
+            stop.clone(),
+            peer_tasks.clone(),
+        ))];
+        membership.begin().await?;
+        tasks.push(tokio::spawn(Arc::clone(&membership).run(stop.clone())));
+        tasks.push(tokio::spawn(reaper(Arc::clone(&store), stop)));
         let client_task = tokio::spawn(resp::serve(listener, server, client_stop));
-        let tasks = vec![
-            tokio::spawn(rpc::serve(
-                peer_listener,
-                peers.clone(),
-                service,
-                max_frame,
-                stop.clone(),
-                peer_tasks.clone(),
-            )),
-            tokio::spawn(Arc::clone(&membership).run(stop.clone())),
-            tokio::spawn(reaper(Arc::clone(&store), stop)),
-        ];
         let cluster = membership.cluster().map_or_else(|| "joining".to_string(), |c| format!("{:016x}", c.id));
         tracing::info!(node = %id, peers = %peer_addr, data_dir = %config.data_dir.display(), durability = %config.durability, cluster, r, w, "shoal {} ready: accepting clients on {addr}", env!("CARGO_PKG_VERSION"));
         Ok(Self {

@@ -15,7 +15,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::reply::{call, get, getctx_reply, int, members, set, where_is};
+use common::reply::{call, get, getctx_reply, info, int, members, set, where_is};
 use common::{Shoal, wait_for};
 use redis::Connection;
 
@@ -77,16 +77,20 @@ fn a_node_restored_from_a_backup_loses_no_acknowledged_write() {
     for k in keys.iter().filter(|k| k.starts_with('y')) {
         set(&mut c3, k, "before the backup");
     }
+    let actor = info(&mut c3, "server", "shoal_actor");
     drop(c3);
 
     // The backup: node 3 stopped, its directory copied.
     assert!(third.stop().success());
     copy_dir(&dir, &backup);
 
-    // Node 3 runs on and takes writes the backup will not have.
+    // Node 3 runs on and takes writes the backup will not have. It
+    // stopped cleanly and no run wrote since: it resumes its actor, so its
+    // keys' histories do not grow.
     third = start(&dir, Some(&seed));
     wait_ready([&first, &second, &third]);
     let mut c3 = third.client();
+    assert_eq!(info(&mut c3, "server", "shoal_actor"), actor, "a clean restart resumes the actor");
     for k in &keys {
         set(&mut c3, k, &format!("{k} after the backup"));
     }
@@ -99,6 +103,10 @@ fn a_node_restored_from_a_backup_loses_no_acknowledged_write() {
     third = start(&dir, Some(&seed));
     wait_ready([&first, &second, &third]);
     let mut c3 = third.client();
+    // The backup's clean-stop record is not the last word on its actor:
+    // the other members have heard of the run after it, and refuse.
+    assert_ne!(info(&mut c3, "server", "shoal_actor"), actor, "a restored backup must not resume its actor");
+    assert!(third.log().contains("writing as a new actor"), "{}", third.log());
     for k in &keys {
         set(&mut c3, k, &format!("{k} after the restore"));
     }

@@ -29,7 +29,11 @@
 //! phi-accrual [`Detector`] per member turns the arrival intervals into up
 //! or down (`phi-threshold`, 8). The coordinator reads it from the
 //! [`View`]: a replica believed down is not waited for.
+//!
+//! **Actors.** When a node starts, the other members decide whether it may
+//! resume the actor its last run stopped cleanly with ([`claim`]).
 
+pub mod claim;
 pub mod detector;
 pub mod table;
 mod view;
@@ -52,6 +56,7 @@ use crate::shutdown::Stop;
 use crate::storage::Store;
 use crate::version::NodeId;
 
+use claim::{Claim, Claims};
 use detector::Detector;
 use table::{Applied, Table};
 pub use view::View;
@@ -60,6 +65,12 @@ pub use view::View;
 const CLUSTER: &str = "cluster";
 const MEMBERS: &str = "members";
 const VERSION: &str = "member-version";
+const CLAIMS: &str = "claims";
+/// How often a claim is sent again to members that could not be reached.
+const CLAIM_RETRY: Duration = Duration::from_millis(100);
+/// How long a claim waits for members at least (members starting together
+/// take a moment to listen; a loaded member a moment to answer).
+const CLAIM_WAIT: Duration = Duration::from_secs(3);
 /// How often a node that has no cluster yet asks its seeds again.
 const JOIN_RETRY: Duration = Duration::from_secs(1);
 /// Rounds between refreshes of this node's disk usage in its beat.
@@ -116,6 +127,8 @@ struct State {
     own_version_seen: Option<u64>,
     /// Addresses whose refusal has been logged.
     refused: HashSet<String>,
+    /// The claims to resume an actor this node has granted.
+    claims: Claims,
     /// This node's disk usage, refreshed every few rounds.
     bytes: u64,
     rng: u64,
@@ -156,8 +169,12 @@ impl Membership {
             Some(b) => decode_entries(&b).map_err(|e| storage_error("the member table", e))?,
             None => Vec::new(),
         };
-        let version = next_version(read_u64(store.meta_get(VERSION).await?));
-        store.meta_put(VERSION, Bytes::copy_from_slice(&version.to_le_bytes())).await?;
+        let claims = match store.meta_get(CLAIMS).await? {
+            Some(b) => Claims::decode(b).ok_or_else(|| storage_error("the granted claims", "corrupt"))?,
+            None => Claims::default(),
+        };
+        // The version of the last run, until `begin` raises it.
+        let version = read_u64(store.meta_get(VERSION).await?);
         let entry = Entry {
             id: me.id,
             client_addr: me.client_addr.clone(),
@@ -187,6 +204,7 @@ impl Membership {
             unsaved: true,
             own_version_seen: None,
             refused: HashSet::new(),
+            claims,
             bytes: 0,
             rng,
         };
@@ -213,6 +231,86 @@ impl Membership {
         }
         membership.save().await;
         Ok(membership)
+    }
+
+    /// Announces this run: raises this node's version (persisted first)
+    /// and, if the last run stopped cleanly, resumes its actor when more
+    /// than half of the other members grant the claim (see [`claim`]).
+    /// Call once, after [`start`](Self::start), with the peer server
+    /// running (members starting together answer each other's claims), and
+    /// before [`run`](Self::run).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn begin(&self) -> Result<()> {
+        let entry = lock(&self.state).table.me().entry.clone();
+        let (before, after) = (entry.version, next_version(entry.version));
+        self.store.meta_put(VERSION, Bytes::copy_from_slice(&after.to_le_bytes())).await?;
+        if let Some((actor, last)) = self.store.take_resumable() {
+            let claim = Claim { before, after, token: crate::random::random_u64() };
+            match self.claim(claim).await {
+                Ok(()) => {
+                    self.store.resume_actor(actor, last);
+                    tracing::info!(%actor, last_counter = last, "resuming the actor of the last run (it stopped cleanly, and the other members vouch that no run wrote since)");
+                }
+                Err(why) => {
+                    tracing::info!(actor = %self.store.actor(), "writing as a new actor: the last run's cannot be resumed ({why})");
+                }
+            }
+        }
+        self.set_me(Entry { version: after, ..entry });
+        // Until now this node's entry had the last run's version, and peers
+        // rightly knew that run's entry and heartbeat: not another self.
+        let mut st = lock(&self.state);
+        st.own_version_seen = st.own_version_seen.filter(|&v| v > before);
+        Ok(())
+    }
+
+    /// Asks every other member to grant `claim`, again while some cannot
+    /// be reached, until more than half grant, that can no longer happen,
+    /// or [`CLAIM_WAIT`] (or the request timeout, if longer) passes.
+    async fn claim(&self, claim: Claim) -> std::result::Result<(), String> {
+        let others: Vec<String> = lock(&self.state)
+            .table
+            .all()
+            .filter(|k| k.entry.id != self.me.id && k.entry.status != Status::Removed)
+            .map(|k| k.entry.peer_addr.clone())
+            .collect();
+        if others.is_empty() {
+            return Err("no other member to vouch for it".into());
+        }
+        let deadline = tokio::time::Instant::now() + self.peers.timeout().max(CLAIM_WAIT);
+        let mut answers: HashMap<String, bool> = HashMap::new();
+        loop {
+            let asked: Vec<&String> = others.iter().filter(|a| !answers.contains_key(*a)).collect();
+            let calls = asked
+                .iter()
+                .map(|addr| {
+                    let request = GossipRequest::Claim { before: claim.before, after: claim.after, token: claim.token };
+                    tokio::time::timeout_at(deadline, self.peers.gossip(addr, request))
+                })
+                .collect();
+            for (addr, answer) in asked.into_iter().zip(crate::join::join_all(calls).await) {
+                match answer {
+                    Ok(Ok(GossipResponse::Claimed(granted))) => {
+                        answers.insert(addr.clone(), granted);
+                    }
+                    Ok(Ok(other)) => tracing::debug!(peer = %addr, "unexpected answer to a claim: {other:?}"),
+                    Ok(Err(e)) => tracing::debug!(peer = %addr, "claim: {e}"),
+                    Err(_) => {}
+                }
+            }
+            let grants = answers.values().filter(|&&g| g).count();
+            let refusals = answers.len() - grants;
+            match claim::tally(others.len(), grants, refusals) {
+                Some(true) => return Ok(()),
+                Some(false) => return Err(format!("{refusals} of {} other members refused", others.len())),
+                None if tokio::time::Instant::now() + CLAIM_RETRY >= deadline => {
+                    return Err(format!("{} of {} other members answered in time", answers.len(), others.len()));
+                }
+                None => tokio::time::sleep(CLAIM_RETRY).await,
+            }
+        }
     }
 
     /// The current view.
@@ -343,11 +441,16 @@ impl Membership {
     async fn announce(&self, entry: Entry, above: u64) -> Result<()> {
         let version = next_version(entry.version.max(above));
         self.store.meta_put(VERSION, Bytes::copy_from_slice(&version.to_le_bytes())).await?;
+        self.set_me(Entry { version, ..entry });
+        Ok(())
+    }
+
+    /// Makes `entry` this node's entry (its version already persisted).
+    fn set_me(&self, entry: Entry) {
         let mut st = lock(&self.state);
-        st.table.set_me(Entry { version, ..entry });
+        st.table.set_me(entry);
         st.unsaved = true;
         self.publish(&st);
-        Ok(())
     }
 
     /// One gossip round: raise the heartbeat, exchange with the round's
@@ -559,29 +662,46 @@ impl Membership {
     }
 
     /// Answers a peer's gossip.
-    pub fn handle(&self, from: &Hello, request: GossipRequest) -> Response {
-        let mut st = lock(&self.state);
-        let answer = match request {
-            GossipRequest::Ping => GossipResponse::Pong,
-            GossipRequest::Join => {
-                GossipResponse::Cluster(st.cluster, st.table.all().map(|k| k.entry.clone()).collect())
-            }
-            _ if st.cluster.is_none_or(|c| c.id != from.cluster) => {
-                return Response::Error("TRYAGAIN not a member of this node's cluster".into());
-            }
-            GossipRequest::Syn(digest) => {
-                if let Some(seen) = st.table.another_self_in(&digest) {
-                    st.own_version_seen = Some(st.own_version_seen.unwrap_or(0).max(seen));
+    pub async fn handle(&self, from: &Hello, request: GossipRequest) -> Response {
+        // A claim granted is kept on disk before it is given.
+        let mut grant = None;
+        let answer = {
+            let mut st = lock(&self.state);
+            match request {
+                GossipRequest::Ping => GossipResponse::Pong,
+                GossipRequest::Join => {
+                    GossipResponse::Cluster(st.cluster, st.table.all().map(|k| k.entry.clone()).collect())
                 }
-                let (deltas, wants) = st.table.compare(&digest);
-                GossipResponse::Ack { deltas, wants }
-            }
-            GossipRequest::Push(deltas) => {
-                let applied = st.table.apply(deltas);
-                self.absorb(&mut st, applied);
-                GossipResponse::Done
+                _ if st.cluster.is_none_or(|c| c.id != from.cluster) => {
+                    return Response::Error("TRYAGAIN not a member of this node's cluster".into());
+                }
+                GossipRequest::Syn(digest) => {
+                    if let Some(seen) = st.table.another_self_in(&digest) {
+                        st.own_version_seen = Some(st.own_version_seen.unwrap_or(0).max(seen));
+                    }
+                    let (deltas, wants) = st.table.compare(&digest);
+                    GossipResponse::Ack { deltas, wants }
+                }
+                GossipRequest::Push(deltas) => {
+                    let applied = st.table.apply(deltas);
+                    self.absorb(&mut st, applied);
+                    GossipResponse::Done
+                }
+                GossipRequest::Claim { before, after, token } => {
+                    let member = from.member.id;
+                    let seen = st.table.get(member).map_or(0, |k| k.entry.version);
+                    let granted = st.claims.decide(member, seen, Claim { before, after, token });
+                    grant = granted.then(|| st.claims.encode());
+                    GossipResponse::Claimed(granted)
+                }
             }
         };
+        if let Some(record) = grant
+            && let Err(e) = self.store.meta_put(CLAIMS, record).await
+        {
+            tracing::warn!("cannot keep a granted claim, refusing it: {e}");
+            return Response::Gossip(GossipResponse::Claimed(false));
+        }
         Response::Gossip(answer)
     }
 

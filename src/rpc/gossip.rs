@@ -104,6 +104,9 @@ pub enum GossipRequest {
     Syn(Vec<DigestItem>),
     /// What the receiver asked for in its answer to a `Syn`.
     Push(Vec<Delta>),
+    /// May the sender resume the actor its last run stopped with? (see
+    /// `membership::claim`)
+    Claim { before: u64, after: u64, token: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,6 +120,8 @@ pub enum GossipResponse {
         wants: Vec<NodeId>,
     },
     Done,
+    /// The answer to a `Claim`: granted or not.
+    Claimed(bool),
 }
 
 fn put_entry(out: &mut BytesMut, e: &Entry) {
@@ -211,6 +216,7 @@ impl GossipRequest {
             Self::Join => 2,
             Self::Syn(_) => 3,
             Self::Push(_) => 4,
+            Self::Claim { .. } => 5,
         }
     }
 
@@ -223,6 +229,11 @@ impl GossipRequest {
                 put_varint(out, d.heartbeat);
             }),
             Self::Push(deltas) => put_list(out, deltas, put_delta),
+            Self::Claim { before, after, token } => {
+                put_varint(out, *before);
+                put_varint(out, *after);
+                out.put_u64_le(*token);
+            }
         }
     }
 
@@ -236,6 +247,7 @@ impl GossipRequest {
                 Ok(DigestItem { id: NodeId(p.u64_le()?), version: p.varint()?, heartbeat: p.varint()? })
             })?),
             4 => Self::Push(p.list(13, Payload::delta)?),
+            5 => Self::Claim { before: p.varint()?, after: p.varint()?, token: p.u64_le()? },
             _ => return Ok(None),
         }))
     }
@@ -248,12 +260,14 @@ impl GossipResponse {
             Self::Cluster(..) => 2,
             Self::Ack { .. } => 3,
             Self::Done => 4,
+            Self::Claimed(_) => 5,
         }
     }
 
     pub(super) fn encode_payload(&self, out: &mut BytesMut) {
         match self {
             Self::Pong | Self::Done => {}
+            Self::Claimed(granted) => out.put_u8(u8::from(*granted)),
             Self::Cluster(record, entries) => {
                 match record {
                     Some(r) => {
@@ -288,6 +302,7 @@ impl GossipResponse {
             }
             3 => Self::Ack { deltas: p.list(13, Payload::delta)?, wants: p.list(8, |p| Ok(NodeId(p.u64_le()?)))? },
             4 => Self::Done,
+            5 => Self::Claimed(p.bool()?),
             _ => return Ok(None),
         }))
     }
@@ -369,6 +384,7 @@ pub(crate) mod tests {
             GossipRequest::Join,
             GossipRequest::Syn(vec![DigestItem { id: NodeId(3), version: 1, heartbeat: 77 }]),
             GossipRequest::Push(deltas.clone()),
+            GossipRequest::Claim { before: 1_700_000_000_000, after: 1_700_000_000_001, token: u64::MAX },
         ];
         let responses = vec![
             GossipResponse::Pong,
@@ -376,6 +392,8 @@ pub(crate) mod tests {
             GossipResponse::Cluster(None, vec![]),
             GossipResponse::Ack { deltas, wants: vec![NodeId(8)] },
             GossipResponse::Done,
+            GossipResponse::Claimed(true),
+            GossipResponse::Claimed(false),
         ];
         (requests, responses)
     }

@@ -4,9 +4,14 @@
 //! Dots are not counted on disk: a disk can be restored from a backup,
 //! rolled back with a snapshot or copied, and a counter read back from it
 //! would issue dots that writes since then already carry. Each process
-//! instead writes as an actor of its own (see `version::Actor`).
+//! instead writes as an actor of its own (see `version::Actor`), drawn at
+//! random, unless it may resume its predecessor's: a clean stop records
+//! the actor and its last counter (`clean-stop`), the next start takes the
+//! record away at once (so a crash leaves none), and membership decides
+//! whether the record is the last word on that actor (see
+//! `membership::claim`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use fjall::{Database, Keyspace, PersistMode};
 
@@ -16,6 +21,7 @@ use crate::version::{Actor, Dot, NodeId};
 
 const NODE_ID: &str = "node-id";
 const PARTITIONS: &str = "partitions";
+const CLEAN_STOP: &str = "clean-stop";
 
 fn read_u64(meta: &Keyspace, key: &str) -> Result<Option<u64>> {
     let Some(v) = meta.get(key).map_err(storage)? else { return Ok(None) };
@@ -58,12 +64,39 @@ pub(super) fn check_partitions(db: &Database, meta: &Keyspace, q: u32) -> Result
     }
 }
 
-/// The dots this process issues: an actor id drawn at random when the
-/// store opens, and a counter kept in memory. A new process is a new actor,
-/// so nothing on disk (a backup, a copy) can make it issue a dot again.
+/// Takes the record a clean stop left (the actor and its last counter), and
+/// removes it durably before anything else is written.
+pub(super) fn take_clean_stop(db: &Database, meta: &Keyspace) -> Result<Option<(Actor, u64)>> {
+    let Some(v) = meta.get(CLEAN_STOP).map_err(storage)? else { return Ok(None) };
+    meta.remove(CLEAN_STOP).map_err(storage)?;
+    db.persist(PersistMode::SyncAll).map_err(storage)?;
+    let record = <[u8; 16]>::try_from(v.as_ref()).ok().and_then(|b| {
+        let actor = u64::from_le_bytes(b[..8].try_into().ok()?);
+        let last = u64::from_le_bytes(b[8..].try_into().ok()?);
+        (actor != 0).then_some((Actor(actor), last))
+    });
+    if record.is_none() {
+        tracing::warn!("ignoring a corrupt clean-stop record");
+    }
+    Ok(record)
+}
+
+/// Records a clean stop: `actor` issued no dot past `last`. Written after
+/// the last write, before the final flush.
+pub(super) fn put_clean_stop(meta: &Keyspace, actor: Actor, last: u64) -> Result<()> {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&actor.0.to_le_bytes());
+    v[8..].copy_from_slice(&last.to_le_bytes());
+    meta.insert(CLEAN_STOP, v).map_err(storage)
+}
+
+/// The dots this process issues: an actor and the next counter, kept in
+/// memory. The actor is drawn at random when the store opens, so nothing on
+/// disk (a backup, a copy) can make a process issue a dot again; it changes
+/// at most once, early, when membership lets the process resume its
+/// predecessor's actor.
 pub(super) struct Dots {
-    actor: Actor,
-    next: AtomicU64,
+    state: Mutex<(Actor, u64)>,
 }
 
 impl Dots {
@@ -74,15 +107,33 @@ impl Dots {
                 break Actor(id);
             }
         };
-        Self { actor, next: AtomicU64::new(1) }
+        Self { state: Mutex::new((actor, 1)) }
     }
 
     pub(super) fn actor(&self) -> Actor {
-        self.actor
+        self.lock().0
+    }
+
+    /// The actor and the last counter it issued.
+    pub(super) fn last(&self) -> (Actor, u64) {
+        let (actor, next) = *self.lock();
+        (actor, next - 1)
+    }
+
+    /// Writes as `actor` from now on, after its counter `last`.
+    pub(super) fn resume(&self, actor: Actor, last: u64) {
+        *self.lock() = (actor, last.saturating_add(1));
     }
 
     /// A dot no write has had before.
     pub(super) fn next(&self) -> Dot {
-        Dot::new(self.actor, self.next.fetch_add(1, Ordering::Relaxed))
+        let mut state = self.lock();
+        let dot = Dot::new(state.0, state.1);
+        state.1 += 1;
+        dot
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Actor, u64)> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -138,6 +138,9 @@ struct Shared {
     reap_objects: AtomicBool,
     stats: stats::Stats,
     dots: Dots,
+    /// What a clean stop of the previous process left: its actor and last
+    /// counter, until membership takes it.
+    resumable: Mutex<Option<(Actor, u64)>>,
     node: NodeId,
     workers: usize,
     /// The object cache: `CACHE_SHARDS` shards per worker, each holding
@@ -220,6 +223,7 @@ impl Store {
         let meta = ks("meta").map_err(storage)?;
         meta::check_partitions(&db, &meta, opts.partitions)?;
         let node = meta::node_id(&db, &meta)?;
+        let resumable = meta::take_clean_stop(&db, &meta)?;
         let dots = Dots::new();
         let partitioner = Partitioner::new(opts.partitions);
         let stats = stats::Stats::new(opts.partitions);
@@ -245,6 +249,7 @@ impl Store {
             reap_objects: AtomicBool::new(opts.reap_objects),
             stats,
             dots,
+            resumable: Mutex::new(resumable),
             node,
             workers,
             caches: (0..workers * CACHE_SHARDS).map(|_| Mutex::new(Cache::new(per_shard))).collect(),
@@ -272,6 +277,20 @@ impl Store {
     #[must_use]
     pub fn actor(&self) -> Actor {
         self.shared.dots.actor()
+    }
+
+    /// The actor the previous process stopped cleanly with, and its last
+    /// counter, if it did: once only, for membership to decide whether this
+    /// process may resume it.
+    pub fn take_resumable(&self) -> Option<(Actor, u64)> {
+        self.shared.resumable.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+
+    /// Writes as `actor` from now on, after its counter `last` (an actor
+    /// [`take_resumable`](Self::take_resumable) gave, once membership has
+    /// established that no other process has written as it since).
+    pub fn resume_actor(&self, actor: Actor, last: u64) {
+        self.shared.dots.resume(actor, last);
     }
 
     /// Whether whole objects may be removed once dead for the grace period:
@@ -527,8 +546,13 @@ impl Store {
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
+            let mut clean = true;
             for t in threads {
-                let _ = t.join();
+                clean &= t.join().is_ok();
+            }
+            if clean {
+                let (actor, last) = shared.dots.last();
+                meta::put_clean_stop(&shared.meta, actor, last)?;
             }
             shared.db.persist(PersistMode::SyncAll).map_err(storage)
         })
@@ -779,6 +803,29 @@ mod tests {
         assert_eq!(dot.actor, a.actor());
         a.close().await.expect("close");
         b.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_clean_stop_leaves_its_actor_for_the_next_start_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path(), 1);
+        assert_eq!(store.take_resumable(), None, "a new directory");
+        let last = store.update(1, b"k", |_, dot| (Change::Keep, dot)).await.expect("update");
+        store.close().await.expect("close");
+        drop(store);
+
+        let store = open(dir.path(), 1);
+        assert_ne!(store.actor(), last.actor, "a fresh actor until told otherwise");
+        assert_eq!(store.take_resumable(), Some((last.actor, last.counter)));
+        assert_eq!(store.take_resumable(), None, "given once");
+        store.resume_actor(last.actor, last.counter);
+        let next = store.update(1, b"k", |_, dot| (Change::Keep, dot)).await.expect("update");
+        assert_eq!((next.actor, next.counter), (last.actor, last.counter + 1));
+        // A crash (no close): the record was taken at the start, none is left.
+        drop(store);
+        let store = open(dir.path(), 1);
+        assert_eq!(store.take_resumable(), None, "no clean stop, nothing to resume");
+        store.close().await.expect("close");
     }
 
     #[tokio::test]
