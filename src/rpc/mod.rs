@@ -23,7 +23,7 @@ pub use gossip::{
 };
 pub use kv::{KvRequest, KvResponse, PartitionCount};
 pub use server::{Handler, serve};
-pub use wire::{Hello, MAX_ADDR, Member, Request, Response, VERSIONS};
+pub use wire::{Hello, MAX_ADDR, Member, Request, Response, VERSIONS, valid_addr};
 
 #[cfg(test)]
 mod tests {
