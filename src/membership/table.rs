@@ -19,14 +19,32 @@
 //! (version `u64::MAX`), so stale gossip cannot bring it back. A member
 //! that replaces another (a node back at the same address with a wiped
 //! disk) removes it wherever its entry arrives.
+//!
+//! What peers send is checked before it is merged, since any peer that
+//! passed the handshake may send anything: the table holds at most
+//! [`MAX_MEMBERS`] members (tombstones included; a new one is refused when
+//! it is full), and an entry is taken only if a member could have
+//! announced it ([`plausible`]): a tombstone carries the tombstone version
+//! and nothing else does, a live entry's version is at most
+//! [`MAX_VERSION`], its addresses are `host:port`. A member may replace
+//! only the member last known at its own peer address, and nobody replaces
+//! or announces this node but itself. Gossip carries no proof of who wrote
+//! an entry, so a peer of the cluster can still announce made-up members
+//! that look real; those are bounded, not detected.
 
 use std::collections::BTreeMap;
 
-use crate::rpc::{Beat, Delta, DigestItem, Entry, Status};
+use crate::rpc::{Beat, Delta, DigestItem, Entry, MAX_MEMBERS, Status, valid_addr};
 use crate::version::NodeId;
 
 /// The version a removal tombstone carries: above any real version.
 pub const REMOVED: u64 = u64::MAX;
+/// The highest version a live entry may carry. Versions are the clock's
+/// milliseconds at a member's start, raised by one past any claim of its
+/// entry seen elsewhere: 2^62 ms is some 146 million years, so a version
+/// above it is a forgery. It is refused, and never moved past, which would
+/// walk this node's version up to the tombstone's.
+pub const MAX_VERSION: u64 = 1 << 62;
 
 /// One member as this node knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +66,21 @@ pub struct Applied {
     /// process announced this node (a restored copy of its data), and it
     /// must move past that version.
     pub own_version_seen: Option<u64>,
+    /// Entries not taken: implausible ones, and new members when the table
+    /// is full.
+    pub refused: usize,
+}
+
+/// Whether `e` is an entry a member could have announced (see the module
+/// docs): a tombstone at the tombstone version, its addresses empty or
+/// `host:port`; a live entry at a version up to [`MAX_VERSION`], with both
+/// addresses `host:port`.
+#[must_use]
+pub fn plausible(e: &Entry) -> bool {
+    let removed = e.status == Status::Removed;
+    let addr = |a: &str| valid_addr(a) || (removed && a.is_empty());
+    let version = if removed { e.version == REMOVED } else { e.version <= MAX_VERSION };
+    version && addr(&e.client_addr) && addr(&e.peer_addr)
 }
 
 /// This node's view of every member.
@@ -134,11 +167,15 @@ impl Table {
     /// `heartbeat` and maybe the entry) comes from another process: a newer
     /// version, or this version with a heartbeat ahead of this node's or a
     /// different entry (a restored copy of this node's data announced the
-    /// same version). Returns the version to move past.
+    /// same version). Returns the version to move past. A version above
+    /// [`MAX_VERSION`] is a forgery, not another process, and is ignored.
     #[must_use]
     pub fn another_self(&self, version: u64, heartbeat: u64, entry: Option<&Entry>) -> Option<u64> {
+        if version >= MAX_VERSION {
+            return None;
+        }
         let me = self.me();
-        let newer = version > me.entry.version && version != REMOVED;
+        let newer = version > me.entry.version;
         let same_version_elsewhere =
             version == me.entry.version && (heartbeat > me.beat.heartbeat || entry.is_some_and(|e| *e != me.entry));
         (newer || same_version_elsewhere).then_some(version)
@@ -200,6 +237,8 @@ impl Table {
 
     /// Merges what a peer sent: newer entries replace older ones, newer
     /// heartbeats older ones; this node's own entry is never replaced.
+    /// Implausible entries, and new members past [`MAX_MEMBERS`], are
+    /// refused.
     pub fn apply(&mut self, deltas: Vec<Delta>) -> Applied {
         let mut applied = Applied::default();
         for delta in deltas {
@@ -211,12 +250,7 @@ impl Table {
             }
             let current = self.members.get(&delta.id).map(|k| (k.entry.version, k.beat.heartbeat));
             match current {
-                Some((version, _)) if delta.version > version => {
-                    let Some(entry) = delta.entry.filter(|e| e.id == delta.id && e.version == delta.version) else {
-                        continue;
-                    };
-                    self.replace(entry, delta.beat, &mut applied);
-                }
+                Some((version, _)) if delta.version > version => self.take(delta, &mut applied),
                 Some((version, heartbeat)) if delta.version == version && delta.beat.heartbeat > heartbeat => {
                     if let Some(k) = self.members.get_mut(&delta.id) {
                         k.beat = delta.beat;
@@ -224,21 +258,37 @@ impl Table {
                     }
                 }
                 Some(_) => {}
-                None => {
-                    let Some(entry) = delta.entry.filter(|e| e.id == delta.id && e.version == delta.version) else {
-                        continue;
-                    };
-                    self.replace(entry, delta.beat, &mut applied);
-                }
+                None if self.members.len() >= MAX_MEMBERS => applied.refused += usize::from(delta.entry.is_some()),
+                None => self.take(delta, &mut applied),
             }
         }
         applied
     }
 
-    /// Puts `entry` in place, removing what it replaces.
+    /// Puts a delta's entry in place if it is whole (the delta's own id and
+    /// version) and [`plausible`].
+    fn take(&mut self, delta: Delta, applied: &mut Applied) {
+        let Some(entry) = delta.entry else { return };
+        if entry.id == delta.id && entry.version == delta.version && plausible(&entry) {
+            self.replace(entry, delta.beat, applied);
+        } else {
+            applied.refused += 1;
+        }
+    }
+
+    /// Puts `entry` in place, removing what it replaces if that was at the
+    /// same peer address (a node back where it was, with a new id), or is
+    /// not known here yet.
     fn replace(&mut self, entry: Entry, beat: Beat, applied: &mut Applied) {
         let id = entry.id;
-        if let Some(old) = entry.replaces.filter(|old| *old != id) {
+        let replaceable = |old: &NodeId| {
+            *old != id
+                && self
+                    .members
+                    .get(old)
+                    .is_none_or(|k| k.entry.status == Status::Removed || k.entry.peer_addr == entry.peer_addr)
+        };
+        if let Some(old) = entry.replaces.filter(replaceable) {
             self.remove(old);
         }
         let heard = beat.heartbeat > 0 && entry.status != Status::Removed;
@@ -251,13 +301,15 @@ impl Table {
     }
 
     /// Marks `id` removed for good (a tombstone no gossip can undo). This
-    /// node cannot remove itself here.
+    /// node cannot remove itself here, and a member not known yet is
+    /// remembered as removed only while the table has room.
     pub fn remove(&mut self, id: NodeId) {
         if id == self.me {
             return;
         }
         let entry = match self.members.get(&id) {
             Some(k) => Entry { status: Status::Removed, version: REMOVED, replaces: None, ..k.entry.clone() },
+            None if self.members.len() >= MAX_MEMBERS => return,
             None => Entry {
                 id,
                 client_addr: String::new(),
@@ -358,6 +410,96 @@ mod tests {
         assert_eq!(t.get(NodeId(2)).map(|k| k.entry.status), Some(Status::Removed));
         t.remove(NodeId(1));
         assert_eq!(t.me().entry.status, Status::Valid, "this node does not remove itself here");
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_full_it_still_follows_its_members() {
+        let mut t = Table::new(entry(1, 1));
+        let applied = t.learn((2..=MAX_MEMBERS as u64 + 100).map(|i| entry(i, 1)).collect());
+        assert_eq!(t.len(), MAX_MEMBERS);
+        assert_eq!(applied.refused, 100);
+        assert!(t.get(NodeId(MAX_MEMBERS as u64 + 1)).is_none(), "no room for a new member");
+        let mut moved = entry(2, 2);
+        moved.peer_addr = "10.0.0.2:16379".into();
+        assert!(t.learn(vec![moved]).entries_changed, "known members still change");
+        // Neither a removal nor a replacement of a member not known adds one.
+        t.remove(NodeId(1 << 40));
+        let mut newer = entry(3, 2);
+        newer.replaces = Some(NodeId(1 << 41));
+        t.learn(vec![newer]);
+        assert_eq!(t.len(), MAX_MEMBERS);
+        assert!(t.get(NodeId(1 << 40)).is_none() && t.get(NodeId(1 << 41)).is_none());
+    }
+
+    #[test]
+    fn implausible_entries_are_refused() {
+        let mut t = Table::new(entry(1, 1));
+        let with = |id, f: &dyn Fn(&mut Entry)| {
+            let mut e = entry(id, 5);
+            f(&mut e);
+            e
+        };
+        let refused = vec![
+            with(2, &|e| e.version = REMOVED),
+            with(3, &|e| e.version = MAX_VERSION + 1),
+            with(4, &|e| e.status = Status::Removed),
+            with(5, &|e| e.peer_addr = "not an address".into()),
+            with(6, &|e| e.peer_addr = String::new()),
+            with(7, &|e| e.client_addr = "x:1\nforged log line".into()),
+            with(8, &|e| e.peer_addr = "127.0.0.1:70000".into()),
+        ];
+        let applied = t.learn(refused);
+        assert_eq!((applied.refused, t.len(), applied.entries_changed), (7, 1, false));
+        let accepted = vec![
+            with(9, &|e| e.version = MAX_VERSION),
+            with(10, &|e| {
+                e.status = Status::Removed;
+                e.version = REMOVED;
+                e.client_addr = String::new();
+                e.peer_addr = String::new();
+            }),
+            with(11, &|e| e.peer_addr = "node-11.example:16379".into()),
+        ];
+        assert_eq!(t.learn(accepted).refused, 0);
+        assert_eq!(t.len(), 4);
+        // A delta whose entry is another member's, or another version.
+        let stray = Delta { id: NodeId(12), version: 5, entry: Some(entry(13, 5)), beat: Beat::default() };
+        let skewed = Delta { id: NodeId(14), version: 6, entry: Some(entry(14, 5)), beat: Beat::default() };
+        assert_eq!(t.apply(vec![stray, skewed]).refused, 2);
+        assert_eq!(t.len(), 4);
+    }
+
+    #[test]
+    fn a_member_replaces_only_the_one_at_its_address() {
+        let mut t = Table::new(entry(1, 1));
+        t.learn(vec![entry(2, 7), entry(3, 7)]);
+        let mut elsewhere = entry(9, 1);
+        elsewhere.replaces = Some(NodeId(2));
+        assert!(t.learn(vec![elsewhere]).entries_changed, "the entry itself is taken");
+        assert_eq!(t.get(NodeId(2)).map(|k| k.entry.status), Some(Status::Valid), "its claim is not");
+        let mut me_again = entry(10, 1);
+        me_again.replaces = Some(NodeId(1));
+        me_again.peer_addr = t.me().entry.peer_addr.clone();
+        t.learn(vec![me_again]);
+        assert_eq!(t.me().entry.status, Status::Valid, "nobody replaces this node");
+        let mut back = entry(11, 1);
+        back.replaces = Some(NodeId(3));
+        back.peer_addr = entry(3, 7).peer_addr;
+        t.learn(vec![back]);
+        assert_eq!(t.get(NodeId(3)).map(|k| k.entry.status), Some(Status::Removed), "at its address: replaced");
+    }
+
+    #[test]
+    fn forged_versions_of_this_node_are_not_moved_past() {
+        let mut t = Table::new(entry(1, 5));
+        for forged in [REMOVED, REMOVED - 1, MAX_VERSION + 1, MAX_VERSION] {
+            assert_eq!(t.another_self(forged, 1, None), None, "{forged}");
+            let mut e = entry(1, forged);
+            e.peer_addr = "10.6.6.6:1".into();
+            assert_eq!(t.learn(vec![e]).own_version_seen, None, "{forged}");
+        }
+        assert_eq!(t.another_self(MAX_VERSION - 1, 1, None), Some(MAX_VERSION - 1), "moved past, up to MAX_VERSION");
+        assert_eq!(t.me().entry.version, 5);
     }
 
     /// The bytes a round's three messages take on the wire.

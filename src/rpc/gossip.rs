@@ -337,13 +337,16 @@ pub fn encode_entries(entries: &[Entry]) -> bytes::Bytes {
     out.freeze()
 }
 
-/// Reads what [`encode_entries`] wrote.
+/// Reads what [`encode_entries`] wrote. Unlike a message, the list may
+/// hold more than [`MAX_MEMBERS`] entries (a table saved before members
+/// were bounded); the member table keeps what fits.
 ///
 /// # Errors
 /// Bytes that are not a list of entries.
 pub fn decode_entries(bytes: &bytes::Bytes) -> Result<Vec<Entry>, DecodeError> {
     let mut p = Payload::new(bytes);
-    let entries = p.list(13, Payload::entry)?;
+    let n = p.count(13, usize::MAX)?;
+    let entries = (0..n).map(|_| p.entry()).collect::<Result<_, _>>()?;
     p.finish()?;
     Ok(entries)
 }
@@ -370,6 +373,31 @@ pub(crate) mod tests {
         let entries = vec![entry(1), entry(2)];
         assert_eq!(decode_entries(&encode_entries(&entries)), Ok(entries));
         assert!(decode_entries(&bytes::Bytes::from_static(b"\xff\xff\xff")).is_err());
+        let many: Vec<Entry> = (0..MAX_MEMBERS as u64 + 10).map(entry).collect();
+        assert_eq!(decode_entries(&encode_entries(&many)).map(|e| e.len()), Ok(many.len()), "a table saved unbounded");
+    }
+
+    #[test]
+    fn counts_past_the_bound_or_the_payload_are_refused() {
+        let decode = |kind, payload: &[u8]| {
+            let payload = bytes::Bytes::copy_from_slice(payload);
+            GossipRequest::decode(kind, &mut Payload::new(&payload))
+        };
+        // 2^32 items declared, none sent.
+        assert!(decode(3, &[0x80, 0x80, 0x80, 0x80, 0x10]).is_err());
+        assert!(decode(4, &[0x80, 0x80, 0x80, 0x80, 0x10]).is_err());
+        // MAX_MEMBERS + 1 items, all there.
+        let mut out = BytesMut::new();
+        GossipRequest::Syn(vec![DigestItem { id: NodeId(1), version: 1, heartbeat: 1 }; MAX_MEMBERS + 1])
+            .encode_payload(&mut out);
+        assert_eq!(decode(3, &out), Err(DecodeError::Malformed("too many items")));
+        // An entry whose address is declared longer than MAX_ADDR.
+        let mut long = vec![1];
+        long.extend_from_slice(&1u64.to_le_bytes());
+        long.extend_from_slice(&[0x80, 0x80, 0x40]); // 1 MB
+        long.extend_from_slice(&[0; 20]);
+        let long = bytes::Bytes::from(long);
+        assert_eq!(Payload::new(&long).list(13, Payload::entry), Err(DecodeError::Malformed("address too long")));
     }
 
     /// One of every kind of message, for the wire tests.

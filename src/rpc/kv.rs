@@ -305,12 +305,12 @@ impl KvResponse {
                 Self::Keys { keys, examined: p.u32()?, next: p.opt_u64()? }
             }
             6 => {
+                // Grown as items decode, not sized by the count: a count
+                // the payload can hold still claims 8 bytes of memory for
+                // each of its bytes.
                 let n = p.r.len(2)?;
-                let mut counts = Vec::with_capacity(n);
-                for _ in 0..n {
-                    counts.push(PartitionCount { partition: p.u32()?, keys: p.varint()? });
-                }
-                Self::Tallies(counts)
+                let counts = (0..n).map(|_| Ok(PartitionCount { partition: p.u32()?, keys: p.varint()? }));
+                Self::Tallies(counts.collect::<Result<_, DecodeError>>()?)
             }
             _ => return Ok(None),
         }))

@@ -22,8 +22,8 @@ pub use gossip::{
     decode_record, encode_entries, encode_record,
 };
 pub use kv::{KvRequest, KvResponse, PartitionCount};
-pub use server::{Handler, serve};
-pub use wire::{Hello, MAX_ADDR, Member, Request, Response, VERSIONS};
+pub use server::{BACKLOG, HANDSHAKE_TIMEOUT, Handler, MAX_CONNECTIONS, WRITE_STALL, serve};
+pub use wire::{Hello, MAX_ADDR, Member, Request, Response, VERSIONS, valid_addr};
 
 #[cfg(test)]
 mod tests {
@@ -39,7 +39,8 @@ mod tests {
     use crate::shutdown;
     use crate::version::NodeId;
 
-    /// Echoes reads back as errors naming the key; sleeps on a key `slow`.
+    /// Echoes reads back as errors naming the key; sleeps on a key `slow`,
+    /// answers 1 MB on a key `big`.
     struct Echo(AtomicUsize);
 
     impl Handler for Echo {
@@ -47,6 +48,7 @@ mod tests {
             self.0.fetch_add(1, Ordering::Relaxed);
             match request {
                 Request::Gossip(GossipRequest::Ping) => Response::Gossip(GossipResponse::Pong),
+                Request::Kv(KvRequest::Read { key }) if key.as_ref() == b"big" => Response::Error("x".repeat(1 << 20)),
                 Request::Kv(KvRequest::Read { key }) if key.as_ref() == b"slow" => {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     Response::Kv(KvResponse::Done)
@@ -221,6 +223,56 @@ mod tests {
         .expect("client");
         let text = String::from_utf8_lossy(&reply);
         assert!(text.contains("ERR unknown peer message 42.1"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_does_not_read_its_answers_is_not_read_either() {
+        const ASKS: usize = 200;
+        let (addr, handler, _trigger) = start().await;
+        let a = addr.clone();
+        let mut s = tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(&a).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            s.write_all(&wire::handshake(&hello(6, 7, "127.0.0.1:5".into()))).expect("handshake");
+            let mut asks = BytesMut::new();
+            for id in 0..ASKS as u64 {
+                Request::Kv(KvRequest::Read { key: Bytes::from("big") }).encode(id, &mut asks);
+            }
+            s.write_all(&asks).expect("requests");
+            s
+        })
+        .await
+        .expect("client");
+        // The server answers until the backlog is full, then waits.
+        let mut last = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = handler.0.load(Ordering::Relaxed);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        let answered = handler.0.load(Ordering::Relaxed);
+        assert!(answered >= server::BACKLOG >> 20, "{answered} answered");
+        assert!(answered < ASKS / 2, "{answered} of {ASKS} answered with none read");
+        // Reading, the peer gets every answer.
+        let greeting = wire::handshake(&hello(1, 7, addr.clone())).len();
+        let got = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            let (mut total, want) = (0usize, greeting + ASKS * ((1 << 20) + 3 + wire::HEADER));
+            while total < want {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+            (total, want)
+        })
+        .await
+        .expect("reader");
+        assert_eq!(got.0, got.1, "every answer arrives");
+        assert_eq!(handler.0.load(Ordering::Relaxed), ASKS);
     }
 
     #[tokio::test]

@@ -20,7 +20,10 @@
 //! Payloads use LEB128 varints, length-prefixed byte strings, and the
 //! version module's own encodings of objects and contexts. Decoding checks
 //! every length against what is left, so a corrupt frame is an error,
-//! never a panic or an allocation sized by the peer.
+//! never a panic or an allocation sized by the peer. An address is at most
+//! [`MAX_ADDR`] bytes, refused from its declared length; a handshake's
+//! addresses must be `host:port` ([`valid_addr`]), which keeps what a
+//! stranger says out of the log unless it is one.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -63,7 +66,7 @@ pub struct Hello {
     pub versions: (u8, u8),
     /// The sender's cluster; 0 while it has none.
     pub cluster: u64,
-    /// The cluster's partition count (0 while it has none).
+    /// The cluster's partition count (0 only while it has no cluster).
     pub partitions: u32,
     pub member: Member,
 }
@@ -86,7 +89,11 @@ impl Hello {
                 self.cluster, peer.member.id, peer.member.peer_addr, peer.cluster
             ));
         }
-        if self.partitions != 0 && peer.partitions != 0 && self.partitions != peer.partitions {
+        // A peer that claims a cluster must say its partition count: a
+        // cluster id alone is no proof of membership (every node tells it
+        // to whoever connects).
+        let peer_q_known = peer.partitions != 0 || peer.cluster != 0;
+        if self.partitions != 0 && peer_q_known && self.partitions != peer.partitions {
             return Some(format!(
                 "another partition count: {} here, {} at {}",
                 self.partitions, peer.partitions, peer.member.peer_addr
@@ -202,17 +209,26 @@ impl<'a> Payload<'a> {
         String::from_utf8(self.bytes()?.to_vec()).map_err(|_| DecodeError::Malformed("not utf-8"))
     }
 
-    /// An address: UTF-8 and at most [`MAX_ADDR`] bytes.
+    /// An address: UTF-8 and at most [`MAX_ADDR`] bytes, a longer one
+    /// refused from its declared length, before its bytes arrive. (What
+    /// it says is for the reader to judge: a removed member's entry has
+    /// none.)
     pub(super) fn addr(&mut self) -> Result<String, DecodeError> {
-        let addr = self.string()?;
-        if addr.len() > MAX_ADDR {
+        let len = self.varint()?;
+        if len > MAX_ADDR as u64 {
             return Err(DecodeError::Malformed("address too long"));
         }
-        Ok(addr)
+        let range = self.r.take(len as usize)?;
+        String::from_utf8(self.bytes[range].to_vec()).map_err(|_| DecodeError::Malformed("not utf-8"))
     }
 
+    /// A handshake's member: both its addresses must be `host:port`.
     pub(super) fn member(&mut self) -> Result<Member, DecodeError> {
-        Ok(Member { id: NodeId(self.u64_le()?), client_addr: self.addr()?, peer_addr: self.addr()? })
+        let member = Member { id: NodeId(self.u64_le()?), client_addr: self.addr()?, peer_addr: self.addr()? };
+        if !valid_addr(&member.client_addr) || !valid_addr(&member.peer_addr) {
+            return Err(DecodeError::Malformed("an address that is not host:port"));
+        }
+        Ok(member)
     }
 
     /// A count of items of at least `min_size` bytes each, at most `max`.
@@ -227,6 +243,24 @@ impl<'a> Payload<'a> {
     pub(super) fn finish(&self) -> Result<(), DecodeError> {
         self.r.finish()
     }
+}
+
+/// Whether `addr` is a `host:port` a node may announce: an IP socket
+/// address, or a host name of letters, digits, `.`, `-` and `_` and a
+/// decimal port, in at most [`MAX_ADDR`] bytes. Peers' addresses end up in
+/// logs and in connection attempts, so nothing else gets that far.
+#[must_use]
+pub fn valid_addr(addr: &str) -> bool {
+    if addr.len() > MAX_ADDR {
+        return false;
+    }
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else { return false };
+    let host_ok = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+    let port_ok = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok();
+    host_ok && port_ok
 }
 
 /// Appends a frame: its length, id, subsystem and kind, then the payload
@@ -515,6 +549,37 @@ mod tests {
         let mut old = hello(2, 7);
         old.versions = (1, 1);
         assert!(me.refuses(&old).expect("no common version").contains("version"));
+        let mut no_q = hello(2, 7);
+        no_q.partitions = 0;
+        assert!(me.refuses(&no_q).expect("a cluster with no Q").contains("partition count"));
+        let mut newcomer = hello(2, 0);
+        newcomer.partitions = 0;
+        assert_eq!(me.refuses(&newcomer), None, "no cluster and no Q: a node that asks");
+    }
+
+    #[test]
+    fn addresses_are_host_and_port() {
+        for good in ["127.0.0.1:6379", "[::1]:16379", "[fe80::1%2]:80", "node-1.example.com:0", "x:65535"] {
+            assert!(valid_addr(good), "{good}");
+        }
+        let long = format!("{}:1", "a".repeat(MAX_ADDR));
+        for bad in ["", "127.0.0.1", ":80", "host:", "host:65536", "host:+80", "a b:1", "x:1\nINFO forged", &long] {
+            assert!(!valid_addr(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn handshakes_with_bad_addresses_are_refused_at_once() {
+        let mut bad = hello(4, 7);
+        bad.member.peer_addr = "x:1\nforged log line".into();
+        assert!(parse_handshake(&handshake(&bad)).is_err_and(|e| e.contains("host:port")));
+        bad.member.peer_addr = String::new();
+        assert!(parse_handshake(&handshake(&bad)).is_err());
+        // A declared length past MAX_ADDR fails before its bytes arrive.
+        let mut declared = handshake(&hello(4, 7)).to_vec();
+        declared.truncate(MAGIC.len() + 2 + 8 + 1 + 8);
+        declared.extend_from_slice(&[0x80, 0x80, 0x40]); // 1 MB, and nothing of it
+        assert!(parse_handshake(&declared).is_err_and(|e| e.contains("too long")), "{:?}", parse_handshake(&declared));
     }
 
     proptest! {
