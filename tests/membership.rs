@@ -232,11 +232,13 @@ fn a_node_whose_directory_belongs_to_another_cluster_is_refused() {
     assert_eq!(status(&b).me, b_id, "B keeps its id");
 
     // Both of A's nodes refuse it, naming both clusters.
-    let refusal = format!(
-        "refused a peer: another cluster: this node is in cluster {a}, {b_id} at 127.0.0.1:{} in cluster {b_cluster}",
-        b.peer_port
-    );
     for node in [&a1, &a2] {
+        let refusal = format!(
+            "refused a peer: another cluster: {} at 127.0.0.1:{} is in cluster {a}, {b_id} at 127.0.0.1:{} in cluster {b_cluster}",
+            status(node).me,
+            node.peer_port,
+            b.peer_port
+        );
         wait_for(&format!("the node on {} to log the refusal", node.port), WAIT, || {
             node.log().contains(&refusal).then_some(())
         });

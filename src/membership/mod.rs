@@ -617,6 +617,7 @@ impl Membership {
                 tracing::warn!(peer = %id, addr = %addr, phi = format!("{phi:.1}"), "peer down");
             } else {
                 tracing::info!(peer = %id, addr = %addr, phi = format!("{phi:.1}"), "peer up");
+                self.peers.retry_now(&addr);
             }
         }
         self.publish(&st);

@@ -220,6 +220,15 @@ impl Peers {
         &self.inner.faults
     }
 
+    /// Calls to `addr` may try to connect again at once: the peer is known
+    /// to be back (its heartbeats arrive), so the backoff left by its
+    /// absence would only fail requests it could serve.
+    pub fn retry_now(&self, addr: &str) {
+        if let Some(link) = lock(&self.inner.links).get(addr) {
+            *lock(&link.retry) = (Instant::now(), FIRST_BACKOFF);
+        }
+    }
+
     /// The request timeout.
     #[must_use]
     pub fn timeout(&self) -> Duration {

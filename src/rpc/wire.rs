@@ -79,14 +79,26 @@ impl Hello {
         let (lo, hi) = (self.versions.0.max(peer.versions.0), self.versions.1.min(peer.versions.1));
         if lo > hi {
             return Some(format!(
-                "no common protocol version (this node speaks {}..={}, the peer {}..={})",
-                self.versions.0, self.versions.1, peer.versions.0, peer.versions.1
+                "no common protocol version: {} at {} speaks {}..={}, {} at {} {}..={}",
+                self.member.id,
+                self.member.peer_addr,
+                self.versions.0,
+                self.versions.1,
+                peer.member.id,
+                peer.member.peer_addr,
+                peer.versions.0,
+                peer.versions.1
             ));
         }
         if self.cluster != 0 && peer.cluster != 0 && self.cluster != peer.cluster {
             return Some(format!(
-                "another cluster: this node is in cluster {:016x}, {} at {} in cluster {:016x}",
-                self.cluster, peer.member.id, peer.member.peer_addr, peer.cluster
+                "another cluster: {} at {} is in cluster {:016x}, {} at {} in cluster {:016x}",
+                self.member.id,
+                self.member.peer_addr,
+                self.cluster,
+                peer.member.id,
+                peer.member.peer_addr,
+                peer.cluster
             ));
         }
         // A peer that claims a cluster must say its partition count: a
@@ -95,8 +107,13 @@ impl Hello {
         let peer_q_known = peer.partitions != 0 || peer.cluster != 0;
         if self.partitions != 0 && peer_q_known && self.partitions != peer.partitions {
             return Some(format!(
-                "another partition count: {} here, {} at {}",
-                self.partitions, peer.partitions, peer.member.peer_addr
+                "another partition count: {} at {} has {}, {} at {} {}",
+                self.member.id,
+                self.member.peer_addr,
+                self.partitions,
+                peer.member.id,
+                peer.member.peer_addr,
+                peer.partitions
             ));
         }
         None

@@ -26,6 +26,10 @@ use super::{Actor, Dot, Object, Sibling, VersionVector};
 const OBJECT_FORMAT: u8 = 1;
 const FLAG_VALUE: u8 = 1;
 const FLAG_EXPIRY: u8 = 2;
+/// Items reserved up front when decoding a list: a declared count is
+/// checked against the bytes left, but an item in memory can be many times
+/// its encoding, so larger lists grow as they decode.
+pub(crate) const PREALLOCATE: usize = 1024;
 
 /// Why bytes did not decode.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -129,7 +133,7 @@ pub(crate) fn put_vector(out: &mut BytesMut, vv: &VersionVector) {
 /// distinct actors and non-zero counters.
 pub(crate) fn read_vector(r: &mut Reader<'_>) -> Result<VersionVector, DecodeError> {
     let n = r.len(9)?;
-    let mut entries = Vec::with_capacity(n);
+    let mut entries = Vec::with_capacity(n.min(PREALLOCATE));
     for _ in 0..n {
         let actor = Actor(r.u64_fixed()?);
         let counter = r.varint()?;
@@ -209,7 +213,7 @@ impl Object {
         }
         let vv = read_vector(&mut r)?;
         let count = r.len(4)?;
-        let mut siblings: Vec<Sibling> = Vec::with_capacity(count);
+        let mut siblings: Vec<Sibling> = Vec::with_capacity(count.min(PREALLOCATE));
         for _ in 0..count {
             let index = r.varint()?;
             let &(node, max) = usize::try_from(index)

@@ -112,7 +112,7 @@ impl Context {
         }
         let vv = read_vector(&mut r)?;
         let n = r.len(9)?;
-        let mut dots: Vec<Dot> = Vec::with_capacity(n);
+        let mut dots: Vec<Dot> = Vec::with_capacity(n.min(super::codec::PREALLOCATE));
         for _ in 0..n {
             let dot = Dot::new(Actor(r.u64_fixed()?), r.varint()?);
             if vv.covers(dot) || dots.last().is_some_and(|last| *last >= dot) {
