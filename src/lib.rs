@@ -23,7 +23,7 @@
 //!
 //! | module | role | uses |
 //! |---|---|---|
-//! | `main.rs` | the `shoal` command: `shoal` / `shoal server` run a node | `config`, `node` |
+//! | `main.rs`, `status.rs` | the `shoal` command: `shoal` / `shoal server` run a node, `shoal status` prints a node's SHOAL.STATUS as a table (a small RESP client of its own) | `config`, `node` |
 //! | [`config`] | one `Config`: defaults < TOML < `SHOAL_*` env < flags; `validate()` | — |
 //! | [`error`] | the crate `Error`; the one place errors become RESP error lines | — |
 //! | [`node`] | composition root: opens storage, binds the ports, wires membership, peers and coordinator, answers peers, owns the staged shutdown | all |
