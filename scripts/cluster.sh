@@ -43,6 +43,17 @@ case "$action" in
       done
       echo "node $n: pid $(pid_of "$n"), clients on 127.0.0.1:$port, data in $DIR/node$n"
     done
+    # Ready once every node started has joined the cluster and knows the
+    # example's three members.
+    for n in "${nodes[@]}"; do
+      port=$(port_of "$n")
+      for _ in $(seq 100); do
+        redis-cli -p "$port" info cluster 2>/dev/null | grep -q '^shoal_members:3' && break
+        sleep 0.1
+      done
+      redis-cli -p "$port" info cluster 2>/dev/null | grep -q '^shoal_members:3' \
+        || echo "node $n does not know all three members yet (another node down?); see $DIR/node$n.log"
+    done
     ;;
   stop)
     for n in "${nodes[@]}"; do

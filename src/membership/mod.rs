@@ -72,7 +72,7 @@ const CLAIM_RETRY: Duration = Duration::from_millis(100);
 /// take a moment to listen; a loaded member a moment to answer).
 const CLAIM_WAIT: Duration = Duration::from_secs(3);
 /// How often a node that has no cluster yet asks its seeds again.
-const JOIN_RETRY: Duration = Duration::from_secs(1);
+const JOIN_RETRY: Duration = Duration::from_millis(250);
 /// Rounds between refreshes of this node's disk usage in its beat.
 const LOAD_EVERY: u64 = 10;
 /// Rounds between gossip with a seed, at least.
@@ -706,10 +706,13 @@ impl Membership {
         Response::Gossip(answer)
     }
 
-    /// Every member as operators see it, and the cluster's record.
+    /// Every member as operators see it, and the cluster's record. This
+    /// node's own key count is read now; the others' are what their last
+    /// heartbeat said.
     #[must_use]
     pub fn status(&self) -> (Option<ClusterRecord>, Vec<MemberStatus>) {
         let now = now_ms();
+        let my_keys = u64::try_from(self.store.tally().keys).unwrap_or(0);
         let st = lock(&self.state);
         let members = st
             .table
@@ -727,7 +730,7 @@ impl Membership {
                     } else {
                         detector.and_then(Detector::last_heard).map(|t| now.saturating_sub(t))
                     },
-                    keys: k.beat.keys,
+                    keys: if me { my_keys } else { k.beat.keys },
                     bytes: k.beat.bytes,
                 }
             })
