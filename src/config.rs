@@ -130,9 +130,6 @@ pub struct Config {
     pub object_cache_size: ByteSize,
     /// Seconds a tombstone (or a reclaimed expiry) is kept before removal.
     pub tombstone_grace: u64,
-    /// Dots an actor may issue per lease (extended by a claim once half
-    /// are used).
-    pub actor_lease: u64,
     /// Writes that would leave a key with more siblings are refused.
     pub max_siblings: usize,
     /// Seconds in-flight requests get to finish on shutdown.
@@ -164,7 +161,6 @@ impl Default for Config {
             storage_threads: 0,
             cache_size: ByteSize(64 * 1024 * 1024),
             object_cache_size: ByteSize(256 * 1024 * 1024),
-            actor_lease: 1 << 22,
             tombstone_grace: 3600,
             max_siblings: 100,
             shutdown_timeout: 10,
@@ -223,9 +219,6 @@ impl Config {
         }
         if !(self.phi_threshold.is_finite() && self.phi_threshold >= 1.0) {
             return bad(format!("phi-threshold = {} must be at least 1", self.phi_threshold));
-        }
-        if self.actor_lease < 2 {
-            return bad("actor-lease must be at least 2".into());
         }
         if self.max_siblings == 0 {
             return bad("max-siblings must be at least 1".into());

@@ -72,15 +72,13 @@
 //!   the first write under that dot then drop the second as already seen,
 //!   losing an acknowledged write (Riak's "kv679"). So a process writes as
 //!   an actor (`version::Actor`) and counts its dots in memory
-//!   (`storage/meta.rs`): a fresh random actor, unless the other members
-//!   vouch that no run of this node came after the one the disk records
-//!   (`membership::claim`: a member grants a claim unless it knows a newer
-//!   version of the node, once); the disk records where the actor stopped
-//!   (its last counter after a clean stop, the end of its lease, kept
-//!   before use and extended by claims too, after a crash). A restored or
-//!   copied node thus writes as a new actor, concurrent with what it
-//!   forgot; restarts keep theirs, so vectors grow only with restores,
-//!   copies and members cut off from most of the others.
+//!   (`storage/meta.rs`): a fresh random actor, unless the last run stopped
+//!   cleanly (recording its actor and last counter) and more than half of
+//!   the other members vouch that no run of this node came after it
+//!   (`membership::claim`: a member grants a claim from exactly the newest
+//!   version it knows of the node, once). A restored, copied or crashed
+//!   node thus writes as a new actor, concurrent with what it forgot;
+//!   restarts keep theirs, so vectors grow only with crashes and restores.
 //!   A single node bounds them at once: with no other copy to reconcile, a
 //!   write forgets the actors whose values it superseded
 //!   (`Object::forget_superseded`). In a cluster the entries are

@@ -120,7 +120,6 @@ impl Node {
             reap_objects: false,
             cache_bytes: config.cache_size.0,
             object_cache_bytes: config.object_cache_size.0,
-            lease_block: config.actor_lease,
         };
         let store =
             tokio::task::spawn_blocking(move || Store::open(&opts)).await.map_err(|_| Error::ShuttingDown)??;

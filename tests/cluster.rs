@@ -1156,39 +1156,3 @@ fn clean_restarts_keep_the_actor_and_histories_do_not_grow() {
     assert_eq!(values, ["3"]);
     assert!(last.len() <= first.len() + 4, "the history grew from {first} to {last}");
 }
-
-/// An actor's lease (the dots it may issue, kept on disk first) is extended
-/// by the other members once half is used, so a busy node writes on as the
-/// same actor lease after lease; a node cut off from them cannot have it
-/// extended and moves to a new actor rather than go past it.
-#[test]
-fn leases_are_extended_by_the_members_or_not_gone_past() {
-    let cluster = TestCluster::start_with(3, |c| {
-        c.n = Some(3);
-        c.r = Some(2);
-        c.w = Some(2);
-        c.actor_lease = 64;
-    });
-    let mut c = cluster.client(1);
-    let actor = info(&mut c, "server", "shoal_actor");
-    for i in 0..200 {
-        set(&mut c, &format!("lease:{i}"), "v");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(info(&mut c, "server", "shoal_actor"), actor, "200 writes, over three leases of 64");
-
-    cluster.isolate(1);
-    for i in 0..100 {
-        // A context write at W 1 needs no peer; its dot is this node's.
-        text(&call!(c, "SETCTX", &format!("cut:{i}"), "", "v", "W", 1));
-    }
-    let moved = info(&mut c, "server", "shoal_actor");
-    assert_ne!(moved, actor, "100 writes past a lease nobody could extend");
-    cluster.heal();
-    cluster.wait_all_up(WAIT);
-    // Written at W 1, they are on node 1 alone until read at R 3.
-    let mut c0 = cluster.client(0);
-    for i in 0..100 {
-        assert_eq!(getctx_reply(&call!(c0, "GETCTX", &format!("cut:{i}"), "R", 3)).1, ["v"]);
-    }
-}

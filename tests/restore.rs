@@ -143,37 +143,3 @@ fn a_node_restored_from_a_backup_loses_no_acknowledged_write() {
         assert_eq!(values, ["settled"], "{k}");
     }
 }
-
-/// After kill -9 there is no clean-stop record, but there is the actor's
-/// lease: the other members vouch that no run came since, so the node
-/// resumes its actor past the lease, and no acknowledged write is lost.
-#[test]
-fn a_node_killed_and_restarted_resumes_its_actor_past_its_lease() {
-    let temp = tempfile::tempdir().expect("temp dir");
-    let dir = temp.path().join("n3");
-    let first = start(&temp.path().join("n1"), None);
-    let seed = format!("127.0.0.1:{}", first.peer_port);
-    let second = start(&temp.path().join("n2"), Some(&seed));
-    let third = start(&dir, Some(&seed));
-    wait_ready([&first, &second, &third]);
-    let mut c3 = third.client();
-    for k in keys() {
-        set(&mut c3, &k, "before the kill");
-    }
-    let actor = info(&mut c3, "server", "shoal_actor");
-    drop(c3);
-    third.kill9();
-
-    let third = start(&dir, Some(&seed));
-    wait_ready([&first, &second, &third]);
-    let mut c3 = third.client();
-    assert_eq!(info(&mut c3, "server", "shoal_actor"), actor, "{}", third.log());
-    for k in keys() {
-        set(&mut c3, &k, "after the kill");
-    }
-    let mut c1 = first.client();
-    for k in keys() {
-        let (_, values) = getctx_reply(&call!(c1, "GETCTX", &k, "R", 3));
-        assert_eq!(values, ["after the kill"], "{k}: the new write supersedes the old, none is lost");
-    }
-}

@@ -1,16 +1,13 @@
 //! Resuming an actor: may this process write as the actor its predecessor
-//! wrote as, from where the disk says it stopped?
+//! stopped cleanly with?
 //!
 //! Every process draws a fresh actor, so a key written after each restart
 //! gains one version-vector entry per restart, and in a cluster nothing
 //! takes those entries away again. Resuming the previous actor avoids that,
-//! but is safe only if no dot of that actor past the counter the disk
-//! records (the last one after a clean stop, the lease's end after a crash;
-//! see `storage/meta.rs`) exists anywhere: the disk must be the last one
-//! that actor wrote from. A restored backup, a rolled-back snapshot or a
-//! second copy of the directory all carry a record that is not. Extending
-//! a lease is a claim too, so that a snapshot taken before the extension
-//! cannot later resume into the counters it allowed.
+//! but is safe only if no dot of that actor past the counter the clean stop
+//! recorded exists anywhere: the disk must be the last one that actor wrote
+//! from. A restored backup, a rolled-back snapshot or a second copy of the
+//! directory all carry a clean-stop record that is not.
 //!
 //! The other members can tell. Each start raises the node's member version
 //! (`after`) from the one saved on its disk (`before`), and gossip carries
@@ -25,9 +22,9 @@
 //! unreachable, a cluster of one) it keeps its fresh actor, which is always
 //! safe.
 //!
-//! Why that suffices: the runs that wrote as an actor past what a disk
-//! records are exactly the runs that resumed it or extended its lease, each
-//! with grants from more than half of the members in its table. Two copies of one directory ask the same members, so at most
+//! Why that suffices: the runs that wrote as an actor are exactly the runs
+//! that resumed it, each with grants from more than half of the members in
+//! its table. Two copies of one directory ask the same members, so at most
 //! one wins. A backup restored after a later run asks the members in the
 //! backup's table; more than half of them must grant, and so at least one
 //! of the later run's granters is asked and refuses, as long as the member

@@ -142,8 +142,6 @@ pub struct Membership {
     state: Mutex<State>,
     view: RwLock<Arc<View>>,
     rounds: AtomicU64,
-    /// Held while this node's own version changes.
-    raising: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -225,7 +223,6 @@ impl Membership {
             state: Mutex::new(state),
             view: RwLock::new(placeholder),
             rounds: AtomicU64::new(0),
-            raising: tokio::sync::Mutex::new(()),
         });
         match cluster {
             Some(record) => membership.enter(record),
@@ -246,51 +243,27 @@ impl Membership {
     /// # Errors
     /// Storage failures.
     pub async fn begin(&self) -> Result<()> {
-        let before = lock(&self.state).table.me().entry.version;
-        let after = next_version(before);
-        if let Some((actor, from)) = self.store.take_resumable() {
-            match self.claim(Claim { before, after, token: crate::random::random_u64() }).await {
-                Ok(()) => match self.store.resume_actor(actor, from).await {
-                    Ok(()) => {
-                        tracing::info!(%actor, from, "resuming the actor of the last run (the other members vouch that no run wrote as it since)")
-                    }
-                    Err(e) => tracing::warn!("cannot resume the last run's actor: {e}"),
-                },
+        let entry = lock(&self.state).table.me().entry.clone();
+        let (before, after) = (entry.version, next_version(entry.version));
+        self.store.meta_put(VERSION, Bytes::copy_from_slice(&after.to_le_bytes())).await?;
+        if let Some((actor, last)) = self.store.take_resumable() {
+            let claim = Claim { before, after, token: crate::random::random_u64() };
+            match self.claim(claim).await {
+                Ok(()) => {
+                    self.store.resume_actor(actor, last);
+                    tracing::info!(%actor, last_counter = last, "resuming the actor of the last run (it stopped cleanly, and the other members vouch that no run wrote since)");
+                }
                 Err(why) => {
                     tracing::info!(actor = %self.store.actor(), "writing as a new actor: the last run's cannot be resumed ({why})");
                 }
             }
         }
-        self.raise(after, |e| e).await?;
+        self.set_me(Entry { version: after, ..entry });
         // Until now this node's entry had the last run's version, and peers
         // rightly knew that run's entry and heartbeat: not another self.
         let mut st = lock(&self.state);
         st.own_version_seen = st.own_version_seen.filter(|&v| v > before);
         Ok(())
-    }
-
-    /// Extends the lease of the actor this process writes as, once half of
-    /// it is used: like a resumption, a claim the other members must grant,
-    /// so that a snapshot of this disk taken before the extension, restored
-    /// later, is refused the actor (it would issue the dots the extension
-    /// allowed). Until granted, the process draws a new actor when the lease
-    /// runs out.
-    async fn extend_lease(self: Arc<Self>) {
-        let (actor, _, end) = self.store.lease();
-        let before = lock(&self.state).table.me().entry.version;
-        let after = next_version(before);
-        if let Err(why) = self.claim(Claim { before, after, token: crate::random::random_u64() }).await {
-            tracing::debug!(%actor, "the actor's lease cannot be extended yet: {why}");
-            return;
-        }
-        let extended = match self.raise(after, |e| e).await {
-            Ok(_) => self.store.extend_lease(actor, end.saturating_add(self.store.lease_block())).await,
-            Err(e) => Err(e),
-        };
-        match extended {
-            Ok(_) => tracing::debug!(%actor, "lease extended"),
-            Err(e) => tracing::warn!(%actor, "cannot extend the actor's lease: {e}"),
-        }
     }
 
     /// Asks every other member to grant `claim`, again while some cannot
@@ -360,24 +333,12 @@ impl Membership {
         }
         let mut tick = tokio::time::interval(self.settings.gossip_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The lease extension runs beside the rounds: a claim may wait for
-        // members, and heartbeats must not.
-        let mut extending: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                () = stop.stopped() => break,
+                () = stop.stopped() => return,
             }
             self.round().await;
-            let (_, last, end) = self.store.lease();
-            if end.saturating_sub(last) <= self.store.lease_block() / 2
-                && extending.as_ref().is_none_or(tokio::task::JoinHandle::is_finished)
-            {
-                extending = Some(tokio::spawn(Arc::clone(&self).extend_lease()));
-            }
-        }
-        if let Some(task) = extending {
-            task.abort();
         }
     }
 
@@ -451,7 +412,8 @@ impl Membership {
         }
         if let Some(old) = replaced {
             tracing::warn!(old = %old, new = %self.me.id, addr = %self.me.peer_addr, "this node replaces the member that was at its address (a lost data directory)");
-            self.raise(0, |e| Entry { replaces: Some(old), ..e }).await?;
+            let entry = Entry { replaces: Some(old), ..lock(&self.state).table.me().entry.clone() };
+            self.announce(entry, 0).await?;
         }
         tracing::info!(cluster = %format!("{:016x}", record.id), seed, n = record.n, "joined the cluster");
         self.enter(record);
@@ -474,19 +436,21 @@ impl Membership {
         self.publish(&st);
     }
 
-    /// Makes this node's entry `update(current)` with a new version, at
-    /// least `at_least`: persisted first, then announced. One change at a
-    /// time, so the version on disk never goes back.
-    async fn raise(&self, at_least: u64, update: impl FnOnce(Entry) -> Entry) -> Result<u64> {
-        let _one = self.raising.lock().await;
-        let current = lock(&self.state).table.me().entry.clone();
-        let version = next_version(current.version).max(at_least);
+    /// Raises this node's version above `above` (and its own), persists
+    /// it, and makes `entry` (with that version) its entry.
+    async fn announce(&self, entry: Entry, above: u64) -> Result<()> {
+        let version = next_version(entry.version.max(above));
         self.store.meta_put(VERSION, Bytes::copy_from_slice(&version.to_le_bytes())).await?;
+        self.set_me(Entry { version, ..entry });
+        Ok(())
+    }
+
+    /// Makes `entry` this node's entry (its version already persisted).
+    fn set_me(&self, entry: Entry) {
         let mut st = lock(&self.state);
-        st.table.set_me(Entry { version, ..update(current) });
+        st.table.set_me(entry);
         st.unsaved = true;
         self.publish(&st);
-        Ok(version)
     }
 
     /// One gossip round: raise the heartbeat, exchange with the round's
@@ -519,7 +483,8 @@ impl Membership {
         let seen = lock(&self.state).own_version_seen.take();
         if let Some(seen) = seen {
             tracing::warn!(id = %self.me.id, seen, "another process announced this node with a newer version (a restored backup or a copy of its data directory); moving past it");
-            if let Err(e) = self.raise(next_version(seen), |e| e).await {
+            let entry = lock(&self.state).table.me().entry.clone();
+            if let Err(e) = self.announce(entry, seen).await {
                 tracing::error!("cannot raise this node's version: {e}");
             }
         }

@@ -1,17 +1,15 @@
 //! The `meta` keyspace: the node's identity and the partition count the
 //! data directory was created with; and the dots this process issues.
 //!
-//! Dots are not trusted to a counter on disk: a disk can be restored from a
-//! backup, rolled back with a snapshot or copied, and a counter read back
-//! from it would issue dots that writes since then already carry. Each
-//! process writes as an actor (see `version::Actor`) drawn at random,
-//! unless membership lets it resume its predecessor's (see
-//! `membership::claim`). What it may resume from is on disk: a *lease*
-//! (`lease`: an actor and the highest counter it may issue, kept durably
-//! before any dot past the previous lease is issued) and, after a clean
-//! stop, the exact last counter (`clean-stop`, taken away at the next
-//! start so a crash leaves none). A process that uses up its lease before
-//! membership extends it draws a new actor rather than wait.
+//! Dots are not counted on disk: a disk can be restored from a backup,
+//! rolled back with a snapshot or copied, and a counter read back from it
+//! would issue dots that writes since then already carry. Each process
+//! instead writes as an actor of its own (see `version::Actor`), drawn at
+//! random, unless it may resume its predecessor's: a clean stop records
+//! the actor and its last counter (`clean-stop`), the next start takes the
+//! record away at once (so a crash leaves none), and membership decides
+//! whether the record is the last word on that actor (see
+//! `membership::claim`).
 
 use std::sync::{Mutex, PoisonError};
 
@@ -24,7 +22,6 @@ use crate::version::{Actor, Dot, NodeId};
 const NODE_ID: &str = "node-id";
 const PARTITIONS: &str = "partitions";
 const CLEAN_STOP: &str = "clean-stop";
-const LEASE: &str = "lease";
 
 fn read_u64(meta: &Keyspace, key: &str) -> Result<Option<u64>> {
     let Some(v) = meta.get(key).map_err(storage)? else { return Ok(None) };
@@ -67,173 +64,76 @@ pub(super) fn check_partitions(db: &Database, meta: &Keyspace, q: u32) -> Result
     }
 }
 
-/// Dots an actor may issue per lease by default (`actor-lease`): extended
-/// when half are used, so a busy node extends every couple of million
-/// writes.
-pub const LEASE_BLOCK: u64 = 1 << 22;
-
-fn read_pair(meta: &Keyspace, key: &str) -> Result<Option<(Actor, u64)>> {
-    let Some(v) = meta.get(key).map_err(storage)? else { return Ok(None) };
+/// Takes the record a clean stop left (the actor and its last counter), and
+/// removes it durably before anything else is written.
+pub(super) fn take_clean_stop(db: &Database, meta: &Keyspace) -> Result<Option<(Actor, u64)>> {
+    let Some(v) = meta.get(CLEAN_STOP).map_err(storage)? else { return Ok(None) };
+    meta.remove(CLEAN_STOP).map_err(storage)?;
+    db.persist(PersistMode::SyncAll).map_err(storage)?;
     let record = <[u8; 16]>::try_from(v.as_ref()).ok().and_then(|b| {
         let actor = u64::from_le_bytes(b[..8].try_into().ok()?);
-        let counter = u64::from_le_bytes(b[8..].try_into().ok()?);
-        (actor != 0).then_some((Actor(actor), counter))
+        let last = u64::from_le_bytes(b[8..].try_into().ok()?);
+        (actor != 0).then_some((Actor(actor), last))
     });
     if record.is_none() {
-        tracing::warn!("ignoring a corrupt {key} record");
+        tracing::warn!("ignoring a corrupt clean-stop record");
     }
     Ok(record)
 }
 
-fn put_pair(meta: &Keyspace, key: &str, actor: Actor, counter: u64) -> Result<()> {
+/// Records a clean stop: `actor` issued no dot past `last`. Written after
+/// the last write, before the final flush.
+pub(super) fn put_clean_stop(meta: &Keyspace, actor: Actor, last: u64) -> Result<()> {
     let mut v = [0u8; 16];
     v[..8].copy_from_slice(&actor.0.to_le_bytes());
-    v[8..].copy_from_slice(&counter.to_le_bytes());
-    meta.insert(key, v).map_err(storage)
+    v[8..].copy_from_slice(&last.to_le_bytes());
+    meta.insert(CLEAN_STOP, v).map_err(storage)
 }
 
-/// What the last process left to resume from: its actor and the first
-/// counter not known to be used (after a clean stop, the one after its
-/// last dot; after a crash, the one after its lease).
-pub type Resumable = (Actor, u64);
-
-/// The dots this process issues: an actor, the next counter and the end of
-/// its lease, in memory; the lease on disk. See the module docs.
+/// The dots this process issues: an actor and the next counter, kept in
+/// memory. The actor is drawn at random when the store opens, so nothing on
+/// disk (a backup, a copy) can make a process issue a dot again; it changes
+/// at most once, early, when membership lets the process resume its
+/// predecessor's actor.
 pub(super) struct Dots {
-    state: Mutex<DotState>,
-    /// Dots per lease.
-    block: u64,
-    db: Database,
-    meta: Keyspace,
-}
-
-#[derive(Clone, Copy)]
-struct DotState {
-    actor: Actor,
-    next: u64,
-    /// The highest counter the lease on disk allows.
-    end: u64,
-}
-
-fn fresh_actor() -> Actor {
-    loop {
-        let id = random_u64();
-        if id != 0 {
-            return Actor(id);
-        }
-    }
+    state: Mutex<(Actor, u64)>,
 }
 
 impl Dots {
-    /// Takes what the last process left (the clean-stop record first, else
-    /// its lease), then leases a fresh actor, durably, before returning.
-    pub(super) fn open(db: &Database, meta: &Keyspace, block: u64) -> Result<(Self, Option<Resumable>)> {
-        let clean = read_pair(meta, CLEAN_STOP)?;
-        let lease = read_pair(meta, LEASE)?;
-        let resumable = match (clean, lease) {
-            (Some((actor, last)), _) => Some((actor, last.saturating_add(1))),
-            (None, Some((actor, end))) => Some((actor, end.saturating_add(1))),
-            (None, None) => None,
+    pub(super) fn new() -> Self {
+        let actor = loop {
+            let id = random_u64();
+            if id != 0 {
+                break Actor(id);
+            }
         };
-        let state = DotState { actor: fresh_actor(), next: 1, end: block };
-        meta.remove(CLEAN_STOP).map_err(storage)?;
-        put_pair(meta, LEASE, state.actor, state.end)?;
-        db.persist(PersistMode::SyncAll).map_err(storage)?;
-        Ok((Self { state: Mutex::new(state), block, db: db.clone(), meta: meta.clone() }, resumable))
-    }
-
-    pub(super) fn block(&self) -> u64 {
-        self.block
+        Self { state: Mutex::new((actor, 1)) }
     }
 
     pub(super) fn actor(&self) -> Actor {
-        self.lock().actor
+        self.lock().0
     }
 
-    /// The actor, the last counter it issued, and the end of its lease.
-    pub(super) fn position(&self) -> (Actor, u64, u64) {
-        let s = *self.lock();
-        (s.actor, s.next - 1, s.end)
+    /// The actor and the last counter it issued.
+    pub(super) fn last(&self) -> (Actor, u64) {
+        let (actor, next) = *self.lock();
+        (actor, next - 1)
     }
 
-    /// Records a clean stop: the actor issued no dot past its last. Written
-    /// after the last write, before the final flush.
-    pub(super) fn put_clean_stop(&self) -> Result<()> {
-        let s = *self.lock();
-        put_pair(&self.meta, CLEAN_STOP, s.actor, s.next - 1)
+    /// Writes as `actor` from now on, after its counter `last`.
+    pub(super) fn resume(&self, actor: Actor, last: u64) {
+        *self.lock() = (actor, last.saturating_add(1));
     }
 
-    /// Writes as `actor` from counter `from` on, under a new lease (kept on
-    /// disk first). Blocking.
-    pub(super) fn resume(&self, actor: Actor, from: u64) -> Result<()> {
-        let mut s = self.lock();
-        let end = from.saturating_add(self.block - 1);
-        self.keep_lease(actor, end)?;
-        *s = DotState { actor, next: from.max(1), end };
-        Ok(())
-    }
-
-    /// Extends the lease of `actor` to `end`, if it is still this
-    /// process's actor (kept on disk first). Blocking.
-    pub(super) fn extend(&self, actor: Actor, end: u64) -> Result<bool> {
-        let mut s = self.lock();
-        if s.actor != actor || end <= s.end {
-            return Ok(false);
-        }
-        self.keep_lease(actor, end)?;
-        s.end = end;
-        Ok(true)
-    }
-
-    /// A dot no write has had before. Past the lease, a new actor.
+    /// A dot no write has had before.
     pub(super) fn next(&self) -> Dot {
-        let mut s = self.lock();
-        if s.next > s.end {
-            let actor = fresh_actor();
-            tracing::info!(old = %s.actor, new = %actor, "the actor's lease is used up and was not extended in time; writing as a new actor");
-            // Without the lease on disk the new actor is merely never
-            // resumed after a crash: still safe.
-            if let Err(e) = self.keep_lease(actor, self.block) {
-                tracing::warn!("cannot keep the new actor's lease: {e}");
-            }
-            *s = DotState { actor, next: 1, end: self.block };
-        }
-        let dot = Dot::new(s.actor, s.next);
-        s.next += 1;
+        let mut state = self.lock();
+        let dot = Dot::new(state.0, state.1);
+        state.1 += 1;
         dot
     }
 
-    fn keep_lease(&self, actor: Actor, end: u64) -> Result<()> {
-        put_pair(&self.meta, LEASE, actor, end)?;
-        self.db.persist(PersistMode::SyncAll).map_err(storage)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, DotState> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Actor, u64)> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use fjall::KeyspaceCreateOptions;
-
-    use super::*;
-
-    #[test]
-    fn a_lease_used_up_before_it_is_extended_means_a_new_actor() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = Database::builder(dir.path()).open().expect("open");
-        let meta = db.keyspace("meta", KeyspaceCreateOptions::default).expect("keyspace");
-        let (dots, resumable) = Dots::open(&db, &meta, LEASE_BLOCK).expect("dots");
-        assert_eq!(resumable, None);
-        let first = dots.actor();
-        dots.lock().end = 2;
-        assert_eq!(dots.next(), Dot::new(first, 1));
-        assert_eq!(dots.next(), Dot::new(first, 2));
-        let third = dots.next();
-        assert_ne!(third.actor, first, "never past the lease");
-        assert_eq!(third.counter, 1);
-        assert_eq!(read_pair(&meta, LEASE).expect("read"), Some((third.actor, LEASE_BLOCK)), "the new lease is kept");
-        assert!(!dots.extend(first, 100).expect("extend"), "the old actor's lease is not extended");
     }
 }

@@ -39,7 +39,6 @@ use crate::ring::Partitioner;
 use crate::version::{Actor, Dot, NodeId, Object};
 use cache::{Cache, Cached, PositionMap};
 use meta::{Dots, storage};
-pub use meta::{LEASE_BLOCK, Resumable};
 pub use stats::Tally;
 
 /// The longest key shoal stores (fjall keys are at most 64 KiB, and the
@@ -73,8 +72,6 @@ pub struct Options {
     pub cache_bytes: u64,
     /// The object cache, shared out among the workers.
     pub object_cache_bytes: u64,
-    /// Dots an actor may issue per lease (see `meta.rs`).
-    pub lease_block: u64,
 }
 
 /// What an update does with the object it read.
@@ -141,9 +138,9 @@ struct Shared {
     reap_objects: AtomicBool,
     stats: stats::Stats,
     dots: Dots,
-    /// What the previous process left to resume, until membership takes
-    /// it.
-    resumable: Mutex<Option<Resumable>>,
+    /// What a clean stop of the previous process left: its actor and last
+    /// counter, until membership takes it.
+    resumable: Mutex<Option<(Actor, u64)>>,
     node: NodeId,
     workers: usize,
     /// The object cache: `CACHE_SHARDS` shards per worker, each holding
@@ -226,7 +223,8 @@ impl Store {
         let meta = ks("meta").map_err(storage)?;
         meta::check_partitions(&db, &meta, opts.partitions)?;
         let node = meta::node_id(&db, &meta)?;
-        let (dots, resumable) = Dots::open(&db, &meta, opts.lease_block.max(2))?;
+        let resumable = meta::take_clean_stop(&db, &meta)?;
+        let dots = Dots::new();
         let partitioner = Partitioner::new(opts.partitions);
         let stats = stats::Stats::new(opts.partitions);
         for kv in data.iter() {
@@ -281,46 +279,18 @@ impl Store {
         self.shared.dots.actor()
     }
 
-    /// The actor the previous process wrote as and the first counter it
-    /// cannot have used, if it left them: once only, for membership to
-    /// decide whether this process may resume that actor.
-    pub fn take_resumable(&self) -> Option<Resumable> {
+    /// The actor the previous process stopped cleanly with, and its last
+    /// counter, if it did: once only, for membership to decide whether this
+    /// process may resume it.
+    pub fn take_resumable(&self) -> Option<(Actor, u64)> {
         self.shared.resumable.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
     }
 
-    /// Writes as `actor` from counter `from` on (what
+    /// Writes as `actor` from now on, after its counter `last` (an actor
     /// [`take_resumable`](Self::take_resumable) gave, once membership has
-    /// established that no other process has written as it since), under a
-    /// new lease kept on disk first.
-    ///
-    /// # Errors
-    /// Storage failures (the process then keeps its own actor).
-    pub async fn resume_actor(&self, actor: Actor, from: u64) -> Result<()> {
-        let shared = Arc::clone(&self.shared);
-        tokio::task::spawn_blocking(move || shared.dots.resume(actor, from)).await.map_err(|_| Error::ShuttingDown)?
-    }
-
-    /// The actor this process writes as and how much of its lease is left:
-    /// (actor, last counter issued, end of the lease).
-    #[must_use]
-    pub fn lease(&self) -> (Actor, u64, u64) {
-        self.shared.dots.position()
-    }
-
-    /// Dots per lease.
-    #[must_use]
-    pub fn lease_block(&self) -> u64 {
-        self.shared.dots.block()
-    }
-
-    /// Extends `actor`'s lease to `end` (kept on disk first), unless the
-    /// process has moved on to another actor meanwhile; true if extended.
-    ///
-    /// # Errors
-    /// Storage failures.
-    pub async fn extend_lease(&self, actor: Actor, end: u64) -> Result<bool> {
-        let shared = Arc::clone(&self.shared);
-        tokio::task::spawn_blocking(move || shared.dots.extend(actor, end)).await.map_err(|_| Error::ShuttingDown)?
+    /// established that no other process has written as it since).
+    pub fn resume_actor(&self, actor: Actor, last: u64) {
+        self.shared.dots.resume(actor, last);
     }
 
     /// Whether whole objects may be removed once dead for the grace period:
@@ -581,7 +551,8 @@ impl Store {
                 clean &= t.join().is_ok();
             }
             if clean {
-                shared.dots.put_clean_stop()?;
+                let (actor, last) = shared.dots.last();
+                meta::put_clean_stop(&shared.meta, actor, last)?;
             }
             shared.db.persist(PersistMode::SyncAll).map_err(storage)
         })
@@ -752,7 +723,6 @@ mod tests {
             reap_objects: true,
             cache_bytes: 8 << 20,
             object_cache_bytes: 1 << 20,
-            lease_block: LEASE_BLOCK,
         })
         .expect("open")
     }
@@ -846,22 +816,15 @@ mod tests {
 
         let store = open(dir.path(), 1);
         assert_ne!(store.actor(), last.actor, "a fresh actor until told otherwise");
-        assert_eq!(store.take_resumable(), Some((last.actor, last.counter + 1)), "after its last dot");
+        assert_eq!(store.take_resumable(), Some((last.actor, last.counter)));
         assert_eq!(store.take_resumable(), None, "given once");
-        store.resume_actor(last.actor, last.counter + 1).await.expect("resume");
+        store.resume_actor(last.actor, last.counter);
         let next = store.update(1, b"k", |_, dot| (Change::Keep, dot)).await.expect("update");
         assert_eq!((next.actor, next.counter), (last.actor, last.counter + 1));
-        // A crash (no close): what is left is the lease, and the dots past it.
+        // A crash (no close): the record was taken at the start, none is left.
         drop(store);
         let store = open(dir.path(), 1);
-        assert_eq!(store.take_resumable(), Some((last.actor, last.counter + 1 + LEASE_BLOCK)), "after its lease");
-        // An extension is kept on disk: a crash resumes after it.
-        let (actor, _, end) = store.lease();
-        assert!(store.extend_lease(actor, end + 10).await.expect("extend"));
-        assert!(!store.extend_lease(Actor(1), end + 20).await.expect("extend"), "not this process's actor");
-        drop(store);
-        let store = open(dir.path(), 1);
-        assert_eq!(store.take_resumable(), Some((actor, end + 11)));
+        assert_eq!(store.take_resumable(), None, "no clean stop, nothing to resume");
         store.close().await.expect("close");
     }
 

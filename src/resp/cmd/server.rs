@@ -210,7 +210,6 @@ fn config_items(s: &Session) -> Vec<(&'static str, String)> {
         ("storage-threads", c.storage_threads.to_string()),
         ("cache-size", c.cache_size.0.to_string()),
         ("object-cache-size", c.object_cache_size.0.to_string()),
-        ("actor-lease", c.actor_lease.to_string()),
         ("tombstone-grace", c.tombstone_grace.to_string()),
         ("max-siblings", c.max_siblings.to_string()),
         ("shutdown-timeout", c.shutdown_timeout.to_string()),
