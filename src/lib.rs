@@ -73,12 +73,13 @@
 //!   losing an acknowledged write (Riak's "kv679"). So a process writes as
 //!   an actor (`version::Actor`) and counts its dots in memory
 //!   (`storage/meta.rs`): a fresh random actor, unless the last run stopped
-//!   cleanly (recording its actor and last counter) and more than half of
-//!   the other members vouch that no run of this node came after it
-//!   (`membership::claim`: a member grants a claim from exactly the newest
-//!   version it knows of the node, once). A restored, copied or crashed
-//!   node thus writes as a new actor, concurrent with what it forgot;
-//!   restarts keep theirs, so vectors grow only with crashes and restores.
+//!   cleanly (so the disk holds every write of its actor, and records its
+//!   last counter) and more than half of the other members vouch that no
+//!   run of this node came after it (`membership::claim`: a member grants
+//!   a claim unless it knows a newer version of the node, once). A
+//!   restored, copied or crashed node thus writes as a new actor,
+//!   concurrent with what it forgot; clean restarts keep theirs, so vectors
+//!   grow only with crashes, restores and starts cut off from most peers.
 //!   A single node bounds them at once: with no other copy to reconcile, a
 //!   write forgets the actors whose values it superseded
 //!   (`Object::forget_superseded`). In a cluster the entries are

@@ -1156,3 +1156,46 @@ fn clean_restarts_keep_the_actor_and_histories_do_not_grow() {
     assert_eq!(values, ["3"]);
     assert!(last.len() <= first.len() + 4, "the history grew from {first} to {last}");
 }
+
+/// A snapshot of a running node holds no clean-stop record: restored after
+/// the node went on writing (and died), it writes as a new actor, so its
+/// writes cannot claim to have seen the ones its disk lacks, and none of
+/// those is lost.
+#[test]
+fn a_snapshot_of_a_running_node_restored_writes_as_a_new_actor() {
+    let mut cluster = TestCluster::start(3, 3, 2, 2);
+    let mut c = cluster.client(1);
+    let actor = info(&mut c, "server", "shoal_actor");
+    set(&mut c, "early", "v");
+    let snapshot = tempfile::tempdir().expect("snapshot dir");
+    common::copy_dir(&cluster.data_dir(1), snapshot.path());
+
+    let keys: Vec<String> = (0..20).map(|i| format!("snap:{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        if i % 2 == 0 {
+            set(&mut c, key, "before the restore");
+        } else {
+            text(&call!(c, "SETCTX", key, "", "before the restore"));
+        }
+    }
+    drop(c);
+    cluster.stop(1);
+    std::fs::remove_dir_all(cluster.data_dir(1)).expect("remove");
+    common::copy_dir(snapshot.path(), &cluster.data_dir(1));
+    cluster.restart(1);
+    cluster.wait_all_up(WAIT);
+    let mut c = cluster.client(1);
+    assert_ne!(info(&mut c, "server", "shoal_actor"), actor, "a snapshot has no clean stop to resume from");
+    for (i, key) in keys.iter().enumerate() {
+        if i % 2 == 0 {
+            set(&mut c, key, "after the restore");
+        } else {
+            text(&call!(c, "SETCTX", key, "", "after the restore"));
+        }
+    }
+    let mut c0 = cluster.client(0);
+    for key in &keys {
+        let (_, values) = getctx_reply(&call!(c0, "GETCTX", key, "R", 3));
+        assert!(values.contains(&"before the restore".to_string()), "{key}: {values:?}");
+    }
+}

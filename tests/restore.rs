@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::reply::{call, get, getctx_reply, info, int, members, set, where_is};
-use common::{Shoal, wait_for};
+use common::{Shoal, copy_dir, wait_for};
 use redis::Connection;
 
 const KEYS: usize = 200;
@@ -42,19 +42,6 @@ fn wait_ready(nodes: [&Shoal; 3]) {
         wait_for(&format!("node on {} to read at R 3", node.port), WAIT, || {
             matches!(call!(c, "GETCTX", "probe", "R", 3), redis::Value::Array(_)).then_some(())
         });
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("dir entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
     }
 }
 

@@ -4,34 +4,39 @@
 //! Every process draws a fresh actor, so a key written after each restart
 //! gains one version-vector entry per restart, and in a cluster nothing
 //! takes those entries away again. Resuming the previous actor avoids that,
-//! but is safe only if no dot of that actor past the counter the clean stop
-//! recorded exists anywhere: the disk must be the last one that actor wrote
-//! from. A restored backup, a rolled-back snapshot or a second copy of the
-//! directory all carry a clean-stop record that is not.
+//! but a version vector entry "actor X up to n" claims every write of X up
+//! to n: a process may go on as X only if its disk holds every write X ever
+//! made, and nobody else goes on as X. Hence:
 //!
-//! The other members can tell. Each start raises the node's member version
-//! (`after`) from the one saved on its disk (`before`), and gossip carries
-//! it. A process asks every other member it knows: "I am the run after
-//! version `before`; may I be?" A member grants unless it knows of a newer
-//! version of the node (announced, or claimed of it), and records the grant
-//! durably before answering; it then refuses every other claim from
-//! `before` (they come from a copy, or from a backup taken before a run it
-//! has heard of). A member that lags (it knows only an older version) has
-//! no evidence either way and grants. A process resumes only when more than
-//! half of the other members grant; otherwise (refusals, members
-//! unreachable, a cluster of one) it keeps its fresh actor, which is always
-//! safe.
+//! - **Only after a clean stop.** The stop flushes everything and records
+//!   X's last counter (`storage/meta.rs`); the next start takes the record
+//!   away before anything else. After a crash, a power loss (writes only
+//!   handed to the OS may be gone) or a snapshot taken while running, there
+//!   is no record, and the process keeps its fresh actor.
+//! - **Only the run after the last one.** A backup taken while stopped, or
+//!   a copy of the directory, carries a record too, and the disk it holds
+//!   may predate writes X made in later runs, or be started twice. The
+//!   other members can tell: each start raises the node's member version
+//!   (`after`) from the one its disk saved (`before`), and gossip carries
+//!   it. The process asks every other member (after fetching the member
+//!   list they know): "I am the run after version `before`; may I be?" A
+//!   member that knows the node grants unless it knows a newer version of
+//!   it (announced, or claimed of it: a member that lags has no evidence
+//!   against), records the grant durably before answering, and from then
+//!   on refuses every other claim from `before`. More than half of the
+//!   others must grant; otherwise (refusals, members unreachable, a cluster
+//!   of one) the process keeps its fresh actor, which is always safe.
 //!
-//! Why that suffices: the runs that wrote as an actor are exactly the runs
-//! that resumed it, each with grants from more than half of the members in
-//! its table. Two copies of one directory ask the same members, so at most
-//! one wins. A backup restored after a later run asks the members in the
-//! backup's table; more than half of them must grant, and so at least one
-//! of the later run's granters is asked and refuses, as long as the member
-//! list did not grow between the backup and the later run. If it did, the
-//! members the backup knows must have heard of the later run (by gossip,
-//! which carries every version a node announces) for the restore to be
-//! refused; a member down throughout could not have.
+//! Why that suffices: the runs that wrote as X are exactly the runs that
+//! resumed it, each granted by more than half of the members it asked. Two
+//! copies of one directory ask the same members, so at most one wins. A
+//! backup restored after a later run asks the members of the cluster as it
+//! is now, which include every member the later run asked (members are
+//! never dropped, only replaced at their address), so some of the later
+//! run's granters are asked, provided the later run asked at least half of
+//! today's members; they refuse. Were the cluster to have more than doubled
+//! since, the members added meanwhile must have heard of the later run by
+//! gossip for the restore to be refused.
 //!
 //! This module holds the rules: [`Claims`], what a member has granted, and
 //! [`tally`], the claimant's verdict. `Membership` sends and answers the
@@ -60,16 +65,16 @@ pub struct Claims {
 
 impl Claims {
     /// Decides `claim` from `member`, whose newest announced version this
-    /// member knows is `seen` (0 if it knows none). Grants a claim unless a
-    /// newer version of the member is known, announced or claimed, and the
-    /// same claim again; records a grant.
+    /// member knows is `seen` (0: not a member it knows, refused). Grants
+    /// the same claim again, and a claim from a version at least as new as
+    /// any it knows of the member, announced or claimed; records a grant.
     pub fn decide(&mut self, member: NodeId, seen: u64, claim: Claim) -> bool {
         let granted = self.granted.get(&member);
         if granted == Some(&claim) {
             return true;
         }
         let newest = seen.max(granted.map_or(0, |g| g.after));
-        if claim.before == 0 || claim.after <= claim.before || newest > claim.before {
+        if seen == 0 || claim.before == 0 || claim.after <= claim.before || newest > claim.before {
             return false;
         }
         self.granted.insert(member, claim);
@@ -149,7 +154,7 @@ mod tests {
         // against the run after 20, and grants it once.
         assert!(claims.decide(N, 14, claim(20, 22, 7)));
         assert!(!claims.decide(N, 14, claim(20, 23, 8)), "a copy of that run");
-        assert!(Claims::default().decide(N, 0, claim(4, 9, 1)), "a member that never heard of the node");
+        assert!(!Claims::default().decide(N, 0, claim(4, 9, 1)), "not a member this one knows");
     }
 
     #[test]

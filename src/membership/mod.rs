@@ -142,6 +142,11 @@ pub struct Membership {
     state: Mutex<State>,
     view: RwLock<Arc<View>>,
     rounds: AtomicU64,
+    /// Held while this node's own version changes.
+    raising: tokio::sync::Mutex<()>,
+    /// Held while a claim is decided and its grant saved, so grants reach
+    /// the disk in the order they were given.
+    granting: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -223,6 +228,8 @@ impl Membership {
             state: Mutex::new(state),
             view: RwLock::new(placeholder),
             rounds: AtomicU64::new(0),
+            raising: tokio::sync::Mutex::new(()),
+            granting: tokio::sync::Mutex::new(()),
         });
         match cluster {
             Some(record) => membership.enter(record),
@@ -233,9 +240,10 @@ impl Membership {
         Ok(membership)
     }
 
-    /// Announces this run: raises this node's version (persisted first)
-    /// and, if the last run stopped cleanly, resumes its actor when more
-    /// than half of the other members grant the claim (see [`claim`]).
+    /// Announces this run: if the last run stopped cleanly, resumes its
+    /// actor when more than half of the other members grant the claim (see
+    /// [`claim`]), and raises this node's version past the claim's either
+    /// way.
     /// Call once, after [`start`](Self::start), with the peer server
     /// running (members starting together answer each other's claims), and
     /// before [`run`](Self::run).
@@ -243,9 +251,8 @@ impl Membership {
     /// # Errors
     /// Storage failures.
     pub async fn begin(&self) -> Result<()> {
-        let entry = lock(&self.state).table.me().entry.clone();
-        let (before, after) = (entry.version, next_version(entry.version));
-        self.store.meta_put(VERSION, Bytes::copy_from_slice(&after.to_le_bytes())).await?;
+        let before = lock(&self.state).table.me().entry.version;
+        let after = next_version(before);
         if let Some((actor, last)) = self.store.take_resumable() {
             let claim = Claim { before, after, token: crate::random::random_u64() };
             match self.claim(claim).await {
@@ -258,7 +265,7 @@ impl Membership {
                 }
             }
         }
-        self.set_me(Entry { version: after, ..entry });
+        self.raise(after, |e| e).await?;
         // Until now this node's entry had the last run's version, and peers
         // rightly knew that run's entry and heartbeat: not another self.
         let mut st = lock(&self.state);
@@ -270,12 +277,8 @@ impl Membership {
     /// be reached, until more than half grant, that can no longer happen,
     /// or [`CLAIM_WAIT`] (or the request timeout, if longer) passes.
     async fn claim(&self, claim: Claim) -> std::result::Result<(), String> {
-        let others: Vec<String> = lock(&self.state)
-            .table
-            .all()
-            .filter(|k| k.entry.id != self.me.id && k.entry.status != Status::Removed)
-            .map(|k| k.entry.peer_addr.clone())
-            .collect();
+        self.refresh_members().await;
+        let others = self.other_members();
         if others.is_empty() {
             return Err("no other member to vouch for it".into());
         }
@@ -309,6 +312,33 @@ impl Membership {
                     return Err(format!("{} of {} other members answered in time", answers.len(), others.len()));
                 }
                 None => tokio::time::sleep(CLAIM_RETRY).await,
+            }
+        }
+    }
+
+    /// The peer addresses of every other member not removed.
+    fn other_members(&self) -> Vec<String> {
+        lock(&self.state)
+            .table
+            .all()
+            .filter(|k| k.entry.id != self.me.id && k.entry.status != Status::Removed)
+            .map(|k| k.entry.peer_addr.clone())
+            .collect()
+    }
+
+    /// Learns the members the others know, so that a claim asks every
+    /// member of the cluster as it is now, not only those this disk knew
+    /// (a restored backup may predate members that joined since).
+    async fn refresh_members(&self) {
+        let known = self.other_members();
+        let calls = known.iter().map(|addr| self.peers.gossip(addr, GossipRequest::Join)).collect();
+        for answer in crate::join::join_all(calls).await {
+            if let Ok(GossipResponse::Cluster(Some(record), entries)) = answer
+                && lock(&self.state).cluster.is_some_and(|c| c.id == record.id)
+            {
+                let mut st = lock(&self.state);
+                let applied = st.table.learn(entries.into_iter().filter(|e| e.id != self.me.id).collect());
+                self.absorb(&mut st, applied);
             }
         }
     }
@@ -412,8 +442,7 @@ impl Membership {
         }
         if let Some(old) = replaced {
             tracing::warn!(old = %old, new = %self.me.id, addr = %self.me.peer_addr, "this node replaces the member that was at its address (a lost data directory)");
-            let entry = Entry { replaces: Some(old), ..lock(&self.state).table.me().entry.clone() };
-            self.announce(entry, 0).await?;
+            self.raise(0, |e| Entry { replaces: Some(old), ..e }).await?;
         }
         tracing::info!(cluster = %format!("{:016x}", record.id), seed, n = record.n, "joined the cluster");
         self.enter(record);
@@ -436,21 +465,19 @@ impl Membership {
         self.publish(&st);
     }
 
-    /// Raises this node's version above `above` (and its own), persists
-    /// it, and makes `entry` (with that version) its entry.
-    async fn announce(&self, entry: Entry, above: u64) -> Result<()> {
-        let version = next_version(entry.version.max(above));
+    /// Makes this node's entry `update(current)` with a new version, at
+    /// least `at_least`: persisted first, then announced. One change at a
+    /// time, so the version on disk never goes back.
+    async fn raise(&self, at_least: u64, update: impl FnOnce(Entry) -> Entry) -> Result<u64> {
+        let _one = self.raising.lock().await;
+        let current = lock(&self.state).table.me().entry.clone();
+        let version = next_version(current.version).max(at_least);
         self.store.meta_put(VERSION, Bytes::copy_from_slice(&version.to_le_bytes())).await?;
-        self.set_me(Entry { version, ..entry });
-        Ok(())
-    }
-
-    /// Makes `entry` this node's entry (its version already persisted).
-    fn set_me(&self, entry: Entry) {
         let mut st = lock(&self.state);
-        st.table.set_me(entry);
+        st.table.set_me(Entry { version, ..update(current) });
         st.unsaved = true;
         self.publish(&st);
+        Ok(version)
     }
 
     /// One gossip round: raise the heartbeat, exchange with the round's
@@ -483,8 +510,7 @@ impl Membership {
         let seen = lock(&self.state).own_version_seen.take();
         if let Some(seen) = seen {
             tracing::warn!(id = %self.me.id, seen, "another process announced this node with a newer version (a restored backup or a copy of its data directory); moving past it");
-            let entry = lock(&self.state).table.me().entry.clone();
-            if let Err(e) = self.announce(entry, seen).await {
+            if let Err(e) = self.raise(next_version(seen), |e| e).await {
                 tracing::error!("cannot raise this node's version: {e}");
             }
         }
@@ -664,7 +690,11 @@ impl Membership {
 
     /// Answers a peer's gossip.
     pub async fn handle(&self, from: &Hello, request: GossipRequest) -> Response {
-        // A claim granted is kept on disk before it is given.
+        // A claim granted is kept on disk before it is given, in order.
+        let _granting = match request {
+            GossipRequest::Claim { .. } => Some(self.granting.lock().await),
+            _ => None,
+        };
         let mut grant = None;
         let answer = {
             let mut st = lock(&self.state);

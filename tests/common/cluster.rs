@@ -126,6 +126,11 @@ impl TestCluster {
         redis::Client::open(self.url(i)).expect("url").get_connection().expect("connect")
     }
 
+    /// Node `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
+        self.configs[i].data_dir.clone()
+    }
+
     pub fn is_running(&self, i: usize) -> bool {
         self.nodes[i].is_some()
     }

@@ -193,6 +193,21 @@ impl Drop for Shoal {
     }
 }
 
+/// Copies a directory tree, as a backup (or, of a running node, a
+/// snapshot) would.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
 /// Sends raw bytes and reads until `expect` bytes arrive or the peer closes;
 /// returns what was read.
 pub fn exchange(stream: &mut TcpStream, send: &[u8], expect: usize) -> Vec<u8> {
