@@ -596,6 +596,9 @@ impl Membership {
         }
         for e in &applied.changed {
             tracing::info!(member = %e.id, addr = %e.peer_addr, status = %e.status, version = e.version, "member learned");
+            // A new version is a new run (a restart): calls need not wait
+            // out the backoff its absence left.
+            self.peers.retry_now(&e.peer_addr);
         }
         if applied.entries_changed {
             st.unsaved = true;

@@ -6,13 +6,15 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use redis::Value;
 use shoal::config::Config;
 use shoal::node::Node;
 use shoal::rpc::Fault;
 
-use super::reply::{int, members};
+use super::reply::{int, members, text};
 use super::wait_for;
 
 pub struct TestCluster {
@@ -99,12 +101,22 @@ impl TestCluster {
     /// Waits until every running node sees every member up (its failure
     /// detector has heard from each since it started or came back).
     #[track_caller]
+    /// Waits until every running node sees every member up, each running
+    /// one in its current run (the version it gives itself).
     pub fn wait_all_up(&self, within: Duration) {
-        for i in (0..self.len()).filter(|&i| self.is_running(i)) {
+        let running: Vec<usize> = (0..self.len()).filter(|&i| self.is_running(i)).collect();
+        let mut current = std::collections::HashMap::new();
+        for &i in &running {
+            let me = members(&mut self.client(i)).into_iter().find(|m| int(&m["self"]) == 1).expect("self");
+            current.insert(text(&me["id"]), int(&me["version"]));
+        }
+        for &i in &running {
             let mut c = self.client(i);
             wait_for(&format!("node {i} to see every member up"), within, || {
                 let all = members(&mut c);
-                (all.len() == self.len() && all.iter().all(|m| int(&m["up"]) == 1)).then_some(())
+                let seen =
+                    |m: &HashMap<String, Value>| current.get(&text(&m["id"])).is_none_or(|&v| int(&m["version"]) == v);
+                (all.len() == self.len() && all.iter().all(|m| int(&m["up"]) == 1 && seen(m))).then_some(())
             });
         }
     }

@@ -33,6 +33,7 @@ pub async fn status(s: &Session, _: Args) -> Result<Reply> {
                 field("address", Reply::bulk(m.entry.client_addr)),
                 field("peer", Reply::bulk(m.entry.peer_addr)),
                 field("status", Reply::bulk(m.entry.status.to_string())),
+                field("version", Reply::Int(i64::try_from(m.entry.version).unwrap_or(i64::MAX))),
                 field("up", Reply::Int(i64::from(m.up))),
                 field("phi", Reply::Double((m.phi * 100.0).round() / 100.0)),
                 field("last_heard_ms", m.last_heard_ms.map_or(Reply::Int(-1), |ms| Reply::Int(ms as i64))),
