@@ -122,7 +122,7 @@ pub struct Config {
     pub phi_threshold: f64,
     /// Threads serving clients; 0 = one per core.
     pub io_threads: usize,
-    /// Storage worker threads; 0 = half the cores, 1 to 4.
+    /// Storage shards, one worker thread each; 0 = one per core.
     pub storage_threads: usize,
     /// Block cache of the storage engine.
     pub cache_size: ByteSize,
@@ -226,6 +226,9 @@ impl Config {
         if self.maxclients == 0 {
             return bad("maxclients must be at least 1".into());
         }
+        if self.storage_threads > MAX_STORAGE_THREADS {
+            return bad(format!("storage-threads must be at most {MAX_STORAGE_THREADS} (0 = one per core)"));
+        }
         if self.proto_max_bulk_len.0 < 1024 {
             return bad("proto-max-bulk-len must be at least 1kb".into());
         }
@@ -259,12 +262,10 @@ impl Config {
         if self.io_threads == 0 { cores() } else { self.io_threads }
     }
 
-    /// Storage workers to run.
+    /// Storage shards (and workers) to run.
     #[must_use]
     pub fn storage_threads(&self) -> usize {
-        // Each worker owns a share of the partitions; on small machines one
-        // worker with big batches beats several contending for the cores.
-        if self.storage_threads == 0 { (cores() / 2).clamp(1, 4) } else { self.storage_threads }
+        if self.storage_threads == 0 { cores().min(MAX_STORAGE_THREADS) } else { self.storage_threads }
     }
 }
 
@@ -310,6 +311,10 @@ fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     };
     Ok(items.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
 }
+
+/// Storage shards at most: each is a database with its own files and
+/// background threads.
+const MAX_STORAGE_THREADS: usize = 256;
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)

@@ -34,7 +34,7 @@
 //! | [`mutation`] | what plain Redis writes do to a value, as data (pure) | — |
 //! | [`version`] | dots, version vectors, sibling sets, contexts and their encoding (pure) | — |
 //! | [`ring`] | MD5 positions, partitions, claim, preference lists (pure) | `version` (node ids) |
-//! | [`storage`] | the only module that touches fjall: keyspaces `data`, `reap`, `meta`; partition-owned worker threads with group commit; the object cache; the actor this process writes as | `version`, `ring` |
+//! | [`storage`] | the only module that touches fjall: shards (a fjall database each, with keyspaces `data` and `reap`, holding a share of the partitions) and the root's `meta`; a worker thread per shard with group commit; the object cache; the actor this process writes as | `version`, `ring` |
 //! | [`metrics`] | counters behind INFO | — |
 //! | [`glob`] | Redis glob patterns (pure) | — |
 //! | [`join`] | running borrowed futures concurrently | — |

@@ -1,5 +1,6 @@
-//! The `meta` keyspace: the node's identity and the partition count the
-//! data directory was created with; and the dots this process issues.
+//! The `meta` keyspace: the node's identity, the partition count the data
+//! directory was created with and the shard count it is stored in; and the
+//! dots this process issues.
 //!
 //! Dots are not counted on disk: a disk can be restored from a backup,
 //! rolled back with a snapshot or copied, and a counter read back from it
@@ -22,6 +23,8 @@ use crate::version::{Actor, Dot, NodeId};
 const NODE_ID: &str = "node-id";
 const PARTITIONS: &str = "partitions";
 const CLEAN_STOP: &str = "clean-stop";
+const SHARDS: &str = "shards";
+const RESHARDING: &str = "resharding";
 
 fn read_u64(meta: &Keyspace, key: &str) -> Result<Option<u64>> {
     let Some(v) = meta.get(key).map_err(storage)? else { return Ok(None) };
@@ -61,6 +64,31 @@ pub(super) fn check_partitions(db: &Database, meta: &Keyspace, q: u32) -> Result
             "the data directory was created with {stored} partitions, not {q}; the partition count is fixed when a cluster is created"
         ))),
         None => write_u64(db, meta, PARTITIONS, u64::from(q)),
+    }
+}
+
+/// The number of shards the data is stored in (none for a new directory,
+/// or one written before shards).
+pub(super) fn shard_count(meta: &Keyspace) -> Result<Option<usize>> {
+    Ok(read_u64(meta, SHARDS)?.map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
+}
+
+pub(super) fn set_shard_count(db: &Database, meta: &Keyspace, n: usize) -> Result<()> {
+    write_u64(db, meta, SHARDS, n as u64)
+}
+
+/// The shard count a move of the keys was under way to, if one was.
+pub(super) fn resharding(meta: &Keyspace) -> Result<Option<usize>> {
+    Ok(read_u64(meta, RESHARDING)?.filter(|&n| n > 0).map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
+}
+
+pub(super) fn set_resharding(db: &Database, meta: &Keyspace, to: Option<usize>) -> Result<()> {
+    match to {
+        Some(n) => write_u64(db, meta, RESHARDING, n as u64),
+        None => {
+            meta.remove(RESHARDING).map_err(storage)?;
+            db.persist(PersistMode::SyncAll).map_err(storage)
+        }
     }
 }
 

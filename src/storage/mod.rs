@@ -7,12 +7,14 @@
 //! tombstones to remove); `meta` holds the node id, the partition count and
 //! what other modules keep there by name (the cluster's record and members).
 //!
-//! fjall is synchronous, so every access to a key runs on the storage worker
-//! that owns the key's partition: one OS thread per worker, fed through a
-//! bounded queue. A worker takes everything queued as one batch, runs it in
-//! order, makes the batch's writes durable with one journal persist
-//! (`write(2)` for `os` durability, `fdatasync` for `fsync`) and only then
-//! answers the batch. So concurrent clients share one persist (group commit),
+//! The data is split into shards (see `shard.rs`): each a fjall database of
+//! its own, holding the partitions `p % shards == i`, so writes to different
+//! shards never wait for each other. fjall is synchronous, so every access
+//! to a key runs on the storage worker that owns the key's shard: one OS
+//! thread per shard, fed through a bounded queue. A worker takes everything
+//! queued as one batch, runs it in order, makes the batch's writes durable
+//! with one persist of its shard's journal (`write(2)` for `os` durability,
+//! `fdatasync` for `fsync`) and only then answers the batch. So concurrent clients share one persist (group commit),
 //! no reply ever reflects a write that is not yet durable, and the
 //! read-modify-write of one key is serialized, which keeps dots unique.
 //! Long scans run on tokio's blocking pool instead, off the workers.
@@ -23,6 +25,7 @@
 
 mod cache;
 mod meta;
+mod shard;
 mod stats;
 
 use std::path::PathBuf;
@@ -32,6 +35,7 @@ use std::thread::JoinHandle;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use shard::Shard;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
@@ -128,11 +132,11 @@ impl Drop for Pause {
 }
 
 struct Shared {
-    db: Database,
-    data: Keyspace,
-    reap: Keyspace,
-    partitioner: Partitioner,
+    /// The root database: `meta` only.
+    root: Database,
     meta: Keyspace,
+    shards: Vec<Shard>,
+    partitioner: Partitioner,
     persist_mode: PersistMode,
     grace_ms: u64,
     reap_objects: AtomicBool,
@@ -142,7 +146,6 @@ struct Shared {
     /// counter, until membership takes it.
     resumable: Mutex<Option<(Actor, u64)>>,
     node: NodeId,
-    workers: usize,
     /// The object cache: `CACHE_SHARDS` shards per worker, each holding
     /// keys of that worker's partitions only.
     caches: Vec<Mutex<Cache>>,
@@ -155,8 +158,9 @@ impl Shared {
         if self.reap_objects.load(Ordering::Relaxed) { object.next_due(self.grace_ms) } else { object.next_expiry() }
     }
 
+    /// The shard (and so the worker) holding the key at `hash`.
     fn worker_of(&self, hash: u64) -> usize {
-        self.partitioner.of(hash) as usize % self.workers
+        self.partitioner.of(hash) as usize % self.shards.len()
     }
 
     /// The cache shard of data key `k` (which starts with its position).
@@ -203,6 +207,33 @@ fn decode_owned(bytes: &fjall::Slice) -> Result<Object> {
     Object::decode(&Bytes::copy_from_slice(bytes)).map_err(|e| Error::Storage(format!("corrupt object: {e}")))
 }
 
+/// Counts what the shards hold into `stats`, one thread per shard.
+fn count(shards: &[Shard], partitioner: Partitioner, stats: &stats::Stats) -> Result<()> {
+    std::thread::scope(|scope| {
+        let counting: Vec<_> = shards
+            .iter()
+            .map(|shard| {
+                scope.spawn(move || -> Result<()> {
+                    for kv in shard.data.iter() {
+                        let (k, v) = kv.into_inner().map_err(storage)?;
+                        let Some((hash, key)) = split_data_key(&k) else { continue };
+                        match decode(v) {
+                            Ok(o) => stats.record(partitioner.of(hash), None, Some(&o)),
+                            Err(e) => {
+                                tracing::error!(key = %String::from_utf8_lossy(key), "skipping unreadable object: {e}");
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        counting
+            .into_iter()
+            .try_for_each(|t| t.join().unwrap_or_else(|_| Err(Error::Storage("counting panicked".into()))))
+    })
+}
+
 impl Store {
     /// Opens (or creates) the store and starts its workers. Blocking: call it
     /// before serving or from a blocking thread.
@@ -212,46 +243,36 @@ impl Store {
     /// another partition count.
     pub fn open(opts: &Options) -> Result<Self> {
         std::fs::create_dir_all(&opts.path)?;
-        let db = Database::builder(&opts.path)
+        let root = Database::builder(&opts.path)
             .manual_journal_persist(true)
-            .cache_size(opts.cache_bytes)
+            .cache_size(1 << 20)
+            .worker_threads(1)
             .open()
             .map_err(storage)?;
-        let ks = |name: &str| db.keyspace(name, || KeyspaceCreateOptions::default().manual_journal_persist(true));
-        let data = ks("data").map_err(storage)?;
-        let reap = ks("reap").map_err(storage)?;
-        let meta = ks("meta").map_err(storage)?;
-        meta::check_partitions(&db, &meta, opts.partitions)?;
-        let node = meta::node_id(&db, &meta)?;
-        let resumable = meta::take_clean_stop(&db, &meta)?;
-        let dots = Dots::new();
+        let meta =
+            root.keyspace("meta", || KeyspaceCreateOptions::default().manual_journal_persist(true)).map_err(storage)?;
+        meta::check_partitions(&root, &meta, opts.partitions)?;
+        let node = meta::node_id(&root, &meta)?;
+        let resumable = meta::take_clean_stop(&root, &meta)?;
         let partitioner = Partitioner::new(opts.partitions);
-        let stats = stats::Stats::new(opts.partitions);
-        for kv in data.iter() {
-            let (k, v) = kv.into_inner().map_err(storage)?;
-            let Some((hash, key)) = split_data_key(&k) else { continue };
-            match decode(v) {
-                Ok(o) => stats.record(partitioner.of(hash), None, Some(&o)),
-                Err(e) => tracing::error!(key = %String::from_utf8_lossy(key), "skipping unreadable object: {e}"),
-            }
-        }
-        let persist_mode = if opts.fsync { PersistMode::SyncData } else { PersistMode::Buffer };
         let workers = opts.workers.max(1);
+        let shards = shard::open_all(&opts.path, &root, &meta, partitioner, workers, opts.cache_bytes)?;
+        let stats = stats::Stats::new(opts.partitions);
+        count(&shards, partitioner, &stats)?;
+        let persist_mode = if opts.fsync { PersistMode::SyncData } else { PersistMode::Buffer };
         let per_shard = usize::try_from(opts.object_cache_bytes).unwrap_or(usize::MAX) / workers / CACHE_SHARDS;
         let shared = Arc::new(Shared {
-            db,
-            data,
-            reap,
+            root,
             meta,
+            shards,
             partitioner,
             persist_mode,
             grace_ms: opts.tombstone_grace_ms,
             reap_objects: AtomicBool::new(opts.reap_objects),
             stats,
-            dots,
+            dots: Dots::new(),
             resumable: Mutex::new(resumable),
             node,
-            workers,
             caches: (0..workers * CACHE_SHARDS).map(|_| Mutex::new(Cache::new(per_shard))).collect(),
         });
         let mut queues = Vec::new();
@@ -322,7 +343,7 @@ impl Store {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
             shared.meta.insert(format!("x:{name}"), value.as_ref()).map_err(storage)?;
-            shared.db.persist(PersistMode::SyncAll).map_err(storage)
+            shared.root.persist(PersistMode::SyncAll).map_err(storage)
         })
         .await
         .map_err(|_| Error::ShuttingDown)?
@@ -426,22 +447,28 @@ impl Store {
     /// # Errors
     /// Storage failures.
     pub async fn scan(&self, from: u64, to: u64, limit: usize) -> Result<(Vec<Entry>, Option<u64>)> {
-        let data = self.shared.data.clone();
+        let shared = Arc::clone(&self.shared);
         let scan = move || -> Result<(Vec<Entry>, Option<u64>)> {
             let mut out: Vec<Entry> = Vec::new();
-            let start = from.to_be_bytes();
-            let iter = match to.checked_add(1) {
-                Some(end) => data.range(start.as_slice()..end.to_be_bytes().as_slice()),
-                None => data.range(start.as_slice()..),
-            };
-            for kv in iter {
-                let (k, v) = kv.into_inner().map_err(storage)?;
-                let Some((hash, key)) = split_data_key(&k) else { continue };
-                if out.len() >= limit.max(1) && out.last().is_some_and(|e| e.hash != hash) {
-                    return Ok((out, Some(hash)));
+            let partitioner = shared.partitioner;
+            // Partition by partition, each a range of its shard.
+            for p in partitioner.of(from)..=partitioner.of(to) {
+                let data = &shared.shards[p as usize % shared.shards.len()].data;
+                let (start, end) = (from.max(partitioner.start(p)), to.min(partitioner.end(p)));
+                let start = start.to_be_bytes();
+                let iter = match end.checked_add(1) {
+                    Some(end) => data.range(start.as_slice()..end.to_be_bytes().as_slice()),
+                    None => data.range(start.as_slice()..),
+                };
+                for kv in iter {
+                    let (k, v) = kv.into_inner().map_err(storage)?;
+                    let Some((hash, key)) = split_data_key(&k) else { continue };
+                    if out.len() >= limit.max(1) && out.last().is_some_and(|e| e.hash != hash) {
+                        return Ok((out, Some(hash)));
+                    }
+                    let key = Bytes::from(k.clone()).slice(8..8 + key.len());
+                    out.push(Entry { hash, key, object: decode(v)? });
                 }
-                let key = Bytes::from(k.clone()).slice(8..8 + key.len());
-                out.push(Entry { hash, key, object: decode(v)? });
             }
             Ok((out, None))
         };
@@ -468,12 +495,14 @@ impl Store {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
             barrier.wait();
-            let result = shared
-                .data
-                .clear()
-                .and_then(|()| shared.reap.clear())
-                .and_then(|()| shared.db.persist(shared.persist_mode))
-                .map_err(storage);
+            let result = shared.shards.iter().try_for_each(|shard| {
+                shard
+                    .data
+                    .clear()
+                    .and_then(|()| shard.reap.clear())
+                    .and_then(|()| shard.db.persist(shared.persist_mode))
+                    .map_err(storage)
+            });
             shared.stats.reset();
             barrier.wait();
             result
@@ -490,10 +519,16 @@ impl Store {
     /// # Errors
     /// Storage failures, or shutdown.
     pub async fn reap_due(&self, now: u64, limit: usize) -> Result<usize> {
-        let reap = self.shared.reap.clone();
+        let shared = Arc::clone(&self.shared);
         let due = tokio::task::spawn_blocking(move || -> Result<Vec<fjall::Slice>> {
             let end = now.saturating_add(1).to_be_bytes();
-            reap.range(..end.as_slice()).take(limit).map(|kv| kv.key().map_err(storage)).collect()
+            let mut due = Vec::new();
+            for shard in &shared.shards {
+                for kv in shard.reap.range(..end.as_slice()).take(limit - due.len()) {
+                    due.push(kv.key().map_err(storage)?);
+                }
+            }
+            Ok(due)
         })
         .await
         .map_err(|_| Error::ShuttingDown)??;
@@ -531,7 +566,12 @@ impl Store {
     /// pool).
     pub async fn disk_space(&self) -> u64 {
         let shared = Arc::clone(&self.shared);
-        tokio::task::spawn_blocking(move || shared.db.disk_space().unwrap_or(0)).await.unwrap_or(0)
+        tokio::task::spawn_blocking(move || {
+            shared.shards.iter().map(|s| s.db.disk_space().unwrap_or(0)).sum::<u64>()
+                + shared.root.disk_space().unwrap_or(0)
+        })
+        .await
+        .unwrap_or(0)
     }
 
     /// Stops the workers after what is queued and fsyncs everything.
@@ -550,11 +590,15 @@ impl Store {
             for t in threads {
                 clean &= t.join().is_ok();
             }
+            // Every shard durable before the record that says so.
+            for shard in &shared.shards {
+                shard.db.persist(PersistMode::SyncAll).map_err(storage)?;
+            }
             if clean {
                 let (actor, last) = shared.dots.last();
                 meta::put_clean_stop(&shared.meta, actor, last)?;
             }
-            shared.db.persist(PersistMode::SyncAll).map_err(storage)
+            shared.root.persist(PersistMode::SyncAll).map_err(storage)
         })
         .await
         .map_err(|_| Error::ShuttingDown)?
@@ -562,6 +606,7 @@ impl Store {
 }
 
 fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
+    let shard = &shared.shards[index];
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut done: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
     let mut written = PositionMap::default();
@@ -588,7 +633,7 @@ fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
                 Err(_) => break,
             }
         }
-        let mut worker = Worker { shared, dirty: false, written };
+        let mut worker = Worker { shared, shard, dirty: false, written };
         let mut stop = false;
         for msg in batch.drain(..) {
             match msg {
@@ -600,7 +645,7 @@ fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
                 Msg::Stop => stop = true,
             }
         }
-        let persisted = if worker.dirty { shared.db.persist(shared.persist_mode).map_err(storage) } else { Ok(()) };
+        let persisted = if worker.dirty { shard.db.persist(shared.persist_mode).map_err(storage) } else { Ok(()) };
         written = worker.written;
         // Only now is the batch durable: publish its writes to the cache.
         for (k, object) in written.drain() {
@@ -625,6 +670,8 @@ fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
 /// What a job may do on its worker thread.
 struct Worker<'a> {
     shared: &'a Shared,
+    /// The shard this worker owns.
+    shard: &'a Shard,
     dirty: bool,
     /// Objects written in this batch, not yet durable (nor in the cache).
     written: PositionMap<Option<Arc<Object>>>,
@@ -640,7 +687,7 @@ impl Worker<'_> {
         if let Cached::Hit(object) = self.shared.cache(k).get(k) {
             return Ok(object);
         }
-        let object = self.shared.data.get(k).map_err(storage)?.map(|v| decode_owned(&v)).transpose()?.map(Arc::new);
+        let object = self.shard.data.get(k).map_err(storage)?.map(|v| decode_owned(&v)).transpose()?.map(Arc::new);
         self.shared.cache(k).put(k.clone(), object.clone());
         Ok(object)
     }
@@ -653,10 +700,10 @@ impl Worker<'_> {
             Change::Put(mut object) => {
                 let due = shared.due(&object);
                 if let Some(due) = due.filter(|&d| before.and_then(|b| shared.due(b)) != Some(d)) {
-                    shared.reap.insert(reap_key(due, &k), []).map_err(storage)?;
+                    self.shard.reap.insert(reap_key(due, &k), []).map_err(storage)?;
                 }
                 // One buffer, exactly sized, shared by the memtable and the cache.
-                shared.data.insert(k.clone(), object.encode_shared()).map_err(storage)?;
+                self.shard.data.insert(k.clone(), object.encode_shared()).map_err(storage)?;
                 shared.stats.record(partition, before, Some(&object));
                 self.written.insert(k, Some(Arc::new(object)));
             }
@@ -664,7 +711,7 @@ impl Worker<'_> {
                 if before.is_none() {
                     return Ok(());
                 }
-                shared.data.remove(k.clone()).map_err(storage)?;
+                self.shard.data.remove(k.clone()).map_err(storage)?;
                 shared.stats.record(partition, before, None);
                 self.written.insert(k, None);
             }
@@ -677,7 +724,7 @@ impl Worker<'_> {
     /// object once everything in it has been dead for the grace period.
     fn reap(&mut self, entry: &[u8], now: u64) -> Result<()> {
         let shared = self.shared;
-        shared.reap.remove(entry).map_err(storage)?;
+        self.shard.reap.remove(entry).map_err(storage)?;
         self.dirty = true;
         let k = Bytes::copy_from_slice(&entry[8..]);
         let Some((hash, _)) = split_data_key(&k) else { return Ok(()) };
@@ -694,7 +741,7 @@ impl Worker<'_> {
         // Nothing due yet (the entry was stale, or the grace period grew):
         // make sure the object's next due moment is scheduled.
         if let Some(due) = shared.due(&after).filter(|&d| d > now) {
-            shared.reap.insert(reap_key(due, &k), []).map_err(storage)?;
+            self.shard.reap.insert(reap_key(due, &k), []).map_err(storage)?;
         }
         Ok(())
     }
@@ -825,6 +872,78 @@ mod tests {
         drop(store);
         let store = open(dir.path(), 1);
         assert_eq!(store.take_resumable(), None, "no clean stop, nothing to resume");
+        store.close().await.expect("close");
+    }
+
+    /// Rewrites a closed one-shard store as the layout before shards: its
+    /// `data` and `reap` in the root database, no shard count.
+    fn unshard(dir: &Path) {
+        let shard = Shard::open_existing(&dir.join("shards").join("0"));
+        let root = Database::builder(dir).open().expect("root");
+        for (name, from) in [("data", &shard.data), ("reap", &shard.reap)] {
+            let to = root.keyspace(name, KeyspaceCreateOptions::default).expect("keyspace");
+            for kv in from.iter() {
+                let (k, v) = kv.into_inner().expect("entry");
+                to.insert(k, v).expect("insert");
+            }
+        }
+        let meta = root.keyspace("meta", KeyspaceCreateOptions::default).expect("meta");
+        meta.remove("shards").expect("remove");
+        root.persist(PersistMode::SyncAll).expect("persist");
+        drop((shard, meta, root));
+        std::fs::remove_dir_all(dir.join("shards")).expect("rm");
+    }
+
+    fn shard_dirs(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("shards"))
+            .expect("shards")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    async fn assert_holds(store: &Store, keys: u64) {
+        assert_eq!(store.tally().keys, i64::try_from(keys).expect("count"));
+        for i in 0..keys {
+            let key = format!("k{i}");
+            let o = store.get(crate::ring::key_hash(key.as_bytes()), key.as_bytes()).await.expect("get");
+            assert!(o.is_some_and(|o| o.live(1).is_some()), "{key} kept");
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_move_with_the_shard_count_and_an_unsharded_directory_is_adopted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path(), 1);
+        for i in 0..200u64 {
+            let key = format!("k{i}");
+            let h = crate::ring::key_hash(key.as_bytes());
+            store.update(h, key.as_bytes(), put(Some("v"), 1, Some(5_000 + i))).await.expect("put");
+        }
+        store.close().await.expect("close");
+        drop(store);
+        unshard(dir.path());
+
+        let store = open(dir.path(), 3);
+        assert_eq!(shard_dirs(dir.path()), ["0", "1", "2"]);
+        assert_holds(&store, 200).await;
+        store.close().await.expect("close");
+        drop(store);
+
+        // A move to 2 shards interrupted; the next start finishes it, then
+        // moves to what it was asked for.
+        {
+            let root = Database::builder(dir.path()).open().expect("root");
+            let meta = root.keyspace("meta", KeyspaceCreateOptions::default).expect("meta");
+            meta::set_resharding(&root, &meta, Some(2)).expect("intent");
+        }
+        let store = open(dir.path(), 1);
+        assert_eq!(shard_dirs(dir.path()), ["0"]);
+        assert_holds(&store, 200).await;
+        // The expiry schedule moved with the keys.
+        assert_eq!(store.reap_due(5_000 + 200, 1_000).await.expect("reap"), 200);
+        assert_eq!(store.tally().keys, 0);
         store.close().await.expect("close");
     }
 
