@@ -47,7 +47,7 @@ use crate::ring::key_hash;
 use crate::rpc::{KvRequest, KvResponse, Member, Peers};
 use crate::shutdown::Tracker;
 use crate::storage::{Change, MAX_KEY_LEN, Store, Tally};
-use crate::version::{Context, NodeId, Object, Sibling};
+use crate::version::{Context, Encoded, NodeId, Object, Sibling};
 
 use replicas::{Placement, from_call};
 
@@ -272,7 +272,7 @@ impl Coordinator {
                 other => other,
             })?;
             if let Some(current) = current {
-                replicas::merge_local(&self.store, place.hash, key, &current).await?;
+                replicas::merge_local(&self.store, place.hash, key, Arc::new(current)).await?;
             }
         }
         let max_len = self.settings.max_value_len;
@@ -306,8 +306,9 @@ impl Coordinator {
                 if only_copy {
                     object.forget_superseded();
                 }
-                let copy = replicate.then(|| object.clone());
-                (Change::Put(object), Ok((outcome, copy)))
+                let encoded = Encoded::new(object);
+                let copy = replicate.then(|| encoded.clone());
+                (Change::Put(encoded), Ok((outcome, copy)))
             })
             .await??;
         if let Some(object) = written {
@@ -375,7 +376,7 @@ impl Coordinator {
             && !context.is_empty()
             && let Some(current) = self.read_available(key, place, self.r(place)).await
         {
-            replicas::merge_local(&self.store, place.hash, key, &current).await?;
+            replicas::merge_local(&self.store, place.hash, key, Arc::new(current)).await?;
         }
         let max = self.settings.max_siblings;
         let max_total = self.settings.max_value_len.saturating_mul(2);
@@ -409,8 +410,9 @@ impl Coordinator {
                 if only_copy {
                     object.forget_superseded();
                 }
-                let copy = replicate.then(|| object.clone());
-                (Change::Put(object), Ok((next, superseded, copy)))
+                let encoded = Encoded::new(object);
+                let copy = replicate.then(|| encoded.clone());
+                (Change::Put(encoded), Ok((next, superseded, copy)))
             })
             .await??;
         if let Some(object) = written {

@@ -28,7 +28,9 @@ impl Coordinator {
     pub async fn serve_peer(&self, request: KvRequest) -> Response {
         match request {
             KvRequest::Read { key } => answer(self.replica_read(&key).await, KvResponse::Object),
-            KvRequest::Merge { key, object } => answer(self.replica_merge(&key, &object).await, |()| KvResponse::Done),
+            KvRequest::Merge { key, object } => {
+                answer(self.replica_merge(&key, Arc::clone(object.object())).await, |()| KvResponse::Done)
+            }
             KvRequest::Write { key, mutation } => {
                 answer(self.forwarded_write(&key, mutation).await, KvResponse::Outcome)
             }
@@ -59,7 +61,7 @@ impl Coordinator {
     ///
     /// # Errors
     /// Too long a key, or a storage failure.
-    pub async fn replica_merge(&self, key: &Bytes, object: &Object) -> Result<()> {
+    pub async fn replica_merge(&self, key: &Bytes, object: Arc<Object>) -> Result<()> {
         let hash = super::locate(key)?;
         merge_local(&self.store, hash, key, object).await.map(|_| ())
     }

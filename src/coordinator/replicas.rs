@@ -26,7 +26,7 @@ use crate::metrics;
 use crate::rpc::{CallError, KvRequest, KvResponse, Member, Peers};
 use crate::shutdown::Tracker;
 use crate::storage::{Change, Store};
-use crate::version::{NodeId, Object};
+use crate::version::{Encoded, NodeId, Object};
 
 use super::Coordinator;
 use super::quorum::{Quorum, Status};
@@ -209,16 +209,16 @@ fn merge_call(
     place: &Placement,
     i: usize,
     key: &Bytes,
-    object: Arc<Object>,
+    object: Encoded,
 ) -> Call<()> {
     let (key, hash) = (key.clone(), place.hash);
     if place.me == Some(i) {
         let store = Arc::clone(store);
-        Box::pin(async move { merge_local(&store, hash, &key, &object).await.map(|_| ()) })
+        Box::pin(async move { merge_local(&store, hash, &key, Arc::clone(object.object())).await.map(|_| ()) })
     } else {
         let (peers, addr) = (peers.clone(), place.addr_of(i));
         Box::pin(async move {
-            let request = KvRequest::Merge { key, object: Arc::unwrap_or_clone(object) };
+            let request = KvRequest::Merge { key, object };
             match peers.kv(addr.as_str(), request).await.map_err(from_call)? {
                 KvResponse::Done => Ok(()),
                 other => Err(Error::TryAgain(format!("unexpected answer {other:?}"))),
@@ -228,16 +228,18 @@ fn merge_call(
 }
 
 /// Merges `object` into this node's copy of the key; true if it changed.
-pub(super) async fn merge_local(store: &Store, hash: u64, key: &[u8], object: &Object) -> Result<bool> {
-    let incoming = object.clone();
+/// Whether it changes is judged by dots first, so a copy that already holds
+/// everything is neither cloned nor written.
+pub(super) async fn merge_local(store: &Store, hash: u64, key: &[u8], object: Arc<Object>) -> Result<bool> {
     store
         .apply(hash, key, move |before| match before {
+            Some(b) if !b.changed_by(&object) => (Change::Keep, false),
             Some(b) => {
                 let mut merged = b.clone();
-                merged.merge(&incoming);
-                if merged == *b { (Change::Keep, false) } else { (Change::Put(merged), true) }
+                merged.merge(&object);
+                (Change::Put(Encoded::new(merged)), true)
             }
-            None => (Change::Put(incoming), true),
+            None => (Change::Put(Encoded::new(Arc::unwrap_or_clone(object))), true),
         })
         .await
 }
@@ -333,14 +335,14 @@ impl Coordinator {
                 if merged.siblings().is_empty() && merged.vv().is_empty() {
                     return Ok(());
                 }
-                let merged = Arc::new(merged);
+                let merged = Encoded::new(merged);
                 let stale: Vec<usize> = answers
                     .iter()
-                    .filter(|(_, a)| matches!(a, Ok(o) if o.as_ref() != Some(&*merged)))
+                    .filter(|(_, a)| matches!(a, Ok(o) if o.as_ref() != Some(&**merged.object())))
                     .map(|(i, _)| *i)
                     .collect();
                 let repairs =
-                    stale.iter().map(|&i| merge_call(&store, &peers, &place, i, &key, Arc::clone(&merged))).collect();
+                    stale.iter().map(|&i| merge_call(&store, &peers, &place, i, &key, merged.clone())).collect();
                 metrics::add(&metrics.read_repairs, stale.len() as u64);
                 for result in crate::join::join_all(repairs).await {
                     if let Err(e) = result {
@@ -356,13 +358,12 @@ impl Coordinator {
     /// until `w` replicas (this one included) hold it.
     /// Replicas believed down are not waited for, but still sent the object
     /// in the background, in case the detector is wrong.
-    pub(super) async fn replicate(&self, key: &Bytes, place: &Placement, object: Object, w: usize) -> Result<()> {
-        let object = Arc::new(object);
+    pub(super) async fn replicate(&self, key: &Bytes, place: &Placement, object: Encoded, w: usize) -> Result<()> {
         let mut best_effort = Vec::new();
         let calls: Vec<Call<()>> = (0..place.replicas.len())
             .filter(|&i| place.me != Some(i))
             .map(|i| {
-                let call = merge_call(&self.store, &self.peers, place, i, key, Arc::clone(&object));
+                let call = merge_call(&self.store, &self.peers, place, i, key, object.clone());
                 if place.up(i) {
                     call
                 } else {

@@ -6,7 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::mutation::{Condition, ExpireCondition, Expiry, Mutation, Outcome};
 use crate::version::codec::{DecodeError, put_varint};
-use crate::version::{Context, Object};
+use crate::version::{Context, Encoded, Object};
 
 use super::wire::{Payload, put_bytes, put_opt_bytes, put_opt_u64};
 
@@ -22,7 +22,7 @@ pub enum KvRequest {
     /// The replica's object for a key.
     Read { key: Bytes },
     /// Merge this object into the replica's.
-    Merge { key: Bytes, object: Object },
+    Merge { key: Bytes, object: Encoded },
     /// Coordinate this plain write (the sender is not a replica).
     Write { key: Bytes, mutation: Mutation },
     /// Coordinate this context write.
@@ -202,7 +202,7 @@ impl KvRequest {
             Self::Read { key } => put_bytes(out, key),
             Self::Merge { key, object } => {
                 put_bytes(out, key);
-                put_bytes(out, &object.encode());
+                put_bytes(out, object.bytes());
             }
             Self::Write { key, mutation } => {
                 put_bytes(out, key);
@@ -229,7 +229,7 @@ impl KvRequest {
     pub(super) fn decode(kind: u8, p: &mut Payload<'_>) -> Result<Option<Self>, DecodeError> {
         Ok(Some(match kind {
             1 => Self::Read { key: p.bytes()? },
-            2 => Self::Merge { key: p.bytes()?, object: p.object()? },
+            2 => Self::Merge { key: p.bytes()?, object: Encoded::decode(p.bytes()?)? },
             3 => Self::Write { key: p.bytes()?, mutation: p.mutation()? },
             4 => Self::WriteVersions {
                 key: p.bytes()?,
@@ -336,7 +336,7 @@ pub(crate) mod tests {
         let ctx = Context::from_vector(VersionVector::from_entries([(Actor(1), 4)]));
         let requests = vec![
             KvRequest::Read { key: Bytes::from("k") },
-            KvRequest::Merge { key: Bytes::from("k"), object: object() },
+            KvRequest::Merge { key: Bytes::from("k"), object: Encoded::new(object()) },
             KvRequest::Write {
                 key: Bytes::from("k"),
                 mutation: Mutation::Set {

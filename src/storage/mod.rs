@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::ring::Partitioner;
-use crate::version::{Actor, Dot, NodeId, Object};
+use crate::version::{Actor, Dot, Encoded, NodeId, Object};
 use cache::{Cache, Cached, PositionMap};
 use meta::{Dots, storage};
 pub use stats::Tally;
@@ -82,7 +82,9 @@ pub struct Options {
 #[derive(Debug)]
 pub enum Change {
     Keep,
-    Put(Object),
+    /// Store this object (encoded once; the caller may keep a clone of it
+    /// to send to replicas).
+    Put(Encoded),
     Remove,
 }
 
@@ -697,15 +699,17 @@ impl Worker<'_> {
         let partition = shared.partitioner.of(hash);
         match change {
             Change::Keep => return Ok(()),
-            Change::Put(mut object) => {
-                let due = shared.due(&object);
+            Change::Put(encoded) => {
+                let object = encoded.object();
+                let due = shared.due(object);
                 if let Some(due) = due.filter(|&d| before.and_then(|b| shared.due(b)) != Some(d)) {
                     self.shard.reap.insert(reap_key(due, &k), []).map_err(storage)?;
                 }
-                // One buffer, exactly sized, shared by the memtable and the cache.
-                self.shard.data.insert(k.clone(), object.encode_shared()).map_err(storage)?;
-                shared.stats.record(partition, before, Some(&object));
-                self.written.insert(k, Some(Arc::new(object)));
+                // One buffer, exactly sized, shared by the memtable, the
+                // cache and any replica message.
+                self.shard.data.insert(k.clone(), encoded.bytes().clone()).map_err(storage)?;
+                shared.stats.record(partition, before, Some(object));
+                self.written.insert(k, Some(Arc::clone(object)));
             }
             Change::Remove => {
                 if before.is_none() {
@@ -729,14 +733,13 @@ impl Worker<'_> {
         let k = Bytes::copy_from_slice(&entry[8..]);
         let Some((hash, _)) = split_data_key(&k) else { return Ok(()) };
         let Some(before) = self.read(&k)? else { return Ok(()) };
-        let before = Arc::unwrap_or_clone(before);
-        let mut after = before.clone();
+        let mut after = (*before).clone();
         let stripped = after.strip_expired(now);
         if shared.reap_objects.load(Ordering::Relaxed) && after.reap_at(shared.grace_ms).is_some_and(|at| at <= now) {
             return self.write(hash, k, Some(&before), Change::Remove);
         }
         if stripped {
-            return self.write(hash, k, Some(&before), Change::Put(after));
+            return self.write(hash, k, Some(&before), Change::Put(Encoded::new(after)));
         }
         // Nothing due yet (the entry was stale, or the grace period grew):
         // make sure the object's next due moment is scheduled.
@@ -786,7 +789,7 @@ mod tests {
                 &ctx,
                 Sibling { dot, timestamp: ts, expires_at, value: value.map(|v| Bytes::from_static(v.as_bytes())) },
             );
-            (Change::Put(o), ())
+            (Change::Put(Encoded::new(o)), ())
         }
     }
 

@@ -18,6 +18,8 @@
 //! `node_index` points into the vector; flags bit 0 = has value, bit 1 = has
 //! expiry.
 
+use std::sync::Arc;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
@@ -146,6 +148,43 @@ pub(crate) fn read_vector(r: &mut Reader<'_>) -> Result<VersionVector, DecodeErr
         entries.push((actor, counter));
     }
     Ok(VersionVector::from_entries(entries))
+}
+
+/// An object with its encoding, made once: what the store keeps and what a
+/// replica message carries, so a write is encoded once however many copies
+/// of it are made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Encoded {
+    object: Arc<Object>,
+    bytes: Bytes,
+}
+
+impl Encoded {
+    /// Encodes `object`, re-pointing its values into the encoding (see
+    /// [`Object::encode_shared`]).
+    #[must_use]
+    pub fn new(mut object: Object) -> Self {
+        let bytes = object.encode_shared();
+        Self { object: Arc::new(object), bytes }
+    }
+
+    /// Decodes `bytes`, keeping them as the encoding.
+    ///
+    /// # Errors
+    /// As [`Object::decode`].
+    pub fn decode(bytes: Bytes) -> Result<Self, DecodeError> {
+        Ok(Self { object: Arc::new(Object::decode(&bytes)?), bytes })
+    }
+
+    #[must_use]
+    pub fn object(&self) -> &Arc<Object> {
+        &self.object
+    }
+
+    #[must_use]
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
 }
 
 impl Object {

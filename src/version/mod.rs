@@ -16,7 +16,7 @@ mod vector;
 #[cfg(test)]
 mod properties;
 
-pub use codec::DecodeError;
+pub use codec::{DecodeError, Encoded};
 pub use context::Context;
 pub use object::{Object, Sibling};
 pub use vector::{Actor, Dot, NodeId, VersionVector};

@@ -178,6 +178,24 @@ impl Object {
         self.vv.merge(&other.vv);
     }
 
+    /// Whether [`merge`](Self::merge)ing `other` into this object would
+    /// change it, judged by dots alone (no clone, no whole comparison): it
+    /// does when `other` has seen a dot this object has not, supersedes a
+    /// sibling held here, or holds a reclaimed copy of a value held here.
+    #[must_use]
+    pub fn changed_by(&self, other: &Self) -> bool {
+        if !self.vv.dominates(&other.vv) {
+            return true;
+        }
+        // Every dot of `other` is known here; siblings are in dot order.
+        let find = |siblings: &[Sibling], dot| siblings.binary_search_by_key(&dot, |s: &Sibling| s.dot).ok();
+        let superseded = self.siblings.iter().any(|s| other.vv.covers(s.dot) && find(&other.siblings, s.dot).is_none());
+        let reclaimed = other.siblings.iter().any(|t| {
+            t.value.is_none() && find(&self.siblings, t.dot).is_some_and(|i| self.siblings[i].value.is_some())
+        });
+        superseded || reclaimed
+    }
+
     /// Drops the values of siblings that expired by `now`, keeping their
     /// dots, timestamps and expiries so the winner does not change.
     /// Returns true if anything changed.

@@ -73,6 +73,25 @@ fn canonical(o: &Object) -> (Vec<(Actor, u64)>, Vec<Sibling>) {
 
 proptest! {
     #[test]
+    fn changed_by_tells_exactly_whether_a_merge_changes_the_object(
+        steps in prop::collection::vec(step(), 0..40),
+        reclaim in any::<bool>(),
+    ) {
+        let r = play(&steps);
+        for a in &r {
+            for b in &r {
+                let mut b = b.clone();
+                // A replica that reclaimed an expired value keeps its sibling
+                // without the value.
+                if reclaim && let Some(s) = b.siblings_mut().first_mut() {
+                    s.value = None;
+                }
+                prop_assert_eq!(a.changed_by(&b), merged(a, &b) != *a, "{:?} / {:?}", a, b);
+            }
+        }
+    }
+
+    #[test]
     fn merge_is_commutative_associative_idempotent(steps in prop::collection::vec(step(), 0..40)) {
         let r = play(&steps);
         let (a, b, c) = (&r[0], &r[1], &r[2]);
