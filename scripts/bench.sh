@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks shoal against redis-server on this machine, in the same run.
 #
-#   scripts/bench.sh [single|cluster|all] [ROUNDS]      (default: all 3)
+#   scripts/bench.sh [single|cluster|sweep|all] [ROUNDS]      (default: all 3)
 #
 # Builds shoal in release mode and starts, side by side on loopback:
 # Debian's redis-server twice, without persistence ("redis") and with an
@@ -18,10 +18,16 @@
 # "cluster/spread" runs three redis-benchmarks at once, 17 connections each
 # to a different node (rps summed, p50 averaged, p99 the worst of the three).
 #
+# sweep: single shoal nodes with K = 1, 2, … nproc storage threads
+# (SHOAL_STORAGE_THREADS), each on a fresh data directory, measured in turn
+# as above for SET at -P 1 and -P 16; prints a table of their own with the
+# ratio to K = 1. "all" runs the cluster table, then the sweep.
+#
 # Environment: N1, N16 requests per run at -P 1 / -P 16; SHOAL_ARGS extra
 # flags for every shoal node (e.g. "--durability fsync"); BENCH_PORT the
-# first client port (default 16390; the servers take it and the next 5,
-# shoal's peer ports are 10000 above). The script stops if one is in use.
+# first client port (default 16390; the servers take it and the next
+# 5 + nproc, shoal's peer ports are 10000 above). The script stops if one
+# is in use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,14 +36,15 @@ ROUNDS=${2:-3}
 N1=${N1:-200000}
 N16=${N16:-1000000}
 BASE=${BENCH_PORT:-16390}
+CORES=$(nproc)
 
-case "$MODE" in single | cluster | all) ;; *) echo "usage: scripts/bench.sh [single|cluster|all] [ROUNDS]"; exit 2 ;; esac
+case "$MODE" in single | cluster | sweep | all) ;; *) echo "usage: scripts/bench.sh [single|cluster|sweep|all] [ROUNDS]"; exit 2 ;; esac
 for tool in redis-server redis-benchmark redis-cli; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool is missing (apt-get install redis-server redis-tools)"; exit 1; }
 done
 
 in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in $(seq "$BASE" $((BASE + 5))); do
+for port in $(seq "$BASE" $((BASE + 5 + CORES))); do
   for p in "$port" $((port + 10000)); do
     in_use "$p" && { echo "bench.sh: port $p is in use (another bench.sh? set BENCH_PORT)"; exit 1; }
   done
@@ -108,6 +115,13 @@ start_cluster() {
   PORTS[cluster/spread]=${ports[*]}; PIDS[cluster/spread]=${node_pids[*]}
 }
 
+# stop_all: stops every server started so far.
+stop_all() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+}
+
 cpu_ticks() { local t=0 pid; for pid in "$@"; do t=$((t + $(awk '{print $14 + $15 + $16 + $17}' "/proc/$pid/stat"))); done; echo "$t"; }
 
 # bench TEST PIPELINE N CONNECTIONS PORT -> "rps p50 p99" (one CSV line)
@@ -169,7 +183,7 @@ compare() {
     start_cluster
     targets+=(cluster/one cluster/spread)
   fi
-  echo "shoal vs redis-server $(redis-server --version | awk '{print $3}' | tr -d 'v='), $(nproc) cores, $(date -u +%Y-%m-%d)"
+  echo "shoal vs redis-server $(redis-server --version | awk '{print $3}' | tr -d 'v='), $CORES cores, $(date -u +%Y-%m-%d)"
   echo "redis-benchmark -c 50 -d 64 -r 100000; median of $ROUNDS rounds; cpu = server CPU µs per request (all nodes);"
   echo "redis-aof = appendonly yes, appendfsync no"
   printf '%-10s %-15s %10s %8s %8s %8s %8s %8s %8s\n' test target rps x_redis x_aof x_single p50_ms p99_ms cpu_us
@@ -187,4 +201,38 @@ compare() {
   done
 }
 
-compare
+sweep() {
+  local targets=() k port pipeline target f rps k1_rps
+  for k in $(seq "$CORES"); do
+    port=$((BASE + 5 + k))
+    start_shoal "storage-$k" "$port" SHOAL_STORAGE_THREADS="$k"
+    PORTS[storage/$k]=$port; PIDS[storage/$k]=$!
+    wait_up "$port" "$!"
+    targets+=("storage/$k")
+  done
+  echo "storage sweep, $CORES cores, $(date -u +%Y-%m-%d): storage/K = a single shoal node with K storage threads"
+  echo "redis-benchmark -t set -c 50 -d 64 -r 100000; median of $ROUNDS rounds; x_k1 = rps relative to storage/1"
+  printf '%-10s %-15s %10s %8s %8s %8s %8s\n' test target rps x_k1 p50_ms p99_ms cpu_us
+  for pipeline in 1 16; do
+    measure set "$pipeline" "${targets[@]}"
+    k1_rps=$(col "$(file_of storage/1)" 1)
+    for target in "${targets[@]}"; do
+      f=$(file_of "$target"); rps=$(col "$f" 1)
+      printf '%-10s %-15s %10.0f %8.2f %8s %8s %8s\n' "SET/P$pipeline" "$target" "$rps" "$(ratio "$rps" "$k1_rps")" \
+        "$(col "$f" 2)" "$(col "$f" 3)" "$(col "$f" 4)"
+    done
+  done
+}
+
+case "$MODE" in
+  single | cluster) compare ;;
+  sweep) sweep ;;
+  all)
+    compare
+    # The sweep runs alone: the servers above would take their share of
+    # the cores even when idle (the cluster gossips).
+    stop_all
+    echo
+    sweep
+    ;;
+esac
