@@ -10,9 +10,11 @@
 # shoal cluster with N=3, R=W=2. Then runs redis-benchmark -c 50 -d 64
 # -r 100000 for SET and GET at -P 1 and -P 16 against each target in turn,
 # ROUNDS times, and prints the median throughput, p50, p99, the ratios to
-# redis, to redis-aof and to the single node, and the server CPU time
-# per request (from /proc, waited-for children included, as redis-aof forks
-# to rewrite its file; steadier than throughput on a shared machine).
+# redis, to redis-aof and to the single node, the server CPU time per
+# request (from /proc, waited-for children included, as redis-aof forks to
+# rewrite its file; steadier than throughput on a shared machine), and for
+# shoal the heap allocations per request (INFO total_allocations read
+# before and after each run, summed over the nodes).
 #
 # Cluster targets: "cluster/one" sends all 50 connections to one node;
 # "cluster/spread" runs three redis-benchmarks at once, 17 connections each
@@ -124,18 +126,30 @@ stop_all() {
 
 cpu_ticks() { local t=0 pid; for pid in "$@"; do t=$((t + $(awk '{print $14 + $15 + $16 + $17}' "/proc/$pid/stat"))); done; echo "$t"; }
 
+# allocations TARGET -> shoal's heap allocations so far, summed over its
+# nodes ("-" for redis).
+allocations() {
+  case "$1" in redis*) echo - ; return ;; esac
+  local port total=0
+  for port in ${PORTS[$1]}; do
+    total=$((total + $(redis-cli -p "$port" info memory | tr -d '\r' | awk -F: '$1 == "total_allocations" { print $2 }')))
+  done
+  echo "$total"
+}
+
 # bench TEST PIPELINE N CONNECTIONS PORT -> "rps p50 p99" (one CSV line)
 bench() {
   redis-benchmark -h 127.0.0.1 -p "$5" -t "$1" -c "$4" -d 64 -r 100000 -P "$2" -n "$3" --csv | tail -1 | tr -d '"' |
     awk -F, '{ print $2, $5, $7 }'
 }
 
-# run TARGET TEST PIPELINE N -> "rps p50 p99 cpu_us_per_request"
+# run TARGET TEST PIPELINE N -> "rps p50 p99 cpu_us_per_request allocations_per_request"
 run() {
-  local target=$1 test=$2 pipeline=$3 n=$4 t0 t1 line ticks
+  local target=$1 test=$2 pipeline=$3 n=$4 t0 t1 a0 a1 line ticks
   local -a watch ports
   read -ra watch <<<"${PIDS[$target]}"
   read -ra ports <<<"${PORTS[$target]}"
+  a0=$(allocations "$target")
   t0=$(cpu_ticks "${watch[@]}")
   case "$target" in
     cluster/spread)
@@ -151,8 +165,12 @@ run() {
     *) line=$(bench "$test" "$pipeline" "$n" 50 "${ports[0]}") ;;
   esac
   t1=$(cpu_ticks "${watch[@]}")
+  a1=$(allocations "$target")
   ticks=$((t1 - t0))
-  echo "$line" | awk -v ticks="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$n" '{ printf "%s %s %s %.2f\n", $1, $2, $3, ticks / hz * 1e6 / n }'
+  echo "$line" | awk -v ticks="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$n" -v a0="$a0" -v a1="$a1" '{
+    allocs = (a0 == "-") ? "-" : sprintf("%.1f", (a1 - a0) / n)
+    printf "%s %s %s %.2f %s\n", $1, $2, $3, ticks / hz * 1e6 / n, allocs
+  }'
 }
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
@@ -185,17 +203,17 @@ compare() {
   fi
   echo "shoal vs redis-server $(redis-server --version | awk '{print $3}' | tr -d 'v='), $CORES cores, $(date -u +%Y-%m-%d)"
   echo "redis-benchmark -c 50 -d 64 -r 100000; median of $ROUNDS rounds; cpu = server CPU µs per request (all nodes);"
-  echo "redis-aof = appendonly yes, appendfsync no"
-  printf '%-10s %-15s %10s %8s %8s %8s %8s %8s %8s\n' test target rps x_redis x_aof x_single p50_ms p99_ms cpu_us
+  echo "allocs = shoal heap allocations per request (all nodes); redis-aof = appendonly yes, appendfsync no"
+  printf '%-10s %-15s %10s %8s %8s %8s %8s %8s %8s %8s\n' test target rps x_redis x_aof x_single p50_ms p99_ms cpu_us allocs
   for pipeline in 1 16; do
     for test in set get; do
       measure "$test" "$pipeline" "${targets[@]}"
       redis_rps=$(col "$(file_of redis)" 1); aof_rps=$(col "$(file_of redis-aof)" 1); single_rps=$(col "$(file_of single)" 1)
       for target in "${targets[@]}"; do
         f=$(file_of "$target"); rps=$(col "$f" 1)
-        printf '%-10s %-15s %10.0f %8.2f %8.2f %8.2f %8s %8s %8s\n' "${test^^}/P$pipeline" "$target" "$rps" \
+        printf '%-10s %-15s %10.0f %8.2f %8.2f %8.2f %8s %8s %8s %8s\n' "${test^^}/P$pipeline" "$target" "$rps" \
           "$(ratio "$rps" "$redis_rps")" "$(ratio "$rps" "$aof_rps")" "$(ratio "$rps" "$single_rps")" \
-          "$(col "$f" 2)" "$(col "$f" 3)" "$(col "$f" 4)"
+          "$(col "$f" 2)" "$(col "$f" 3)" "$(col "$f" 4)" "$(col "$f" 5)"
       done
     done
   done
@@ -212,14 +230,14 @@ sweep() {
   done
   echo "storage sweep, $CORES cores, $(date -u +%Y-%m-%d): storage/K = a single shoal node with K storage threads"
   echo "redis-benchmark -t set -c 50 -d 64 -r 100000; median of $ROUNDS rounds; x_k1 = rps relative to storage/1"
-  printf '%-10s %-15s %10s %8s %8s %8s %8s\n' test target rps x_k1 p50_ms p99_ms cpu_us
+  printf '%-10s %-15s %10s %8s %8s %8s %8s %8s\n' test target rps x_k1 p50_ms p99_ms cpu_us allocs
   for pipeline in 1 16; do
     measure set "$pipeline" "${targets[@]}"
     k1_rps=$(col "$(file_of storage/1)" 1)
     for target in "${targets[@]}"; do
       f=$(file_of "$target"); rps=$(col "$f" 1)
-      printf '%-10s %-15s %10.0f %8.2f %8s %8s %8s\n' "SET/P$pipeline" "$target" "$rps" "$(ratio "$rps" "$k1_rps")" \
-        "$(col "$f" 2)" "$(col "$f" 3)" "$(col "$f" 4)"
+      printf '%-10s %-15s %10.0f %8.2f %8s %8s %8s %8s\n' "SET/P$pipeline" "$target" "$rps" "$(ratio "$rps" "$k1_rps")" \
+        "$(col "$f" 2)" "$(col "$f" 3)" "$(col "$f" 4)" "$(col "$f" 5)"
     done
   done
 }
