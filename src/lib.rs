@@ -48,6 +48,9 @@
 //!
 //! # Rules
 //!
+//! - No unsafe code in the library (`forbid`). The one exception is the
+//!   binary's counting allocator (`alloc_count.rs`): a global allocator is
+//!   an unsafe trait to implement.
 //! - The pure modules (`version`, `ring`, `mutation`, `glob`) use neither
 //!   tokio nor fjall and take the time as an argument.
 //! - One owner per dependency: only `storage` imports fjall, only `resp`
