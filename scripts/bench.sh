@@ -1,23 +1,35 @@
 #!/usr/bin/env bash
 # Benchmarks shoal against redis-server on this machine, in the same run.
 #
-#   scripts/bench.sh [single|cluster|all] [ROUNDS]      (default: all 3)
+#   scripts/bench.sh [single|cluster|sweep|all] [ROUNDS]      (default: all 3)
 #
 # Builds shoal in release mode and starts, side by side on loopback:
-# Debian's redis-server (no persistence), a single shoal node, and (for
-# cluster) a three-node shoal cluster with N=3, R=W=2. Then runs
-# redis-benchmark -c 50 -d 64 -r 100000 for SET and GET at -P 1 and -P 16
-# against each target in turn, ROUNDS times, and prints the median
-# throughput, p50, p99, the ratios to redis-server and to the single node,
-# and the server CPU time per request (from /proc; steadier than throughput
-# on a shared machine).
+# Debian's redis-server twice, without persistence ("redis") and with an
+# append-only file written but never fsynced ("redis-aof": --appendonly yes
+# --appendfsync no), a single shoal node, and (for cluster) a three-node
+# shoal cluster with N=3, R=W=2. Then runs redis-benchmark -c 50 -d 64
+# -r 100000 for SET and GET at -P 1 and -P 16 against each target in turn,
+# ROUNDS times, and prints the median throughput, p50, p99, the ratios to
+# redis, to redis-aof and to the single node, the server CPU time per
+# request (from /proc, waited-for children included, as redis-aof forks to
+# rewrite its file; steadier than throughput on a shared machine), and for
+# shoal the heap allocations per request (INFO total_allocations read
+# before and after each run, summed over the nodes).
 #
 # Cluster targets: "cluster/one" sends all 50 connections to one node;
 # "cluster/spread" runs three redis-benchmarks at once, 17 connections each
 # to a different node (rps summed, p50 averaged, p99 the worst of the three).
 #
+# sweep: single shoal nodes with K = 1, 2, … nproc storage threads
+# (SHOAL_STORAGE_THREADS), each on a fresh data directory, measured in turn
+# as above for SET at -P 1 and -P 16; prints a table of their own with the
+# ratio to K = 1. "all" runs the cluster table, then the sweep.
+#
 # Environment: N1, N16 requests per run at -P 1 / -P 16; SHOAL_ARGS extra
-# flags for every shoal node (e.g. "--durability fsync").
+# flags for every shoal node (e.g. "--durability fsync"); BENCH_PORT the
+# first client port (default 16390; the servers take it and the next
+# 5 + nproc, shoal's peer ports are 10000 above). The script stops if one
+# is in use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,13 +37,19 @@ MODE=${1:-all}
 ROUNDS=${2:-3}
 N1=${N1:-200000}
 N16=${N16:-1000000}
-REDIS_PORT=16390
-SINGLE_PORT=16391
-CLUSTER_PORTS=(16392 16393 16394)
+BASE=${BENCH_PORT:-16390}
+CORES=$(nproc)
 
-case "$MODE" in single | cluster | all) ;; *) echo "usage: scripts/bench.sh [single|cluster|all] [ROUNDS]"; exit 2 ;; esac
+case "$MODE" in single | cluster | sweep | all) ;; *) echo "usage: scripts/bench.sh [single|cluster|sweep|all] [ROUNDS]"; exit 2 ;; esac
 for tool in redis-server redis-benchmark redis-cli; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool is missing (apt-get install redis-server redis-tools)"; exit 1; }
+done
+
+in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in $(seq "$BASE" $((BASE + 5 + CORES))); do
+  for p in "$port" $((port + 10000)); do
+    in_use "$p" && { echo "bench.sh: port $p is in use (another bench.sh? set BENCH_PORT)"; exit 1; }
+  done
 done
 
 cargo build --release --quiet
@@ -45,35 +63,79 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Every target's client ports and server pids, space-separated.
+declare -A PORTS PIDS
+
+# wait_up PORT PID: until the server answers, and it is the one started.
 wait_up() {
-  for _ in $(seq 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.05; done
-  echo "bench.sh: server on port $1 did not start"; cat "$work"/*.log; exit 1
-}
-
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
-REDIS_PID=$!; pids+=("$REDIS_PID")
-# shellcheck disable=SC2086
-"$BIN" --port "$SINGLE_PORT" --peer-port $((SINGLE_PORT + 10000)) --data-dir "$work/data-single" ${SHOAL_ARGS:-} >"$work/single.log" 2>&1 &
-SINGLE_PID=$!; pids+=("$SINGLE_PID")
-wait_up "$REDIS_PORT"; wait_up "$SINGLE_PORT"
-
-CLUSTER_PIDS=()
-if [ "$MODE" != single ]; then
-  seeds=$(printf '127.0.0.1:%s,' $((CLUSTER_PORTS[0] + 10000)) $((CLUSTER_PORTS[1] + 10000)) $((CLUSTER_PORTS[2] + 10000)))
-  for port in "${CLUSTER_PORTS[@]}"; do
-    # shellcheck disable=SC2086
-    SHOAL_N=3 SHOAL_R=2 SHOAL_W=2 "$BIN" --port "$port" --peer-port $((port + 10000)) \
-      --data-dir "$work/data-cluster-$port" --seeds "${seeds%,}" ${SHOAL_ARGS:-} >"$work/cluster-$port.log" 2>&1 &
-    CLUSTER_PIDS+=("$!"); pids+=("$!")
-  done
-  for port in "${CLUSTER_PORTS[@]}"; do wait_up "$port"; done
   for _ in $(seq 200); do
-    [ "$(redis-cli -p "${CLUSTER_PORTS[0]}" info cluster | tr -d '\r' | awk -F: '/shoal_members/{print $2}')" = 3 ] && break
+    kill -0 "$2" 2>/dev/null || break
+    redis-cli -p "$1" ping >/dev/null 2>&1 && return 0
     sleep 0.05
   done
-fi
+  echo "bench.sh: server on port $1 did not start"; tail -n 5 "$work"/*.log; exit 1
+}
 
-cpu_ticks() { local t=0 pid; for pid in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done; echo "$t"; }
+# start_redis TARGET PORT ARGS...
+start_redis() {
+  local target=$1 port=$2 dir="$work/${1//\//_}"
+  shift 2
+  mkdir -p "$dir"
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --dir "$dir" "$@" >"$work/${target}.log" 2>&1 &
+  PORTS[$target]=$port; PIDS[$target]=$!; pids+=("$!")
+  wait_up "$port" "$!"
+}
+
+# start_shoal NAME PORT [ENV=VALUE...]: one node on a fresh data directory.
+start_shoal() {
+  local name=$1 port=$2
+  shift 2
+  # shellcheck disable=SC2086
+  env "$@" "$BIN" --port "$port" --peer-port $((port + 10000)) --data-dir "$work/data-$name" \
+    ${SHOAL_ARGS:-} >"$work/$name.log" 2>&1 &
+  pids+=("$!")
+}
+
+start_cluster() {
+  local port seeds ports=() node_pids=()
+  seeds=$(printf '127.0.0.1:%s,' $((BASE + 10002)) $((BASE + 10003)) $((BASE + 10004)))
+  for port in $((BASE + 2)) $((BASE + 3)) $((BASE + 4)); do
+    start_shoal "cluster-$port" "$port" SHOAL_N=3 SHOAL_R=2 SHOAL_W=2 SHOAL_SEEDS="${seeds%,}"
+    ports+=("$port"); node_pids+=("$!")
+  done
+  for i in 0 1 2; do wait_up "${ports[$i]}" "${node_pids[$i]}"; done
+  # Every node, not just the first: one that has not joined yet answers
+  # TRYAGAIN (and redis-benchmark gives up).
+  for port in "${ports[@]}"; do
+    for _ in $(seq 200); do
+      [ "$(redis-cli -p "$port" info cluster | tr -d '\r' | awk -F: '/shoal_members:/{print $2}')" = 3 ] && continue 2
+      sleep 0.05
+    done
+    echo "bench.sh: the node on port $port did not join the cluster"; tail -n 5 "$work"/cluster-*.log; exit 1
+  done
+  PORTS[cluster/one]=${ports[*]}; PIDS[cluster/one]=${node_pids[*]}
+  PORTS[cluster/spread]=${ports[*]}; PIDS[cluster/spread]=${node_pids[*]}
+}
+
+# stop_all: stops every server started so far.
+stop_all() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+}
+
+cpu_ticks() { local t=0 pid; for pid in "$@"; do t=$((t + $(awk '{print $14 + $15 + $16 + $17}' "/proc/$pid/stat"))); done; echo "$t"; }
+
+# allocations TARGET -> shoal's heap allocations so far, summed over its
+# nodes ("-" for redis).
+allocations() {
+  case "$1" in redis*) echo - ; return ;; esac
+  local port total=0
+  for port in ${PORTS[$1]}; do
+    total=$((total + $(redis-cli -p "$port" info memory | tr -d '\r' | awk -F: '$1 == "total_allocations" { print $2 }')))
+  done
+  echo "$total"
+}
 
 # bench TEST PIPELINE N CONNECTIONS PORT -> "rps p50 p99" (one CSV line)
 bench() {
@@ -81,58 +143,114 @@ bench() {
     awk -F, '{ print $2, $5, $7 }'
 }
 
-# run TARGET TEST PIPELINE N -> "rps p50 p99 cpu_us_per_request"
+# run TARGET TEST PIPELINE N -> "rps p50 p99 cpu_us_per_request allocations_per_request"
 run() {
-  local target=$1 test=$2 pipeline=$3 n=$4 t0 t1 line ticks
-  local -a watch
-  case "$target" in
-    redis) watch=("$REDIS_PID") ;;
-    single) watch=("$SINGLE_PID") ;;
-    *) watch=("${CLUSTER_PIDS[@]}") ;;
-  esac
+  local target=$1 test=$2 pipeline=$3 n=$4 t0 t1 a0 a1 line ticks
+  local -a watch ports
+  read -ra watch <<<"${PIDS[$target]}"
+  read -ra ports <<<"${PORTS[$target]}"
+  a0=$(allocations "$target")
   t0=$(cpu_ticks "${watch[@]}")
   case "$target" in
-    redis) line=$(bench "$test" "$pipeline" "$n" 50 "$REDIS_PORT") ;;
-    single) line=$(bench "$test" "$pipeline" "$n" 50 "$SINGLE_PORT") ;;
-    cluster/one) line=$(bench "$test" "$pipeline" "$n" 50 "${CLUSTER_PORTS[0]}") ;;
     cluster/spread)
       local i bpids=()
       for i in 0 1 2; do
-        bench "$test" "$pipeline" $((n / 3)) 17 "${CLUSTER_PORTS[$i]}" >"$work/spread$i" &
+        bench "$test" "$pipeline" $((n / 3)) 17 "${ports[$i]}" >"$work/spread$i" &
         bpids+=("$!")
       done
       wait "${bpids[@]}"
       line=$(cat "$work"/spread0 "$work"/spread1 "$work"/spread2 |
         awk '{ rps += $1; p50 += $2; if ($3 > p99) p99 = $3 } END { printf "%.2f %.3f %.3f", rps, p50 / NR, p99 }')
       ;;
+    *) line=$(bench "$test" "$pipeline" "$n" 50 "${ports[0]}") ;;
   esac
   t1=$(cpu_ticks "${watch[@]}")
+  a1=$(allocations "$target")
   ticks=$((t1 - t0))
-  echo "$line" | awk -v ticks="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$n" '{ printf "%s %s %s %.2f\n", $1, $2, $3, ticks / hz * 1e6 / n }'
+  echo "$line" | awk -v ticks="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$n" -v a0="$a0" -v a1="$a1" '{
+    allocs = (a0 == "-") ? "-" : sprintf("%.1f", (a1 - a0) / n)
+    printf "%s %s %s %.2f %s\n", $1, $2, $3, ticks / hz * 1e6 / n, allocs
+  }'
 }
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 col() { awk -v c="$2" '{ print $c }' "$1" | median; }
+file_of() { echo "$work/rows-${1//\//_}"; }
+ratio() { echo "$1 / $2" | bc -l; }
 
-targets=(redis single)
-[ "$MODE" = single ] || targets+=(cluster/one cluster/spread)
-[ "$MODE" = cluster ] && targets=(redis single cluster/one cluster/spread)
+# measure TEST PIPELINE TARGETS...: ROUNDS runs of each target in turn,
+# one line per run in the target's file.
+measure() {
+  local test=$1 pipeline=$2 n=$N1 target
+  shift 2
+  [ "$pipeline" = 16 ] && n=$N16
+  for target in "$@"; do : >"$(file_of "$target")"; done
+  for _ in $(seq "$ROUNDS"); do
+    for target in "$@"; do run "$target" "$test" "$pipeline" "$n" >>"$(file_of "$target")"; done
+  done
+}
 
-echo "shoal vs redis-server $(redis-server --version | awk '{print $3}' | tr -d 'v='), $(nproc) cores, $(date -u +%Y-%m-%d)"
-echo "redis-benchmark -c 50 -d 64 -r 100000; median of $ROUNDS rounds; cpu = server CPU µs per request (all nodes)"
-printf '%-10s %-15s %10s %8s %8s %8s %8s %8s\n' test target rps x_redis x_single p50_ms p99_ms cpu_us
-for pipeline in 1 16; do
-  n=$N1; [ "$pipeline" = 16 ] && n=$N16
-  for test in set get; do
-    for target in "${targets[@]}"; do : >"$work/${target//\//_}"; done
-    for _ in $(seq "$ROUNDS"); do
-      for target in "${targets[@]}"; do run "$target" "$test" "$pipeline" "$n" >>"$work/${target//\//_}"; done
-    done
-    redis_rps=$(col "$work/redis" 1); single_rps=$(col "$work/single" 1)
-    for target in "${targets[@]}"; do
-      f="$work/${target//\//_}"; rps=$(col "$f" 1)
-      printf '%-10s %-15s %10.0f %8.2f %8.2f %8s %8s %8s\n' "${test^^}/P$pipeline" "$target" "$rps" \
-        "$(echo "$rps / $redis_rps" | bc -l)" "$(echo "$rps / $single_rps" | bc -l)" "$(col "$f" 2)" "$(col "$f" 3)" "$(col "$f" 4)"
+compare() {
+  local targets=(redis redis-aof single) pipeline test target f rps redis_rps aof_rps single_rps
+  start_redis redis "$BASE" --appendonly no
+  start_redis redis-aof $((BASE + 5)) --appendonly yes --appendfsync no
+  start_shoal single $((BASE + 1))
+  PORTS[single]=$((BASE + 1)); PIDS[single]=$!
+  wait_up "$((BASE + 1))" "$!"
+  if [ "$MODE" != single ]; then
+    start_cluster
+    targets+=(cluster/one cluster/spread)
+  fi
+  echo "shoal vs redis-server $(redis-server --version | awk '{print $3}' | tr -d 'v='), $CORES cores, $(date -u +%Y-%m-%d)"
+  echo "redis-benchmark -c 50 -d 64 -r 100000; median of $ROUNDS rounds; cpu = server CPU µs per request (all nodes);"
+  echo "allocs = shoal heap allocations per request (all nodes); redis-aof = appendonly yes, appendfsync no"
+  printf '%-10s %-15s %10s %8s %8s %8s %8s %8s %8s %8s\n' test target rps x_redis x_aof x_single p50_ms p99_ms cpu_us allocs
+  for pipeline in 1 16; do
+    for test in set get; do
+      measure "$test" "$pipeline" "${targets[@]}"
+      redis_rps=$(col "$(file_of redis)" 1); aof_rps=$(col "$(file_of redis-aof)" 1); single_rps=$(col "$(file_of single)" 1)
+      for target in "${targets[@]}"; do
+        f=$(file_of "$target"); rps=$(col "$f" 1)
+        printf '%-10s %-15s %10.0f %8.2f %8.2f %8.2f %8s %8s %8s %8s\n' "${test^^}/P$pipeline" "$target" "$rps" \
+          "$(ratio "$rps" "$redis_rps")" "$(ratio "$rps" "$aof_rps")" "$(ratio "$rps" "$single_rps")" \
+          "$(col "$f" 2)" "$(col "$f" 3)" "$(col "$f" 4)" "$(col "$f" 5)"
+      done
     done
   done
-done
+}
+
+sweep() {
+  local targets=() k port pipeline target f rps k1_rps
+  for k in $(seq "$CORES"); do
+    port=$((BASE + 5 + k))
+    start_shoal "storage-$k" "$port" SHOAL_STORAGE_THREADS="$k"
+    PORTS[storage/$k]=$port; PIDS[storage/$k]=$!
+    wait_up "$port" "$!"
+    targets+=("storage/$k")
+  done
+  echo "storage sweep, $CORES cores, $(date -u +%Y-%m-%d): storage/K = a single shoal node with K storage threads"
+  echo "redis-benchmark -t set -c 50 -d 64 -r 100000; median of $ROUNDS rounds; x_k1 = rps relative to storage/1"
+  printf '%-10s %-15s %10s %8s %8s %8s %8s %8s\n' test target rps x_k1 p50_ms p99_ms cpu_us allocs
+  for pipeline in 1 16; do
+    measure set "$pipeline" "${targets[@]}"
+    k1_rps=$(col "$(file_of storage/1)" 1)
+    for target in "${targets[@]}"; do
+      f=$(file_of "$target"); rps=$(col "$f" 1)
+      printf '%-10s %-15s %10.0f %8.2f %8s %8s %8s %8s\n' "SET/P$pipeline" "$target" "$rps" "$(ratio "$rps" "$k1_rps")" \
+        "$(col "$f" 2)" "$(col "$f" 3)" "$(col "$f" 4)" "$(col "$f" 5)"
+    done
+  done
+}
+
+case "$MODE" in
+  single | cluster) compare ;;
+  sweep) sweep ;;
+  all)
+    compare
+    # The sweep runs alone: the servers above would take their share of
+    # the cores even when idle (the cluster gossips).
+    stop_all
+    echo
+    sweep
+    ;;
+esac

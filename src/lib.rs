@@ -23,7 +23,7 @@
 //!
 //! | module | role | uses |
 //! |---|---|---|
-//! | `main.rs`, `status.rs` | the `shoal` command: `shoal` / `shoal server` run a node, `shoal status` prints a node's SHOAL.STATUS as a table (a small RESP client of its own) | `config`, `node` |
+//! | `main.rs`, `status.rs`, `alloc_count.rs` | the `shoal` command: `shoal` / `shoal server` run a node, `shoal status` prints a node's SHOAL.STATUS as a table (a small RESP client of its own); the global allocator, mimalloc counting its allocations for INFO (registered with `metrics`) | `config`, `node`, `metrics` |
 //! | [`config`] | one `Config`: defaults < TOML < `SHOAL_*` env < flags; `validate()` | — |
 //! | [`error`] | the crate `Error`; the one place errors become RESP error lines | — |
 //! | [`node`] | composition root: opens storage, binds the ports, wires membership, peers and coordinator, answers peers, owns the staged shutdown | all |
@@ -35,7 +35,7 @@
 //! | [`version`] | dots, version vectors, sibling sets, contexts and their encoding (pure) | — |
 //! | [`ring`] | MD5 positions, partitions, claim, preference lists (pure) | `version` (node ids) |
 //! | [`storage`] | the only module that touches fjall: shards (a fjall database each, with keyspaces `data` and `reap`, holding a share of the partitions) and the root's `meta`; a worker thread per shard with group commit; the object cache; the actor this process writes as | `version`, `ring` |
-//! | [`metrics`] | counters behind INFO | — |
+//! | [`metrics`] | counters behind INFO; the hook through which the binary's allocator reports its count | — |
 //! | [`glob`] | Redis glob patterns (pure) | — |
 //! | [`join`] | running borrowed futures concurrently | — |
 //! | [`shutdown`] | the stop signals and the tracker of background tasks | — |
@@ -48,6 +48,9 @@
 //!
 //! # Rules
 //!
+//! - No unsafe code in the library (`forbid`). The one exception is the
+//!   binary's counting allocator (`alloc_count.rs`): a global allocator is
+//!   an unsafe trait to implement.
 //! - The pure modules (`version`, `ring`, `mutation`, `glob`) use neither
 //!   tokio nor fjall and take the time as an argument.
 //! - One owner per dependency: only `storage` imports fjall, only `resp`
@@ -120,6 +123,8 @@
 //!   reclaims expired values but keeps every object's history, since a
 //!   replica that missed a delete would otherwise bring the value back. A
 //!   single node (N = 1) reaps after `tombstone-grace`.
+
+#![forbid(unsafe_code)]
 
 pub mod clock;
 pub mod config;

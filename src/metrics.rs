@@ -2,10 +2,15 @@
 //! and read when a client asks. Per-command counters ([`CommandStats`])
 //! and error replies by code ([`ErrorStats`]) back INFO's `commandstats`
 //! and `errorstats` sections.
+//!
+//! The count of heap allocations comes from the binary, whose global
+//! allocator counts them: it registers a reader with
+//! [`set_allocation_counter`], and INFO shows `total_allocations` only
+//! when one is registered (a library user's allocator may count nothing).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 /// Distinct error codes counted in `errorstats`, as in Redis; errors with
@@ -215,6 +220,23 @@ impl ErrorStats {
         }
         self.others.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
     }
+}
+
+/// Reads the heap allocations the process has made so far; see
+/// [`set_allocation_counter`].
+static ALLOCATIONS: OnceLock<fn() -> u64> = OnceLock::new();
+
+/// Registers `count`, which returns the heap allocations the process has
+/// made since it started. The first registration stays.
+pub fn set_allocation_counter(count: fn() -> u64) {
+    let _ = ALLOCATIONS.set(count);
+}
+
+/// The heap allocations the process has made so far, if the binary counts
+/// them.
+#[must_use]
+pub fn allocations() -> Option<u64> {
+    ALLOCATIONS.get().map(|count| count())
 }
 
 /// Adds `n` to a counter.

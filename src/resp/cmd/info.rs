@@ -109,6 +109,9 @@ fn section(s: &Session, name: &str, disk: u64, out: &mut String) {
             line("maxmemory", &0);
             line("maxmemory_policy", &"noeviction");
             line("mem_allocator", &"mimalloc");
+            if let Some(n) = crate::metrics::allocations() {
+                line("total_allocations", &n);
+            }
             line("shoal_disk_bytes", &disk);
             line("shoal_disk_human", &human(disk));
         }
