@@ -361,6 +361,32 @@ fn pipeline_of_500_commands_in_one_write() {
     assert_eq!(exchange(&mut s, PING, PONG.len()), PONG, "nothing extra was queued before this reply");
 }
 
+/// A pipeline's commands on one key run in the order sent, interleaved with
+/// other keys' (small groups and large ones are grouped differently).
+#[test]
+fn pipelined_commands_on_one_key_run_in_order() {
+    let node = Shoal::start();
+    let mut s = raw(&node);
+    for (round, rounds) in [(0, 3), (1, 12)] {
+        let (a, b) = (format!("order:{round}:a"), format!("order:{round}:b"));
+        let mut request = Vec::new();
+        let mut want = String::new();
+        let mut appended = String::new();
+        for i in 1..=rounds {
+            request.extend_from_slice(&resp(&[b"INCR", a.as_bytes()]));
+            want.push_str(&format!(":{i}\r\n"));
+            let piece = format!("{i},");
+            request.extend_from_slice(&resp(&[b"APPEND", b.as_bytes(), piece.as_bytes()]));
+            appended.push_str(&piece);
+            want.push_str(&format!(":{}\r\n", appended.len()));
+            request.extend_from_slice(&resp(&[b"GET", b.as_bytes()]));
+            want.push_str(&format!("${}\r\n{appended}\r\n", appended.len()));
+        }
+        let got = exchange(&mut s, &request, want.len());
+        assert_eq!(String::from_utf8_lossy(&got), want, "{} commands in one write", rounds * 3);
+    }
+}
+
 #[test]
 fn random_garbage_never_takes_the_node_down() {
     // Bytes that steer the noise into the decoder's deeper states.

@@ -69,6 +69,26 @@ pub(super) async fn serve(server: Arc<Server>, socket: TcpStream, client: Arc<Cl
     }
 }
 
+/// Groups up to this size find a request's chain by comparing keys; larger
+/// ones use a map.
+const LINEAR_CHAINS: usize = 32;
+
+/// One request of a group being run.
+enum Slot {
+    Ready(Ready),
+    Running,
+    Done(Reply),
+}
+
+impl Slot {
+    fn key(&self) -> Option<&Bytes> {
+        match self {
+            Self::Ready(ready) => ready.args.first(),
+            _ => None,
+        }
+    }
+}
+
 impl Connection {
     async fn run(&mut self, stop: &mut Stop) -> io::Result<()> {
         loop {
@@ -166,33 +186,42 @@ impl Connection {
             }
             return Ok(());
         }
-        let count = group.len();
-        let mut chains: Vec<Vec<(usize, Ready)>> = Vec::new();
-        let mut by_key: HashMap<Bytes, usize> = HashMap::new();
+        // Each request joins the chain of the first request of its key;
+        // sorted by (chain, position), a chain is a run of slots that one
+        // future works through in order, leaving each reply in its slot.
+        let mut slots: Vec<(usize, usize, Slot)> = Vec::with_capacity(group.len());
+        let scan = group.len() <= LINEAR_CHAINS;
+        let mut first_of: HashMap<Bytes, usize> = HashMap::new();
         for (i, ready) in group.drain(..).enumerate() {
-            let chain = *by_key.entry(ready.args[0].clone()).or_insert_with(|| {
-                chains.push(Vec::new());
-                chains.len() - 1
-            });
-            chains[chain].push((i, ready));
+            let key = &ready.args[0];
+            let chain = if scan {
+                slots.iter().find(|(_, _, slot)| slot.key() == Some(key)).map_or(i, |&(chain, _, _)| chain)
+            } else {
+                *first_of.entry(key.clone()).or_insert(i)
+            };
+            slots.push((chain, i, Slot::Ready(ready)));
         }
+        slots.sort_unstable_by_key(|&(chain, i, _)| (chain, i));
         let session = &self.session;
-        let runs = chains.into_iter().map(|chain| async move {
-            let mut replies = Vec::with_capacity(chain.len());
-            for (i, ready) in chain {
-                replies.push((i, run_shared(session, ready).await));
-            }
-            replies
-        });
-        let mut replies: Vec<Option<Reply>> = vec![None; count];
-        for (i, reply) in join_all(runs.collect()).await.into_iter().flatten() {
-            replies[i] = Some(reply);
-        }
+        let runs = slots
+            .chunk_by_mut(|a, b| a.0 == b.0)
+            .map(|chain| async move {
+                for (_, _, slot) in chain {
+                    if let Slot::Ready(ready) = std::mem::replace(slot, Slot::Running) {
+                        *slot = Slot::Done(run_shared(session, ready).await);
+                    }
+                }
+            })
+            .collect();
+        join_all(runs).await;
+        slots.sort_unstable_by_key(|&(_, i, _)| i);
         // Flushed as they pass FLUSH_AT, not after the whole group: the
         // replies share their values, their encodings would not.
-        for reply in replies.into_iter().flatten() {
-            reply.encode(self.session.resp3, &mut self.output);
-            self.flush_if_full().await?;
+        for (_, _, slot) in slots {
+            if let Slot::Done(reply) = slot {
+                reply.encode(self.session.resp3, &mut self.output);
+                self.flush_if_full().await?;
+            }
         }
         Ok(())
     }

@@ -96,11 +96,42 @@ pub struct Entry {
     pub object: Object,
 }
 
-type Completion = Box<dyn FnOnce(Result<(), &Error>) + Send>;
-type Job = Box<dyn FnOnce(&mut Worker<'_>) -> Completion + Send>;
+/// Work queued on a worker: run in a batch, then told whether the batch
+/// became durable, to answer its caller. One allocation per job.
+trait Job: Send {
+    fn run(&mut self, w: &mut Worker<'_>);
+    fn complete(self: Box<Self>, persisted: Result<(), &Error>);
+}
+
+/// A job and, once run, its result, waiting for the batch's persist.
+struct Pending<F, R> {
+    job: Option<F>,
+    result: Option<Result<R>>,
+    reply: oneshot::Sender<Result<R>>,
+}
+
+impl<F, R> Job for Pending<F, R>
+where
+    R: Send,
+    F: FnOnce(&mut Worker<'_>) -> Result<R> + Send,
+{
+    fn run(&mut self, w: &mut Worker<'_>) {
+        if let Some(job) = self.job.take() {
+            self.result = Some(job(w));
+        }
+    }
+
+    fn complete(self: Box<Self>, persisted: Result<(), &Error>) {
+        let result = match persisted {
+            Ok(()) => self.result.unwrap_or(Err(Error::ShuttingDown)),
+            Err(e) => Err(Error::Storage(e.to_string())),
+        };
+        let _ = self.reply.send(result);
+    }
+}
 
 enum Msg {
-    Run(Job),
+    Run(Box<dyn Job>),
     /// Hold still while the caller works on the whole store.
     Pause(Pause),
     Stop,
@@ -362,18 +393,9 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&mut Worker<'_>) -> Result<R> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let run: Job = Box::new(move |w| {
-            let result = job(w);
-            Box::new(move |persisted: Result<(), &Error>| {
-                let result = match persisted {
-                    Ok(()) => result,
-                    Err(e) => Err(Error::Storage(e.to_string())),
-                };
-                let _ = tx.send(result);
-            })
-        });
-        self.queue(hash).send(Msg::Run(run)).await.map_err(|_| Error::ShuttingDown)?;
+        let (reply, rx) = oneshot::channel();
+        let pending = Box::new(Pending { job: Some(job), result: None, reply });
+        self.queue(hash).send(Msg::Run(pending)).await.map_err(|_| Error::ShuttingDown)?;
         Ok(rx)
     }
 
@@ -610,7 +632,7 @@ impl Store {
 fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
     let shard = &shared.shards[index];
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut done: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
+    let mut done: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut written = PositionMap::default();
     // Under steady load the next job is usually moments away: yield a few
     // times before parking, sparing a futex sleep and wake per batch. Spin
@@ -639,7 +661,10 @@ fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
         let mut stop = false;
         for msg in batch.drain(..) {
             match msg {
-                Msg::Run(job) => done.push(job(&mut worker)),
+                Msg::Run(mut job) => {
+                    job.run(&mut worker);
+                    done.push(job);
+                }
                 Msg::Pause(pause) => pause.hold(|| {
                     worker.written.clear();
                     shared.clear_cache(index);
@@ -660,8 +685,8 @@ fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
         if let Err(e) = &persisted {
             tracing::error!("journal persist failed; failing the batch: {e}");
         }
-        for complete in done.drain(..) {
-            complete(persisted.as_ref().map(|_| ()));
+        for job in done.drain(..) {
+            job.complete(persisted.as_ref().map(|_| ()));
         }
         if stop {
             return;

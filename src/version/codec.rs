@@ -191,7 +191,7 @@ impl Object {
     /// Encodes the object for storage or the wire.
     #[must_use]
     pub fn encode(&self) -> Bytes {
-        self.encode_recording(&mut Vec::new())
+        self.encode_recording(|_| {})
     }
 
     /// Encodes the object and re-points its values into the encoding, so
@@ -199,9 +199,16 @@ impl Object {
     /// client's read buffer would otherwise pin the whole buffer for as long
     /// as the object is cached).
     pub fn encode_shared(&mut self) -> Bytes {
-        let mut offsets = Vec::with_capacity(self.siblings().len());
-        let bytes = self.encode_recording(&mut offsets);
-        let mut at = offsets.into_iter();
+        // Where the values start: inline for the usual few siblings.
+        let (mut inline, mut more, mut count) = ([0usize; 4], Vec::new(), 0);
+        let bytes = self.encode_recording(|at| {
+            match inline.get_mut(count) {
+                Some(slot) => *slot = at,
+                None => more.push(at),
+            }
+            count += 1;
+        });
+        let mut at = inline.into_iter().take(count).chain(more);
         for s in self.siblings_mut() {
             if let (Some(v), Some(start)) = (s.value.as_mut(), at.next()) {
                 *v = bytes.slice(start..start + v.len());
@@ -211,7 +218,7 @@ impl Object {
     }
 
     /// Encodes, noting where each value starts.
-    fn encode_recording(&self, value_offsets: &mut Vec<usize>) -> Bytes {
+    fn encode_recording(&self, mut value_at: impl FnMut(usize)) -> Bytes {
         let values: usize = self.siblings().iter().map(|s| s.value.as_ref().map_or(0, Bytes::len)).sum();
         let mut out = BytesMut::with_capacity(16 + self.vv().len() * 12 + self.siblings().len() * 24 + values);
         out.put_u8(OBJECT_FORMAT);
@@ -232,7 +239,7 @@ impl Object {
             }
             if let Some(v) = &s.value {
                 put_varint(&mut out, v.len() as u64);
-                value_offsets.push(out.len());
+                value_at(out.len());
                 out.put_slice(v);
             }
         }
