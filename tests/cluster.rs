@@ -510,6 +510,26 @@ fn a_read_repairs_a_replica_that_missed_writes() {
     }
     let repairs = info_int(&mut c0, "cluster", "shoal_read_repairs") - before;
     assert!(repairs >= keys.len() as i64, "node 0 made {repairs} read repairs");
+
+    // A replica holding an older value (not none) is repaired too.
+    let keys: Vec<String> = (0..40).map(|i| format!("repair3:{i}")).collect();
+    for k in &keys {
+        set(&mut c0, k, "old");
+        wait_replicated(&mut c0, k);
+    }
+    cluster.stop(2);
+    for k in &keys {
+        set(&mut c0, k, "new");
+    }
+    cluster.restart(2);
+    cluster.wait_all_up(WAIT);
+    let mut c2 = cluster.client(2);
+    for k in &keys {
+        assert_eq!(get(&mut c2, k).as_deref(), Some("new"), "{k} read through the node that holds the old value");
+    }
+    for k in &keys {
+        wait_replicated(&mut c2, k);
+    }
 }
 
 /// Reads until the server closes `stream`; false if it stays open.

@@ -201,7 +201,7 @@ impl Coordinator {
         if place.local_only() {
             return self.store.get(place.hash, key).await;
         }
-        Ok(self.read_replicas(key, place, r).await?.map(Arc::new))
+        self.read_replicas(key, place, r).await
     }
 
     /// The live value of `key`, if any.
@@ -272,7 +272,7 @@ impl Coordinator {
                 other => other,
             })?;
             if let Some(current) = current {
-                replicas::merge_local(&self.store, place.hash, key, Arc::new(current)).await?;
+                replicas::merge_local(&self.store, place.hash, key, current).await?;
             }
         }
         let max_len = self.settings.max_value_len;
@@ -376,7 +376,7 @@ impl Coordinator {
             && !context.is_empty()
             && let Some(current) = self.read_available(key, place, self.r(place)).await
         {
-            replicas::merge_local(&self.store, place.hash, key, Arc::new(current)).await?;
+            replicas::merge_local(&self.store, place.hash, key, current).await?;
         }
         let max = self.settings.max_siblings;
         let max_total = self.settings.max_value_len.saturating_mul(2);

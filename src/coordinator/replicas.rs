@@ -183,11 +183,11 @@ fn finish_later<T: Send + 'static>(
 }
 
 /// Reads replica `i`'s object.
-fn read_call(coordinator: &Coordinator, place: &Placement, i: usize, key: &Bytes) -> Call<Option<Object>> {
+fn read_call(coordinator: &Coordinator, place: &Placement, i: usize, key: &Bytes) -> Call<Option<Arc<Object>>> {
     let (key, hash) = (key.clone(), place.hash);
     if place.me == Some(i) {
         let store = Arc::clone(&coordinator.store);
-        return Box::pin(async move { Ok(store.get(hash, &key).await?.map(Arc::unwrap_or_clone)) });
+        return Box::pin(async move { store.get(hash, &key).await });
     }
     if !place.up(i) {
         let e = down(place, i);
@@ -196,10 +196,24 @@ fn read_call(coordinator: &Coordinator, place: &Placement, i: usize, key: &Bytes
     let (peers, addr) = (coordinator.peers.clone(), place.addr_of(i));
     Box::pin(async move {
         match peers.kv(addr.as_str(), KvRequest::Read { key }).await.map_err(from_call)? {
-            KvResponse::Object(o) => Ok(o),
+            KvResponse::Object(o) => Ok(o.map(Arc::new)),
             other => Err(Error::TryAgain(format!("unexpected answer {other:?}"))),
         }
     })
+}
+
+/// The merge of the copies that answered: the first one itself when the
+/// others add nothing to it (the usual case), without a clone.
+fn merge_answers(answers: &[(usize, Result<Option<Arc<Object>>>)]) -> Option<Arc<Object>> {
+    let mut merged: Option<Arc<Object>> = None;
+    for o in answers.iter().filter_map(|(_, a)| a.as_ref().ok().and_then(Option::as_ref)) {
+        match &mut merged {
+            None => merged = Some(Arc::clone(o)),
+            Some(m) if m.changed_by(o) => Arc::make_mut(m).merge(o),
+            Some(_) => {}
+        }
+    }
+    merged
 }
 
 /// Merges `object` into one replica.
@@ -252,7 +266,7 @@ fn failures<T>(answers: &[(usize, Result<T>)]) -> Vec<String> {
 impl Coordinator {
     /// Reads `key` from its replicas and returns the merge of the answers
     /// once `r` replicas have answered; repairs stale replicas afterwards.
-    pub(super) async fn read_replicas(&self, key: &Bytes, place: &Placement, r: usize) -> Result<Option<Object>> {
+    pub(super) async fn read_replicas(&self, key: &Bytes, place: &Placement, r: usize) -> Result<Option<Arc<Object>>> {
         let (reached, merged, got) = self.gather(key, place, r, Short::WaitForOwn).await;
         if reached { Ok(merged) } else { Err(Error::NoQuorum { needed: r, got, outcome: Unmet::Read }) }
     }
@@ -270,7 +284,7 @@ impl Coordinator {
     /// does, but settles for what the replicas that answer hold when fewer
     /// than `r` can: once `r` answered, their merge; else the merge of every
     /// replica that answers within the request timeout.
-    pub(super) async fn read_available(&self, key: &Bytes, place: &Placement, r: usize) -> Option<Object> {
+    pub(super) async fn read_available(&self, key: &Bytes, place: &Placement, r: usize) -> Option<Arc<Object>> {
         self.gather(key, place, r, Short::WaitForAll).await.1
     }
 
@@ -279,12 +293,18 @@ impl Coordinator {
     /// this node's copy or for every replica still answering): (quorum
     /// reached, the merge of the answers, how many answered). Read repair
     /// follows.
-    async fn gather(&self, key: &Bytes, place: &Placement, r: usize, short: Short) -> (bool, Option<Object>, usize) {
-        let calls: Vec<Call<Option<Object>>> =
+    async fn gather(
+        &self,
+        key: &Bytes,
+        place: &Placement,
+        r: usize,
+        short: Short,
+    ) -> (bool, Option<Arc<Object>>, usize) {
+        let calls: Vec<Call<Option<Arc<Object>>>> =
             (0..place.replicas.len()).map(|i| read_call(self, place, i, key)).collect();
         let (status, mut answers, mut pending) = until_quorum(calls, r).await;
         if status != Status::Reached {
-            let waited: Vec<(usize, Call<Option<Object>>)> = match short {
+            let waited: Vec<(usize, Call<Option<Arc<Object>>>)> = match short {
                 // The peers failed before this node's own copy was read:
                 // count that answer too, so NOQUORUM tells how many
                 // replicas answered.
@@ -303,12 +323,7 @@ impl Coordinator {
         if status != Status::Reached {
             self.report_noquorum("read", r, got, failures(&answers));
         }
-        let mut merged: Option<Object> = None;
-        for (_, answer) in &answers {
-            if let Ok(Some(o)) = answer {
-                merged.get_or_insert_with(Object::new).merge(o);
-            }
-        }
+        let merged = merge_answers(&answers);
         self.repair_later(key, place, answers, pending);
         (status == Status::Reached, merged, got)
     }
@@ -319,26 +334,32 @@ impl Coordinator {
         &self,
         key: &Bytes,
         place: &Placement,
-        answers: Vec<(usize, Result<Option<Object>>)>,
-        pending: Vec<(usize, Call<Option<Object>>)>,
+        answers: Vec<(usize, Result<Option<Arc<Object>>>)>,
+        pending: Vec<(usize, Call<Option<Arc<Object>>>)>,
     ) {
         let (store, peers, metrics) = (Arc::clone(&self.store), self.peers.clone(), Arc::clone(&self.metrics));
         let (key, place) = (key.clone(), place.clone_for_repair());
+        // Every replica answered the same: nothing to repair, nothing to spawn.
+        let agreed = |answers: &[(usize, Result<Option<Arc<Object>>>)]| {
+            let mut copies = answers.iter().filter_map(|(_, a)| a.as_ref().ok());
+            let first = copies.next();
+            copies.all(|o| o.as_deref() == first.and_then(Option::as_deref))
+        };
+        if pending.is_empty() && agreed(&answers) {
+            return;
+        }
         finish_later(&self.tasks, answers, pending, move |answers| {
             Box::pin(async move {
-                let mut merged = Object::new();
-                for (_, answer) in &answers {
-                    if let Ok(Some(o)) = answer {
-                        merged.merge(o);
-                    }
-                }
-                if merged.siblings().is_empty() && merged.vv().is_empty() {
-                    return Ok(());
-                }
-                let merged = Encoded::new(merged);
+                let Some(merged) = merge_answers(&answers) else { return Ok(()) };
+                let merged = Encoded::new(Arc::unwrap_or_clone(merged));
+                // A copy is stale if the merge holds something it lacks.
                 let stale: Vec<usize> = answers
                     .iter()
-                    .filter(|(_, a)| matches!(a, Ok(o) if o.as_ref() != Some(&**merged.object())))
+                    .filter(|(_, a)| match a {
+                        Ok(Some(o)) => o.changed_by(merged.object()),
+                        Ok(None) => true,
+                        Err(_) => false,
+                    })
                     .map(|(i, _)| *i)
                     .collect();
                 let repairs =
