@@ -111,20 +111,22 @@ fn a_cut_between_two_nodes_only_converges_on_one_view() {
     // Nodes 0 and 1 cannot talk; each still reaches node 2.
     cluster.cut(0, 1);
     let mut acknowledged = Vec::new();
+    let mut refused = Vec::new();
     let until = Instant::now() + Duration::from_secs(4);
     let mut n = 0;
     while Instant::now() < until {
         // Both sides keep taking writes at W 2 (with node 2).
         for (c, side) in [(&mut c0, 0), (&mut c1, 1)] {
             let key = format!("k{n}-via{side}");
-            if matches!(call!(c, "SET", &key, n), Value::Okay) {
-                acknowledged.push(key);
+            match call!(c, "SET", &key, n) {
+                Value::Okay => acknowledged.push(key),
+                other => refused.push((key, other)),
             }
         }
         n += 1;
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(acknowledged.len(), 2 * n, "writes refused during a one-link cut");
+    assert!(refused.is_empty(), "writes refused during a one-link cut: {refused:?}");
 
     // One view: the same members everywhere, and (heartbeats travel through
     // node 2) nobody believes a live node down.

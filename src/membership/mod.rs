@@ -127,6 +127,10 @@ struct State {
     own_version_seen: Option<u64>,
     /// Addresses whose refusal has been logged.
     refused: HashSet<String>,
+    /// Addresses whose last gossip exchange got no answer (a cut link, a
+    /// paused peer): chosen as partners only now and then, so that one bad
+    /// link does not cost this node the heartbeats of the peers it reaches.
+    unanswered: HashSet<String>,
     /// The claims to resume an actor this node has granted.
     claims: Claims,
     /// This node's disk usage, refreshed every few rounds.
@@ -209,6 +213,7 @@ impl Membership {
             unsaved: true,
             own_version_seen: None,
             refused: HashSet::new(),
+            unanswered: HashSet::new(),
             claims,
             bytes: 0,
             rng,
@@ -503,9 +508,16 @@ impl Membership {
             .map(|addr| tokio::time::timeout(self.settings.gossip_interval, self.exchange(addr, digest.clone())))
             .collect();
         for (addr, done) in targets.iter().zip(crate::join::join_all(exchanges).await) {
-            if done.is_err() {
+            let answered = done.unwrap_or(false);
+            if !answered {
                 tracing::debug!(peer = %addr, "gossip: no answer within the round");
             }
+            let mut st = lock(&self.state);
+            if answered {
+                st.unanswered.remove(addr)
+            } else {
+                st.unanswered.insert(addr.clone())
+            };
         }
         let seen = lock(&self.state).own_version_seen.take();
         if let Some(seen) = seen {
@@ -518,15 +530,30 @@ impl Membership {
         self.save().await;
     }
 
-    /// This round's partners: a random live member; with a chance growing
-    /// with their number, a member believed down; every few rounds (or
+    /// This round's partners: a random live member that answered last time;
+    /// with a chance growing with their number, a member believed down or
+    /// one that did not answer; every few rounds (or
     /// with nobody live) a seed.
     fn targets(&self, st: &mut State, round: u64) -> Vec<String> {
         let mut live = Vec::new();
         let mut down = Vec::new();
+        let mut unanswered = Vec::new();
         for k in st.table.all().filter(|k| k.entry.id != self.me.id && k.entry.status != Status::Removed) {
-            if st.down.contains(&k.entry.id) { &mut down } else { &mut live }.push(k.entry.peer_addr.clone());
+            let addr = k.entry.peer_addr.clone();
+            if st.down.contains(&k.entry.id) {
+                down.push(addr);
+            } else if st.unanswered.contains(&addr) {
+                unanswered.push(addr);
+            } else {
+                live.push(addr);
+            }
         }
+        // Live members that did not answer last time are visited like the
+        // down ones, unless no other live member is left.
+        if live.is_empty() {
+            live = std::mem::take(&mut unanswered);
+        }
+        down.extend(unanswered);
         let pick = |from: &[String], st: &mut State| -> Option<String> {
             st.rng ^= st.rng << 13;
             st.rng ^= st.rng >> 7;
@@ -551,7 +578,8 @@ impl Membership {
     }
 
     /// A push-pull exchange with the peer at `addr`.
-    async fn exchange(&self, addr: &str, digest: Vec<crate::rpc::DigestItem>) {
+    /// One exchange with the peer at `addr`; true if it answered.
+    async fn exchange(&self, addr: &str, digest: Vec<crate::rpc::DigestItem>) -> bool {
         match self.peers.gossip(addr, GossipRequest::Syn(digest)).await {
             Ok(GossipResponse::Ack { deltas, wants }) => {
                 let pushed = {
@@ -565,9 +593,16 @@ impl Membership {
                 {
                     self.note_failure(&e);
                 }
+                true
             }
-            Ok(other) => tracing::debug!(peer = addr, "unexpected answer to gossip: {other:?}"),
-            Err(e) => self.note_failure(&e),
+            Ok(other) => {
+                tracing::debug!(peer = addr, "unexpected answer to gossip: {other:?}");
+                true
+            }
+            Err(e) => {
+                self.note_failure(&e);
+                false
+            }
         }
     }
 
