@@ -52,6 +52,63 @@ fn kill_9_loses_no_acknowledged_write() {
     check_keys(&node, 300);
 }
 
+/// Writers on several connections over keys of every shard, the node
+/// killed while they run: every write acknowledged before the kill is there
+/// after the restart, whatever shard holds it.
+#[test]
+fn kill_9_under_load_across_shards_loses_no_acknowledged_write() {
+    const WRITERS: usize = 4;
+    let temp = tempfile::tempdir().expect("tempdir");
+    let dir = temp.path().join("data");
+    let shards = [("SHOAL_STORAGE_THREADS", "4")];
+    let node = Shoal::spawn(&dir, &[], &shards);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (mut c, stop) = (node.client(), std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let key = format!("load:{w}:{i}");
+                    // Pipelined in fours, so shards get batches of several.
+                    let mut pipe = redis::pipe();
+                    for j in 0..4 {
+                        pipe.set(format!("{key}:{j}"), i).ignore();
+                    }
+                    match pipe.query::<()>(&mut c) {
+                        Ok(()) => acknowledged.extend((0..4).map(|j| format!("{key}:{j}"))),
+                        Err(_) => break,
+                    }
+                    i += 1;
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    node.kill9();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged: Vec<String> = writers.into_iter().flat_map(|t| t.join().expect("writer")).collect();
+    assert!(acknowledged.len() > 1_000, "only {} writes acknowledged before the kill", acknowledged.len());
+    let node = Shoal::spawn(&dir, &[], &shards);
+    let mut c = node.client();
+    let mut missing = Vec::new();
+    for chunk in acknowledged.chunks(500) {
+        let values: Vec<Option<String>> = c.mget(chunk).expect("mget");
+        missing.extend(chunk.iter().zip(values).filter(|(_, v)| v.is_none()).map(|(k, _)| k.clone()));
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes lost: {:?}",
+        missing.len(),
+        acknowledged.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let shard_dirs = std::fs::read_dir(dir.join("shards")).expect("shards").count();
+    assert_eq!(shard_dirs, 4, "the data is spread over four shards");
+}
+
 #[test]
 fn fsync_durability_keeps_writes_through_kill_9() {
     let temp = tempfile::tempdir().expect("tempdir");

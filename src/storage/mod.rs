@@ -975,6 +975,42 @@ mod tests {
         store.close().await.expect("close");
     }
 
+    /// A shard whose worker is stuck (a long fjall stall, a slow disk)
+    /// holds up its own keys only.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_shard_holds_up_only_its_own_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path(), 2);
+        let key_of = |shard: usize| {
+            (0..10_000)
+                .map(|i| format!("k{i}"))
+                .find(|k| store.shared.worker_of(crate::ring::key_hash(k.as_bytes())) == shard)
+                .expect("a key")
+        };
+        let (stuck, free) = (key_of(0), key_of(1));
+        // Worker 0 waits at the barrier until the test lets it go.
+        let barrier = Arc::new(Barrier::new(2));
+        let pause = Pause { barrier: Arc::clone(&barrier), held: false };
+        store.queues[0].send(Msg::Pause(pause)).await.expect("queue");
+        let entered = Arc::clone(&barrier);
+        tokio::task::spawn_blocking(move || entered.wait()).await.expect("held");
+
+        let wait = std::time::Duration::from_secs(5);
+        let h = crate::ring::key_hash(free.as_bytes());
+        tokio::time::timeout(wait, store.update(h, free.as_bytes(), put(Some("v"), 1, None)))
+            .await
+            .expect("the other shard serves while one is stalled")
+            .expect("put");
+        let h = crate::ring::key_hash(stuck.as_bytes());
+        let stalled = store.update(h, stuck.as_bytes(), put(Some("v"), 1, None));
+        tokio::pin!(stalled);
+        let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut stalled).await;
+        assert!(early.is_err(), "a write to the stalled shard waits for it");
+        tokio::task::spawn_blocking(move || barrier.wait()).await.expect("released");
+        tokio::time::timeout(wait, stalled).await.expect("served once the shard moves again").expect("put");
+        store.close().await.expect("close");
+    }
+
     #[tokio::test]
     async fn expired_values_are_reclaimed_and_tombstones_reaped_after_grace() {
         let dir = tempfile::tempdir().expect("tempdir");
