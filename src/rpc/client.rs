@@ -406,20 +406,34 @@ async fn connect(addr: &str, inner: &Inner, retry: Retry) -> Result<Arc<Conn>, C
     Ok(Arc::new(Conn { frames, pending, closed, next_id: AtomicU64::new(1), remote }))
 }
 
-/// Writes queued frames, flushing whenever the queue is empty. Ends when
-/// the connection is dropped or a write fails.
+/// Writes queued frames, flushing once the queue stays empty for a turn of
+/// the scheduler (see [`settled`]). Ends when the connection is dropped or
+/// a write fails.
 async fn write_frames(wr: OwnedWriteHalf, mut queue: mpsc::Receiver<BytesMut>, closed: Arc<AtomicBool>) {
     let mut out = BufWriter::with_capacity(64 * 1024, wr);
     while let Some(frame) = queue.recv().await {
         if out.write_all(&frame).await.is_err() {
             break;
         }
-        if queue.is_empty() && out.flush().await.is_err() {
+        if settled(&queue).await && out.flush().await.is_err() {
             break;
         }
     }
     closed.store(true, Ordering::Release);
     let _ = out.shutdown().await;
+}
+
+/// Whether a writer should flush now: its queue is empty, and still empty
+/// after one turn of the scheduler, which lets the tasks that are about to
+/// queue a frame (the other requests of a client's pipeline, the other
+/// answers of a batch) do so. So the frames of one tick go out in one
+/// write, not one each.
+pub(super) async fn settled<T>(queue: &mpsc::Receiver<T>) -> bool {
+    if !queue.is_empty() {
+        return false;
+    }
+    tokio::task::yield_now().await;
+    queue.is_empty()
 }
 
 /// Fails the calls past their deadline; returns how many.

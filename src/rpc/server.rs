@@ -278,7 +278,9 @@ async fn write_responses(
         if written.is_err() {
             return;
         }
-        if queue.is_empty() && !matches!(tokio::time::timeout(WRITE_STALL, wr.flush()).await, Ok(Ok(()))) {
+        if super::client::settled(&queue).await
+            && !matches!(tokio::time::timeout(WRITE_STALL, wr.flush()).await, Ok(Ok(())))
+        {
             return;
         }
     }
