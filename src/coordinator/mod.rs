@@ -616,7 +616,7 @@ impl Coordinator {
                     return local().await;
                 }
                 if !up {
-                    return Err(Error::TryAgain(format!("{} is down", m.peer_addr)));
+                    return Err(replicas::down(&m.peer_addr));
                 }
                 self.peers.kv(&m.peer_addr, request.clone()).await.map_err(from_call)
             })
@@ -645,7 +645,7 @@ impl Coordinator {
                     self.store.get(hash, key).await.map(|o| o.map(Arc::unwrap_or_clone)).map_err(|e| e.to_string())
                 } else {
                     match self.peers.kv(&member.peer_addr, KvRequest::Read { key: key.clone() }).await {
-                        Ok(KvResponse::Object(o)) => Ok(o),
+                        Ok(KvResponse::Object(o)) => Ok(o.map(Arc::unwrap_or_clone)),
                         Ok(other) => Err(format!("{other:?}")),
                         Err(e) => Err(e.to_string()),
                     }

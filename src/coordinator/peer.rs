@@ -52,9 +52,9 @@ impl Coordinator {
     ///
     /// # Errors
     /// Too long a key, or a storage failure.
-    pub async fn replica_read(&self, key: &Bytes) -> Result<Option<Object>> {
+    pub async fn replica_read(&self, key: &Bytes) -> Result<Option<Arc<Object>>> {
         let hash = super::locate(key)?;
-        Ok(self.store.get(hash, key).await?.map(Arc::unwrap_or_clone))
+        self.store.get(hash, key).await
     }
 
     /// Merges a coordinator's object into this node's copy of `key`.

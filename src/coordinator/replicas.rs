@@ -130,9 +130,9 @@ pub(super) fn from_call(e: CallError) -> Error {
     }
 }
 
-/// The failure of a call not made: the replica is believed down.
-fn down(place: &Placement, i: usize) -> Error {
-    Error::TryAgain(format!("{} is down", place.member(i).peer_addr))
+/// The failure of a call not made: the peer at `addr` is believed down.
+pub(super) fn down(addr: &str) -> Error {
+    Error::TryAgain(format!("{addr} is down"))
 }
 
 /// Polls `calls` until `needed` succeed or that can no longer happen.
@@ -190,16 +190,27 @@ fn read_call(coordinator: &Coordinator, place: &Placement, i: usize, key: &Bytes
         return Box::pin(async move { store.get(hash, &key).await });
     }
     if !place.up(i) {
-        let e = down(place, i);
+        let e = down(&place.member(i).peer_addr);
         return Box::pin(async move { Err(e) });
     }
     let (peers, addr) = (coordinator.peers.clone(), place.addr_of(i));
     Box::pin(async move {
         match peers.kv(addr.as_str(), KvRequest::Read { key }).await.map_err(from_call)? {
-            KvResponse::Object(o) => Ok(o.map(Arc::new)),
-            other => Err(Error::TryAgain(format!("unexpected answer {other:?}"))),
+            KvResponse::Object(o) => Ok(o),
+            other => Err(super::unexpected(&other)),
         }
     })
+}
+
+/// Whether a replica's answer lacks something of `merged` (the merge of all
+/// answers), so read repair should send it: a copy missing writes, or no
+/// copy where there is one. A failed answer is not repaired.
+fn stale(answer: &Result<Option<Arc<Object>>>, merged: Option<&Object>) -> bool {
+    match (answer, merged) {
+        (Ok(Some(o)), Some(m)) => o.changed_by(m),
+        (Ok(None), Some(_)) => true,
+        _ => false,
+    }
 }
 
 /// The merge of the copies that answered: the first one itself when the
@@ -235,7 +246,7 @@ fn merge_call(
             let request = KvRequest::Merge { key, object };
             match peers.kv(addr.as_str(), request).await.map_err(from_call)? {
                 KvResponse::Done => Ok(()),
-                other => Err(Error::TryAgain(format!("unexpected answer {other:?}"))),
+                other => Err(super::unexpected(&other)),
             }
         })
     }
@@ -324,44 +335,33 @@ impl Coordinator {
             self.report_noquorum("read", r, got, failures(&answers));
         }
         let merged = merge_answers(&answers);
-        self.repair_later(key, place, answers, pending);
+        self.repair_later(key, place, merged.as_deref(), answers, pending);
         (status == Status::Reached, merged, got)
     }
 
     /// Once every replica has answered (or failed), sends the merged object
-    /// to each one whose answer differed.
+    /// to each one whose answer lacked some of it. `merged` is the merge of
+    /// `answers`: when no call is pending and none of them is stale, there
+    /// is nothing to repair and nothing is spawned.
     fn repair_later(
         &self,
         key: &Bytes,
         place: &Placement,
+        merged: Option<&Object>,
         answers: Vec<(usize, Result<Option<Arc<Object>>>)>,
         pending: Vec<(usize, Call<Option<Arc<Object>>>)>,
     ) {
         let (store, peers, metrics) = (Arc::clone(&self.store), self.peers.clone(), Arc::clone(&self.metrics));
         let (key, place) = (key.clone(), place.clone_for_repair());
-        // Every replica answered the same: nothing to repair, nothing to spawn.
-        let agreed = |answers: &[(usize, Result<Option<Arc<Object>>>)]| {
-            let mut copies = answers.iter().filter_map(|(_, a)| a.as_ref().ok());
-            let first = copies.next();
-            copies.all(|o| o.as_deref() == first.and_then(Option::as_deref))
-        };
-        if pending.is_empty() && agreed(&answers) {
+        if pending.is_empty() && !answers.iter().any(|(_, a)| stale(a, merged)) {
             return;
         }
         finish_later(&self.tasks, answers, pending, move |answers| {
             Box::pin(async move {
                 let Some(merged) = merge_answers(&answers) else { return Ok(()) };
                 let merged = Encoded::new(Arc::unwrap_or_clone(merged));
-                // A copy is stale if the merge holds something it lacks.
-                let stale: Vec<usize> = answers
-                    .iter()
-                    .filter(|(_, a)| match a {
-                        Ok(Some(o)) => o.changed_by(merged.object()),
-                        Ok(None) => true,
-                        Err(_) => false,
-                    })
-                    .map(|(i, _)| *i)
-                    .collect();
+                let stale: Vec<usize> =
+                    answers.iter().filter(|(_, a)| stale(a, Some(merged.object()))).map(|(i, _)| *i).collect();
                 let repairs =
                     stale.iter().map(|&i| merge_call(&store, &peers, &place, i, &key, merged.clone())).collect();
                 metrics::add(&metrics.read_repairs, stale.len() as u64);
@@ -389,7 +389,7 @@ impl Coordinator {
                     call
                 } else {
                     best_effort.push(call);
-                    let e = down(place, i);
+                    let e = down(&place.member(i).peer_addr);
                     Box::pin(async move { Err(e) }) as Call<()>
                 }
             })
@@ -434,7 +434,7 @@ impl Coordinator {
                 return Ok(None);
             }
             if !place.up(i) {
-                failed.push(down(place, i).to_string());
+                failed.push(down(&place.member(i).peer_addr).to_string());
                 continue;
             }
             metrics::add(&self.metrics.writes_forwarded, 1);

@@ -2,6 +2,8 @@
 //! merge), writes forwarded to a replica to coordinate, and the
 //! cluster-wide walks (scan, counts, flush).
 
+use std::sync::Arc;
+
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::mutation::{Condition, ExpireCondition, Expiry, Mutation, Outcome};
@@ -35,9 +37,11 @@ pub enum KvRequest {
     FlushAll,
 }
 
+/// A replica's answer. A copy it sends (`Object`) is shared with its cache,
+/// not cloned to be sent.
 #[derive(Clone, Debug, PartialEq)]
 pub enum KvResponse {
-    Object(Option<Object>),
+    Object(Option<Arc<Object>>),
     Done,
     Outcome(Outcome),
     Written { context: Context, superseded: u64 },
@@ -295,7 +299,7 @@ impl KvResponse {
     /// know.
     pub(super) fn decode(kind: u8, p: &mut Payload<'_>) -> Result<Option<Self>, DecodeError> {
         Ok(Some(match kind {
-            1 => Self::Object(if p.bool()? { Some(p.object()?) } else { None }),
+            1 => Self::Object(if p.bool()? { Some(Arc::new(p.object()?)) } else { None }),
             2 => Self::Done,
             3 => Self::Outcome(p.outcome()?),
             4 => Self::Written { context: p.context()?, superseded: p.varint()? },
@@ -362,7 +366,7 @@ pub(crate) mod tests {
             KvRequest::FlushAll,
         ];
         let responses = vec![
-            KvResponse::Object(Some(object())),
+            KvResponse::Object(Some(Arc::new(object()))),
             KvResponse::Object(None),
             KvResponse::Done,
             KvResponse::Outcome(Outcome::Value(Some(Bytes::from("x")))),
