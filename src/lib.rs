@@ -13,7 +13,8 @@
 //! handler; a handler turns the command into a read or a [`Mutation`] (or
 //! a context write) and asks the [`coordinator`]. The coordinator finds the
 //! key's replicas on the ring of the current [`membership`] view, reads
-//! them at quorum (then repairs stale ones) or applies the write to its
+//! them at quorum (copies from R of them, digests of the others' version
+//! histories, then repairs stale ones) or applies the write to its
 //! own copy in [`storage`] under a fresh dot and sends the new object to
 //! the other replicas over [`rpc`], answering after W acknowledgements.
 //! Objects are [`version`] sibling sets: a write supersedes what its

@@ -532,6 +532,54 @@ fn a_read_repairs_a_replica_that_missed_writes() {
     }
 }
 
+/// A read asks R replicas for their copies and the others for digests only:
+/// with R = 1 the reading node reads its own copy, and where another
+/// replica's digest differs the read fetches that copy and repairs.
+#[test]
+fn a_read_at_r_1_repairs_from_the_digests_of_the_others() {
+    let mut cluster = TestCluster::start(3, 3, 2, 2);
+    cluster.stop(0);
+    let keys: Vec<String> = (0..40).map(|i| format!("digest:{i}")).collect();
+    {
+        let mut c1 = cluster.client(1);
+        for k in &keys {
+            set(&mut c1, k, &format!("v {k}"));
+        }
+    }
+    cluster.restart(0);
+    cluster.wait_all_up(WAIT);
+    let mut c0 = cluster.client(0);
+    let node0 = cluster.port(0);
+    let mine = |c: &mut Connection, k: &str| {
+        let (_, nodes) = where_is(c, k);
+        nodes.iter().find(|h| h.port == node0).expect("node 0 is a primary").copy.clone()
+    };
+    for k in &keys {
+        assert_eq!(mine(&mut c0, k), Ok((0, 0, String::new())), "{k}: node 0 was down when it was written");
+    }
+    let before = info_int(&mut c0, "cluster", "shoal_read_repairs");
+    for k in &keys {
+        // R 1: node 0's own copy answers (it has none yet) ...
+        let (_, values) = getctx_reply(&call!(c0, "GETCTX", k, "R", 1));
+        assert!(values.is_empty() || values == [format!("v {k}")], "{k}: {values:?}");
+    }
+    // ... and the digests of nodes 1 and 2 bring it the value, with no
+    // further read.
+    for k in &keys {
+        wait_for(&format!("node 0 to be repaired with {k}"), WAIT, || (mine(&mut c0, k).ok()?.0 == 1).then_some(()));
+    }
+    let repairs = info_int(&mut c0, "cluster", "shoal_read_repairs") - before;
+    assert!(repairs >= keys.len() as i64, "node 0 made {repairs} read repairs");
+    // Replicas that agree are not repaired again.
+    for k in &keys {
+        let (_, values) = getctx_reply(&call!(c0, "GETCTX", k, "R", 1));
+        assert_eq!(values, [format!("v {k}")]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let again = info_int(&mut c0, "cluster", "shoal_read_repairs") - before;
+    assert_eq!(again, repairs, "reads of replicas that agree repair nothing");
+}
+
 /// Reads until the server closes `stream`; false if it stays open.
 fn server_closes(stream: &mut TcpStream) -> bool {
     stream.set_read_timeout(Some(Duration::from_secs(8))).expect("timeout");

@@ -28,6 +28,9 @@ impl Coordinator {
     pub async fn serve_peer(&self, request: KvRequest) -> Response {
         match request {
             KvRequest::Read { key } => answer(self.replica_read(&key).await, KvResponse::Object),
+            KvRequest::Digest { key } => {
+                answer(self.replica_read(&key).await, |o| KvResponse::Digest(o.map(|o| o.digest())))
+            }
             KvRequest::Merge { key, object } => {
                 answer(self.replica_merge(&key, Arc::clone(object.object())).await, |()| KvResponse::Done)
             }

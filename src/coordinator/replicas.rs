@@ -5,8 +5,14 @@
 //! as enough have replied (R or W, counted by [`Quorum`]) or as soon as too
 //! many have failed; the calls still in flight then finish in a background
 //! task, so a slow replica neither delays the reply nor misses the write.
-//! After a read, that task merges every answer and sends the merged object
-//! to each replica whose answer differed (read repair).
+//!
+//! A read asks R replicas for their copies (this node first, then the
+//! fastest) and the others only for a digest of their version summary
+//! ([`Object::digest`]); if a replica asked for its copy fails, the others
+//! are asked for theirs instead. Once every replica has answered, copies
+//! whose digest differs from the merge are fetched, and the merged object
+//! is sent to each replica that lacked some of it (read repair). A read
+//! whose replicas all answered alike spawns nothing.
 //!
 //! A replica the failure detector believes down counts as failed at once:
 //! reads do not ask it, and writes still send it the object in the
@@ -16,7 +22,8 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -42,6 +49,15 @@ enum Short {
 
 /// One replica's answer, in flight.
 type Call<T> = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
+
+/// What a read got from the replicas when it answered, and what is still
+/// on its way: the copies read, the calls for copies still in flight and
+/// the digests asked of the other replicas.
+struct Gathered {
+    answers: Vec<(usize, Result<Option<Arc<Object>>>)>,
+    pending: Vec<(usize, Call<Option<Arc<Object>>>)>,
+    digests: Vec<(usize, Call<Option<u64>>)>,
+}
 
 /// Where a key lives, as this node sees the cluster now.
 pub(super) struct Placement {
@@ -135,36 +151,129 @@ pub(super) fn down(addr: &str) -> Error {
     Error::TryAgain(format!("{addr} is down"))
 }
 
-/// Polls `calls` until `needed` succeed or that can no longer happen.
-/// Returns the answers so far (by index) and the calls still pending.
+/// Polls each of `calls` once and takes out those that are done, with
+/// their results.
+fn take_ready<T>(calls: &mut Vec<(usize, Call<T>)>, cx: &mut Context<'_>) -> Vec<(usize, Result<T>)> {
+    let mut done = Vec::new();
+    let mut i = 0;
+    while i < calls.len() {
+        if let Poll::Ready(result) = calls[i].1.as_mut().poll(cx) {
+            done.push((calls.swap_remove(i).0, result));
+        } else {
+            i += 1;
+        }
+    }
+    done
+}
+
+/// Polls `pending` (calls by replica index) until `needed` succeed or that
+/// can no longer happen. Returns the answers so far (by index) and the
+/// calls still pending.
 async fn until_quorum<T>(
-    calls: Vec<Call<T>>,
+    mut pending: Vec<(usize, Call<T>)>,
     needed: usize,
 ) -> (Status, Vec<(usize, Result<T>)>, Vec<(usize, Call<T>)>) {
-    let mut quorum = Quorum::new(needed, calls.len());
-    let mut pending: Vec<(usize, Call<T>)> = calls.into_iter().enumerate().collect();
+    let mut quorum = Quorum::new(needed, pending.len());
     let mut answers = Vec::new();
     if needed == 0 {
         return (Status::Reached, answers, pending);
     }
     let status = std::future::poll_fn(|cx| {
-        let mut i = 0;
-        while i < pending.len() {
-            if let Poll::Ready(result) = pending[i].1.as_mut().poll(cx) {
-                let (index, _) = pending.swap_remove(i);
-                let status = if result.is_ok() { quorum.success() } else { quorum.failure() };
-                answers.push((index, result));
-                if status != Status::Pending {
-                    return Poll::Ready(status);
-                }
-            } else {
-                i += 1;
-            }
+        for (index, result) in take_ready(&mut pending, cx) {
+            let _ = if result.is_ok() { quorum.success() } else { quorum.failure() };
+            answers.push((index, result));
         }
-        if pending.is_empty() { Poll::Ready(quorum.status()) } else { Poll::Pending }
+        match quorum.status() {
+            Status::Pending if !pending.is_empty() => Poll::Pending,
+            status => Poll::Ready(status),
+        }
     })
     .await;
     (status, answers, pending)
+}
+
+/// A digest that came back.
+struct Heard {
+    replica: usize,
+    digest: Result<Option<u64>>,
+    /// It matched the merge of the copies at some point: that replica's
+    /// copy is part of the merge, so it counts towards R.
+    vouched: bool,
+}
+
+/// A read in flight: the copies and digests asked for, what came back,
+/// and how many replicas vouch for the merge of the copies so far. A
+/// replica vouches by sending its copy, or a digest equal to the merge's
+/// (then it holds exactly the merge). Counting digests lets a read answer
+/// with the first R replicas to reply, whichever were asked for copies.
+struct Read {
+    copies: Vec<(usize, Call<Option<Arc<Object>>>)>,
+    digests: Vec<(usize, Call<Option<u64>>)>,
+    answers: Vec<(usize, Result<Option<Arc<Object>>>)>,
+    heard: Vec<Heard>,
+    merged: Option<Arc<Object>>,
+    vouched: usize,
+}
+
+impl Read {
+    /// Polls every call; ready once `r` replicas vouch (`Reached`) or
+    /// that can no longer happen (`Impossible`). When the copies asked
+    /// for cannot make `r` any more (a replica failed, or its digest
+    /// differs), the replicas asked for digests that have not vouched are
+    /// asked for their copies instead (`copy` makes the call).
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: usize,
+        copy: &impl Fn(usize) -> Call<Option<Arc<Object>>>,
+    ) -> Poll<Status> {
+        loop {
+            let mut changed = false;
+            for (replica, result) in take_ready(&mut self.copies, cx) {
+                if let Ok(answer) = &result {
+                    self.vouched += 1;
+                    if let Some(o) = answer {
+                        merge_into(&mut self.merged, o);
+                    }
+                    changed = true;
+                }
+                self.answers.push((replica, result));
+            }
+            for (replica, digest) in take_ready(&mut self.digests, cx) {
+                self.heard.push(Heard { replica, digest, vouched: false });
+                changed = true;
+            }
+            // A digest vouches only against copies that arrived: with none,
+            // "no copy" would match "no copy read".
+            if changed && self.answers.iter().any(|(_, a)| a.is_ok()) {
+                let merged = self.merged.as_deref().map(Object::digest);
+                for h in self.heard.iter_mut().filter(|h| !h.vouched) {
+                    if matches!(h.digest, Ok(d) if d == merged) {
+                        h.vouched = true;
+                        self.vouched += 1;
+                    }
+                }
+            }
+            if self.vouched >= r {
+                return Poll::Ready(Status::Reached);
+            }
+            if self.vouched + self.copies.len() >= r {
+                return Poll::Pending;
+            }
+            let unvouched = |h: &Heard| !h.vouched && h.digest.is_ok();
+            if self.digests.is_empty() && !self.heard.iter().any(unvouched) {
+                return Poll::Ready(Status::Impossible);
+            }
+            let ask: Vec<usize> = self
+                .digests
+                .drain(..)
+                .map(|(i, _)| i)
+                .chain(self.heard.iter().filter(|h| unvouched(h)).map(|h| h.replica))
+                .collect();
+            self.heard.retain(|h| !unvouched(h));
+            self.copies.extend(ask.into_iter().map(|i| (i, copy(i))));
+        }
+    }
 }
 
 /// Finishes calls in the background (a tracked task), then hands all
@@ -183,20 +292,35 @@ fn finish_later<T: Send + 'static>(
 }
 
 /// Reads replica `i`'s object.
-fn read_call(coordinator: &Coordinator, place: &Placement, i: usize, key: &Bytes) -> Call<Option<Arc<Object>>> {
+fn read_call(store: &Arc<Store>, peers: &Peers, place: &Placement, i: usize, key: &Bytes) -> Call<Option<Arc<Object>>> {
     let (key, hash) = (key.clone(), place.hash);
     if place.me == Some(i) {
-        let store = Arc::clone(&coordinator.store);
+        let store = Arc::clone(store);
         return Box::pin(async move { store.get(hash, &key).await });
     }
     if !place.up(i) {
         let e = down(&place.member(i).peer_addr);
         return Box::pin(async move { Err(e) });
     }
-    let (peers, addr) = (coordinator.peers.clone(), place.addr_of(i));
+    let (peers, addr) = (peers.clone(), place.addr_of(i));
     Box::pin(async move {
         match peers.kv(addr.as_str(), KvRequest::Read { key }).await.map_err(from_call)? {
             KvResponse::Object(o) => Ok(o),
+            other => Err(super::unexpected(&other)),
+        }
+    })
+}
+
+/// Asks replica `i` for the digest of its copy of `key`.
+fn digest_call(store: &Arc<Store>, peers: &Peers, place: &Placement, i: usize, key: &Bytes) -> Call<Option<u64>> {
+    if place.me == Some(i) || !place.up(i) {
+        let read = read_call(store, peers, place, i, key);
+        return Box::pin(async move { read.await.map(|o| o.map(|o| o.digest())) });
+    }
+    let (peers, addr, key) = (peers.clone(), place.addr_of(i), key.clone());
+    Box::pin(async move {
+        match peers.kv(addr.as_str(), KvRequest::Digest { key }).await.map_err(from_call)? {
+            KvResponse::Digest(d) => Ok(d),
             other => Err(super::unexpected(&other)),
         }
     })
@@ -218,13 +342,19 @@ fn stale(answer: &Result<Option<Arc<Object>>>, merged: Option<&Object>) -> bool 
 fn merge_answers(answers: &[(usize, Result<Option<Arc<Object>>>)]) -> Option<Arc<Object>> {
     let mut merged: Option<Arc<Object>> = None;
     for o in answers.iter().filter_map(|(_, a)| a.as_ref().ok().and_then(Option::as_ref)) {
-        match &mut merged {
-            None => merged = Some(Arc::clone(o)),
-            Some(m) if m.changed_by(o) => Arc::make_mut(m).merge(o),
-            Some(_) => {}
-        }
+        merge_into(&mut merged, o);
     }
     merged
+}
+
+/// Merges one copy into a merge of copies, cloning only when it adds
+/// something.
+fn merge_into(merged: &mut Option<Arc<Object>>, o: &Arc<Object>) {
+    match merged {
+        None => *merged = Some(Arc::clone(o)),
+        Some(m) if m.changed_by(o) => Arc::make_mut(m).merge(o),
+        Some(_) => {}
+    }
 }
 
 /// Merges `object` into one replica.
@@ -299,11 +429,29 @@ impl Coordinator {
         self.gather(key, place, r, Short::WaitForAll).await.1
     }
 
-    /// Asks every replica for its copy of `key` and waits until `r` have
-    /// answered or that can no longer happen (then, as `short` says, for
-    /// this node's copy or for every replica still answering): (quorum
-    /// reached, the merge of the answers, how many answered). Read repair
-    /// follows.
+    /// The order in which a read asks replicas for their copies: this node,
+    /// then the replicas believed up, the fastest first (by the smoothed
+    /// round trip of their calls; in preference order while unknown), then
+    /// those believed down.
+    fn read_order(&self, place: &Placement) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..place.replicas.len()).collect();
+        order.sort_by_cached_key(|&i| {
+            if place.me == Some(i) {
+                (0, Duration::ZERO)
+            } else if place.up(i) {
+                (1, self.peers.latency(&place.member(i).peer_addr).unwrap_or_default())
+            } else {
+                (2, Duration::ZERO)
+            }
+        });
+        order
+    }
+
+    /// Asks `r` replicas for their copy of `key` and the others for a
+    /// digest, and waits until `r` replicas vouch for the merge of the
+    /// copies or that can no longer happen (then, as `short` says, for this
+    /// node's copy or for every replica still answering): (quorum reached,
+    /// the merge of the copies, how many answered). Read repair follows.
     async fn gather(
         &self,
         key: &Bytes,
@@ -311,9 +459,23 @@ impl Coordinator {
         r: usize,
         short: Short,
     ) -> (bool, Option<Arc<Object>>, usize) {
-        let calls: Vec<Call<Option<Arc<Object>>>> =
-            (0..place.replicas.len()).map(|i| read_call(self, place, i, key)).collect();
-        let (status, mut answers, mut pending) = until_quorum(calls, r).await;
+        let order = self.read_order(place);
+        let (copies, others) = order.split_at(r.min(order.len()));
+        let copy = |i: usize| read_call(&self.store, &self.peers, place, i, key);
+        let mut read = Read {
+            copies: copies.iter().map(|&i| (i, copy(i))).collect(),
+            digests: others
+                .iter()
+                .filter(|&&i| place.up(i))
+                .map(|&i| (i, digest_call(&self.store, &self.peers, place, i, key)))
+                .collect(),
+            answers: Vec::new(),
+            heard: Vec::new(),
+            merged: None,
+            vouched: 0,
+        };
+        let status = std::future::poll_fn(|cx| read.poll(cx, r, &copy)).await;
+        let Read { copies: mut pending, digests, mut answers, heard, mut merged, .. } = read;
         if status != Status::Reached {
             let waited: Vec<(usize, Call<Option<Arc<Object>>>)> = match short {
                 // The peers failed before this node's own copy was read:
@@ -329,35 +491,61 @@ impl Coordinator {
             };
             let (ids, calls): (Vec<usize>, Vec<_>) = waited.into_iter().unzip();
             answers.extend(ids.into_iter().zip(crate::join::join_all(calls).await));
+            merged = merge_answers(&answers);
         }
-        let got = answers.iter().filter(|(_, a)| a.is_ok()).count();
+        let got = answers.iter().filter(|(_, a)| a.is_ok()).count() + heard.iter().filter(|h| h.vouched).count();
         if status != Status::Reached {
             self.report_noquorum("read", r, got, failures(&answers));
         }
-        let merged = merge_answers(&answers);
-        self.repair_later(key, place, merged.as_deref(), answers, pending);
+        // Digests heard that differ from the final merge: those copies are
+        // fetched by the repair.
+        let digest = merged.as_deref().map(Object::digest);
+        let mut digests = digests;
+        digests.extend(heard.into_iter().filter_map(|h| match h.digest {
+            Ok(d) if d != digest => Some((h.replica, Box::pin(std::future::ready(Ok(d))) as Call<Option<u64>>)),
+            _ => None,
+        }));
+        self.repair_later(key, place, merged.as_deref(), Gathered { answers, pending, digests });
         (status == Status::Reached, merged, got)
     }
 
-    /// Once every replica has answered (or failed), sends the merged object
-    /// to each one whose answer lacked some of it. `merged` is the merge of
-    /// `answers`: when no call is pending and none of them is stale, there
-    /// is nothing to repair and nothing is spawned.
-    fn repair_later(
-        &self,
-        key: &Bytes,
-        place: &Placement,
-        merged: Option<&Object>,
-        answers: Vec<(usize, Result<Option<Arc<Object>>>)>,
-        pending: Vec<(usize, Call<Option<Arc<Object>>>)>,
-    ) {
-        let (store, peers, metrics) = (Arc::clone(&self.store), self.peers.clone(), Arc::clone(&self.metrics));
-        let (key, place) = (key.clone(), place.clone_for_repair());
-        if pending.is_empty() && !answers.iter().any(|(_, a)| stale(a, merged)) {
+    /// Once every replica has answered (or failed), fetches the copies whose
+    /// digest differs from the merge of the copies read, and sends the
+    /// merged object to each replica that lacked some of it. `merged` is
+    /// the merge of `gathered.answers`: when every replica has answered and
+    /// none of them differs, there is nothing to repair and nothing is
+    /// spawned.
+    fn repair_later(&self, key: &Bytes, place: &Placement, merged: Option<&Object>, mut gathered: Gathered) {
+        let agrees = |d: &Option<u64>| *d == merged.map(Object::digest);
+        gathered.digests.retain_mut(|(_, call)| match call.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(d)) if agrees(&d) => false,
+            Poll::Ready(Ok(d)) => {
+                *call = Box::pin(std::future::ready(Ok(d)));
+                true
+            }
+            Poll::Ready(Err(_)) => false,
+            Poll::Pending => true,
+        });
+        let Gathered { answers, pending, digests } = gathered;
+        if pending.is_empty() && digests.is_empty() && !answers.iter().any(|(_, a)| stale(a, merged)) {
             return;
         }
-        finish_later(&self.tasks, answers, pending, move |answers| {
+        let (store, peers, metrics) = (Arc::clone(&self.store), self.peers.clone(), Arc::clone(&self.metrics));
+        let (key, place) = (key.clone(), place.clone_for_repair());
+        finish_later(&self.tasks, answers, pending, move |mut answers| {
             Box::pin(async move {
+                // Where a digest differs from the copies read, fetch the
+                // copy itself.
+                let (ids, calls): (Vec<usize>, Vec<_>) = digests.into_iter().unzip();
+                let digests = crate::join::join_all(calls).await;
+                let read = merge_answers(&answers).map(|m| m.digest());
+                let (ids, fetches): (Vec<usize>, Vec<_>) = ids
+                    .into_iter()
+                    .zip(digests)
+                    .filter(|(_, d)| matches!(d, Ok(d) if *d != read))
+                    .map(|(i, _)| (i, read_call(&store, &peers, &place, i, &key)))
+                    .unzip();
+                answers.extend(ids.into_iter().zip(crate::join::join_all(fetches).await));
                 let Some(merged) = merge_answers(&answers) else { return Ok(()) };
                 let merged = Encoded::new(Arc::unwrap_or_clone(merged));
                 let stale: Vec<usize> =
@@ -381,16 +569,16 @@ impl Coordinator {
     /// in the background, in case the detector is wrong.
     pub(super) async fn replicate(&self, key: &Bytes, place: &Placement, object: Encoded, w: usize) -> Result<()> {
         let mut best_effort = Vec::new();
-        let calls: Vec<Call<()>> = (0..place.replicas.len())
+        let calls: Vec<(usize, Call<()>)> = (0..place.replicas.len())
             .filter(|&i| place.me != Some(i))
             .map(|i| {
                 let call = merge_call(&self.store, &self.peers, place, i, key, object.clone());
                 if place.up(i) {
-                    call
+                    (i, call)
                 } else {
                     best_effort.push(call);
                     let e = down(&place.member(i).peer_addr);
-                    Box::pin(async move { Err(e) }) as Call<()>
+                    (i, Box::pin(async move { Err(e) }) as Call<()>)
                 }
             })
             .collect();
@@ -455,5 +643,127 @@ impl Coordinator {
         }
         self.report_noquorum("forwarded write", w, 0, failed);
         Err(Error::NoQuorum { needed: w, got: 0, outcome })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::{Actor, Context as Ctx, Dot, Sibling};
+
+    fn object(counter: u64) -> Arc<Object> {
+        let mut o = Object::new();
+        let value = Some(Bytes::from(format!("v{counter}")));
+        o.update(
+            &Ctx::default(),
+            Sibling { dot: Dot::new(Actor(1), counter), timestamp: counter, expires_at: None, value },
+        );
+        Arc::new(o)
+    }
+
+    fn ready<T: Send + 'static>(v: Result<T>) -> Call<T> {
+        Box::pin(std::future::ready(v))
+    }
+
+    fn never<T: Send + 'static>() -> Call<T> {
+        Box::pin(std::future::pending())
+    }
+
+    fn failed<T: Send + 'static>() -> Call<T> {
+        ready(Err(Error::TryAgain("down".into())))
+    }
+
+    fn read(copies: Vec<Call<Option<Arc<Object>>>>, digests: Vec<Call<Option<u64>>>) -> Read {
+        let n = copies.len();
+        Read {
+            copies: copies.into_iter().enumerate().collect(),
+            digests: digests.into_iter().enumerate().map(|(i, d)| (n + i, d)).collect(),
+            answers: Vec::new(),
+            heard: Vec::new(),
+            merged: None,
+            vouched: 0,
+        }
+    }
+
+    /// Polls once; `copy(i)` answers with `asked(i)` and records the ask.
+    fn poll(
+        read: &mut Read,
+        r: usize,
+        asked: &dyn Fn(usize) -> Call<Option<Arc<Object>>>,
+    ) -> (Poll<Status>, Vec<usize>) {
+        let log = std::sync::Mutex::new(Vec::new());
+        let copy = |i: usize| {
+            log.lock().expect("log").push(i);
+            asked(i)
+        };
+        let status = read.poll(&mut Context::from_waker(Waker::noop()), r, &copy);
+        (status, log.into_inner().expect("log"))
+    }
+
+    #[test]
+    fn a_matching_digest_counts_towards_r_without_waiting_for_a_slow_copy() {
+        let o = object(1);
+        let mut r = read(vec![ready(Ok(Some(Arc::clone(&o)))), never()], vec![ready(Ok(Some(o.digest())))]);
+        let (status, asked) = poll(&mut r, 2, &|_| never());
+        assert_eq!(status, Poll::Ready(Status::Reached));
+        assert!(asked.is_empty());
+        assert_eq!(r.merged.as_deref(), Some(&*o));
+    }
+
+    #[test]
+    fn a_differing_digest_does_not_count() {
+        let (old, new) = (object(1), object(2));
+        let mut r = read(vec![ready(Ok(Some(old))), never()], vec![ready(Ok(Some(new.digest())))]);
+        let (status, asked) = poll(&mut r, 2, &|_| never());
+        assert_eq!(status, Poll::Pending, "waits for the second copy");
+        assert!(asked.is_empty());
+    }
+
+    #[test]
+    fn a_digest_matches_once_the_copy_it_agrees_with_arrives() {
+        let (old, new) = (object(1), object(2));
+        let (tx, rx) = tokio::sync::oneshot::channel::<Option<Arc<Object>>>();
+        let late: Call<Option<Arc<Object>>> = Box::pin(async move { Ok(rx.await.expect("sent")) });
+        let mut r = read(vec![ready(Ok(Some(old))), late], vec![ready(Ok(Some(new.digest())))]);
+        assert_eq!(poll(&mut r, 2, &|_| never()).0, Poll::Pending);
+        tx.send(Some(Arc::clone(&new))).expect("read alive");
+        assert_eq!(poll(&mut r, 2, &|_| never()).0, Poll::Ready(Status::Reached));
+        assert_eq!(r.merged.as_deref(), Some(&*new));
+        assert!(r.heard[0].vouched, "the digest equals the merge of the two copies");
+        assert_eq!(r.vouched, 3);
+    }
+
+    #[test]
+    fn no_copy_is_vouched_for_only_after_a_copy_arrives() {
+        let mut r = read(vec![never()], vec![ready(Ok(None))]);
+        assert_eq!(poll(&mut r, 1, &|_| never()).0, Poll::Pending, "a digest alone answers nothing");
+    }
+
+    #[test]
+    fn a_failed_copy_turns_the_digests_into_copies() {
+        let o = object(1);
+        let mut r = read(vec![ready(Ok(Some(Arc::clone(&o)))), failed()], vec![never()]);
+        let copy_of = Arc::clone(&o);
+        let (status, asked) = poll(&mut r, 2, &move |_| ready(Ok(Some(Arc::clone(&copy_of)))));
+        assert_eq!(status, Poll::Ready(Status::Reached));
+        assert_eq!(asked, [2], "the replica asked for a digest is asked for its copy");
+        assert!(r.digests.is_empty());
+    }
+
+    #[test]
+    fn a_differing_digest_is_fetched_when_the_copies_cannot_make_r() {
+        let (old, new) = (object(1), object(2));
+        let mut r = read(vec![ready(Ok(Some(old))), failed()], vec![ready(Ok(Some(new.digest())))]);
+        let fetched = Arc::clone(&new);
+        let (status, asked) = poll(&mut r, 2, &move |_| ready(Ok(Some(Arc::clone(&fetched)))));
+        assert_eq!(status, Poll::Ready(Status::Reached));
+        assert_eq!(asked, [2]);
+        assert_eq!(r.merged.as_deref(), Some(&*new));
+    }
+
+    #[test]
+    fn impossible_once_copies_and_digests_are_exhausted() {
+        let mut r = read(vec![failed(), failed()], vec![failed()]);
+        assert_eq!(poll(&mut r, 1, &|_| never()).0, Poll::Ready(Status::Impossible));
     }
 }

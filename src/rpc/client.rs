@@ -151,6 +151,21 @@ struct Link {
     /// Serializes connection attempts (an async lock: held across connect).
     connecting: tokio::sync::Mutex<()>,
     retry: Retry,
+    /// Smoothed round-trip time of answered calls, in microseconds; 0
+    /// until the first answer.
+    rtt_us: AtomicU64,
+}
+
+impl Link {
+    /// Folds one answered call's round trip into the smoothed value (an
+    /// exponential average weighing the newest sample by 1/8, as TCP's
+    /// SRTT does).
+    fn sample(&self, rtt: Duration) {
+        let sample = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
+        let old = self.rtt_us.load(Ordering::Relaxed);
+        let new = if old == 0 { sample } else { old - old / 8 + sample / 8 };
+        self.rtt_us.store(new, Ordering::Relaxed);
+    }
 }
 
 struct Inner {
@@ -242,8 +257,17 @@ impl Peers {
                 conn: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 retry: Arc::new(Mutex::new((Instant::now(), FIRST_BACKOFF))),
+                rtt_us: AtomicU64::new(0),
             })
         }))
+    }
+
+    /// The smoothed round-trip time of calls to `addr` that were answered,
+    /// if any were.
+    #[must_use]
+    pub fn latency(&self, addr: &str) -> Option<Duration> {
+        let us = lock(&self.inner.links).get(addr)?.rtt_us.load(Ordering::Relaxed);
+        (us > 0).then(|| Duration::from_micros(us))
     }
 
     /// A key-value request to the peer at `addr`.
@@ -276,7 +300,8 @@ impl Peers {
     /// The peer is unreachable or refuses, does not answer within the
     /// timeout, or the connection is lost before it does.
     pub async fn call(&self, addr: &str, request: &Request) -> Result<Response, CallError> {
-        let deadline = Instant::now() + self.inner.timeout;
+        let started = Instant::now();
+        let deadline = started + self.inner.timeout;
         match self.inner.faults.of(addr) {
             None => {}
             Some(Fault::Refuse) => {
@@ -318,7 +343,11 @@ impl Peers {
         }
         // The reader answers, the sweeper times out, or a lost connection
         // drops the sender: every pending call ends one of those ways.
-        rx.await.unwrap_or_else(|_| Err(CallError::Lost(addr.to_string())))
+        let answer = rx.await.unwrap_or_else(|_| Err(CallError::Lost(addr.to_string())));
+        if answer.is_ok() {
+            link.sample(started.elapsed());
+        }
+        answer
     }
 
     /// Who answers at `addr` (connecting if need be).

@@ -23,6 +23,10 @@ pub struct PartitionCount {
 pub enum KvRequest {
     /// The replica's object for a key.
     Read { key: Bytes },
+    /// A digest of the replica's version summary for a key
+    /// ([`Object::digest`]), not its value: what a read asks of the replicas
+    /// it does not need values from.
+    Digest { key: Bytes },
     /// Merge this object into the replica's.
     Merge { key: Bytes, object: Encoded },
     /// Coordinate this plain write (the sender is not a replica).
@@ -42,10 +46,19 @@ pub enum KvRequest {
 #[derive(Clone, Debug, PartialEq)]
 pub enum KvResponse {
     Object(Option<Arc<Object>>),
+    /// The digest of the replica's copy, `None` if it has none.
+    Digest(Option<u64>),
     Done,
     Outcome(Outcome),
-    Written { context: Context, superseded: u64 },
-    Keys { keys: Vec<Bytes>, examined: u32, next: Option<u64> },
+    Written {
+        context: Context,
+        superseded: u64,
+    },
+    Keys {
+        keys: Vec<Bytes>,
+        examined: u32,
+        next: Option<u64>,
+    },
     Tallies(Vec<PartitionCount>),
 }
 
@@ -197,13 +210,14 @@ impl KvRequest {
             Self::Scan { .. } => 5,
             Self::Tallies => 6,
             Self::FlushAll => 7,
+            Self::Digest { .. } => 8,
         }
     }
 
     pub(super) fn encode_payload(&self, out: &mut BytesMut) {
         match self {
             Self::Tallies | Self::FlushAll => {}
-            Self::Read { key } => put_bytes(out, key),
+            Self::Read { key } | Self::Digest { key } => put_bytes(out, key),
             Self::Merge { key, object } => {
                 put_bytes(out, key);
                 put_bytes(out, object.bytes());
@@ -245,6 +259,7 @@ impl KvRequest {
             5 => Self::Scan { from: p.u64_le()?, to: p.u64_le()?, count: p.u32()?, pattern: p.opt_bytes()? },
             6 => Self::Tallies,
             7 => Self::FlushAll,
+            8 => Self::Digest { key: p.bytes()? },
             _ => return Ok(None),
         }))
     }
@@ -259,6 +274,7 @@ impl KvResponse {
             Self::Written { .. } => 4,
             Self::Keys { .. } => 5,
             Self::Tallies(_) => 6,
+            Self::Digest(_) => 7,
         }
     }
 
@@ -272,6 +288,7 @@ impl KvResponse {
                 }
                 None => out.put_u8(0),
             },
+            Self::Digest(d) => put_opt_u64(out, *d),
             Self::Outcome(o) => put_outcome(out, o),
             Self::Written { context, superseded } => {
                 put_bytes(out, context.encode().as_bytes());
@@ -316,6 +333,7 @@ impl KvResponse {
                 let counts = (0..n).map(|_| Ok(PartitionCount { partition: p.u32()?, keys: p.varint()? }));
                 Self::Tallies(counts.collect::<Result<_, DecodeError>>()?)
             }
+            7 => Self::Digest(p.opt_u64()?),
             _ => return Ok(None),
         }))
     }
@@ -340,6 +358,7 @@ pub(crate) mod tests {
         let ctx = Context::from_vector(VersionVector::from_entries([(Actor(1), 4)]));
         let requests = vec![
             KvRequest::Read { key: Bytes::from("k") },
+            KvRequest::Digest { key: Bytes::from("k") },
             KvRequest::Merge { key: Bytes::from("k"), object: Encoded::new(object()) },
             KvRequest::Write {
                 key: Bytes::from("k"),
@@ -368,6 +387,8 @@ pub(crate) mod tests {
         let responses = vec![
             KvResponse::Object(Some(Arc::new(object()))),
             KvResponse::Object(None),
+            KvResponse::Digest(Some(u64::MAX)),
+            KvResponse::Digest(None),
             KvResponse::Done,
             KvResponse::Outcome(Outcome::Value(Some(Bytes::from("x")))),
             KvResponse::Outcome(Outcome::Int(-9)),

@@ -92,6 +92,30 @@ proptest! {
     }
 
     #[test]
+    fn digests_are_equal_exactly_when_objects_are(
+        steps in prop::collection::vec(step(), 0..40),
+        reclaim in any::<bool>(),
+    ) {
+        let r = play(&steps);
+        let mut copies: Vec<Object> = r.clone();
+        for o in &r {
+            for p in &r {
+                copies.push(merged(o, p));
+            }
+            let mut o = o.clone();
+            if reclaim && let Some(s) = o.siblings_mut().first_mut() {
+                s.value = None;
+            }
+            copies.push(o);
+        }
+        for a in &copies {
+            for b in &copies {
+                prop_assert_eq!(a.digest() == b.digest(), a == b, "{:?} / {:?}", a, b);
+            }
+        }
+    }
+
+    #[test]
     fn merge_is_commutative_associative_idempotent(steps in prop::collection::vec(step(), 0..40)) {
         let r = play(&steps);
         let (a, b, c) = (&r[0], &r[1], &r[2]);
