@@ -63,9 +63,9 @@ struct Gathered {
 pub(super) struct Placement {
     pub hash: u64,
     view: Arc<View>,
-    /// The key's replicas (the first N distinct owners from its partition),
-    /// as indices into the view's members.
-    replicas: Vec<usize>,
+    /// The key's partition, whose replicas (the first N distinct owners
+    /// from it) the view lists.
+    partition: u32,
     /// This node's index among the replicas, if it is one.
     pub me: Option<usize>,
 }
@@ -73,14 +73,18 @@ pub(super) struct Placement {
 impl Placement {
     /// A copy for a background task.
     fn clone_for_repair(&self) -> Self {
-        Self { hash: self.hash, view: Arc::clone(&self.view), replicas: self.replicas.clone(), me: self.me }
+        Self { hash: self.hash, view: Arc::clone(&self.view), partition: self.partition, me: self.me }
     }
 
     pub fn new(view: Arc<View>, me: NodeId, hash: u64) -> Self {
-        let p = view.partitioner().of(hash);
-        let replicas: Vec<usize> = view.ring.replicas(p, view.n).iter().filter_map(|id| view.index_of(*id)).collect();
-        let me = replicas.iter().position(|&i| view.members[i].id == me);
-        Self { hash, view, replicas, me }
+        let partition = view.partitioner().of(hash);
+        let me = view.replica_indices(partition).iter().position(|&i| view.members[i].id == me);
+        Self { hash, view, partition, me }
+    }
+
+    /// The key's replicas, as indices into the view's members.
+    fn replicas(&self) -> &[usize] {
+        self.view.replica_indices(self.partition)
     }
 
     /// Replicas per key: the effective N.
@@ -105,23 +109,23 @@ impl Placement {
 
     /// True if this node believes replica `i` up.
     pub fn up(&self, i: usize) -> bool {
-        self.view.up[self.replicas[i]]
+        self.view.up[self.replicas()[i]]
     }
 
     /// The first replica believed up, in preference order: the one that
     /// coordinates writes that depend on the current value.
     pub fn first_up(&self) -> Option<usize> {
-        (0..self.replicas.len()).find(|&i| self.up(i))
+        (0..self.replicas().len()).find(|&i| self.up(i))
     }
 
     fn member(&self, i: usize) -> &Member {
-        &self.view.members[self.replicas[i]]
+        &self.view.members[self.replicas()[i]]
     }
 
     /// The peer address of replica `i`, owned by the returned closure's
     /// captures: the view stays alive, nothing is copied.
     fn addr_of(&self, i: usize) -> PeerAddr {
-        PeerAddr { view: Arc::clone(&self.view), member: self.replicas[i] }
+        PeerAddr { view: Arc::clone(&self.view), member: self.replicas()[i] }
     }
 }
 
@@ -434,7 +438,7 @@ impl Coordinator {
     /// round trip of their calls; in preference order while unknown), then
     /// those believed down.
     fn read_order(&self, place: &Placement) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..place.replicas.len()).collect();
+        let mut order: Vec<usize> = (0..place.replicas().len()).collect();
         order.sort_by_cached_key(|&i| {
             if place.me == Some(i) {
                 (0, Duration::ZERO)
@@ -569,7 +573,7 @@ impl Coordinator {
     /// in the background, in case the detector is wrong.
     pub(super) async fn replicate(&self, key: &Bytes, place: &Placement, object: Encoded, w: usize) -> Result<()> {
         let mut best_effort = Vec::new();
-        let calls: Vec<(usize, Call<()>)> = (0..place.replicas.len())
+        let calls: Vec<(usize, Call<()>)> = (0..place.replicas().len())
             .filter(|&i| place.me != Some(i))
             .map(|i| {
                 let call = merge_call(&self.store, &self.peers, place, i, key, object.clone());
@@ -617,7 +621,7 @@ impl Coordinator {
     pub(super) async fn forward(&self, place: &Placement, request: KvRequest, w: usize) -> Result<Option<KvResponse>> {
         let mut outcome = Unmet::NotWritten;
         let mut failed = Vec::new();
-        for i in 0..place.replicas.len() {
+        for i in 0..place.replicas().len() {
             if place.me == Some(i) {
                 return Ok(None);
             }

@@ -23,6 +23,11 @@ pub struct View {
     /// Replicas per key: the cluster's N, but never more than there are
     /// members (a cluster of one keeps one copy, of two keeps two).
     pub n: usize,
+    /// Every partition's replicas as indices into `members`, worked out
+    /// once per view so that a request finds its replicas without
+    /// allocating: partition `p`'s are `replicas[starts[p]..starts[p + 1]]`.
+    replicas: Vec<usize>,
+    starts: Vec<usize>,
 }
 
 impl View {
@@ -36,7 +41,22 @@ impl View {
         ring: Arc<Ring>,
     ) -> Self {
         let n = cluster.map_or(configured_n, |c| c.n as usize).clamp(1, members.len().max(1));
-        Self { cluster, members, up, ring, n }
+        let index_of = |id: NodeId| members.binary_search_by_key(&id, |m| m.id).ok();
+        let mut replicas = Vec::new();
+        let mut starts = vec![0];
+        for p in 0..ring.partitioner().count() {
+            replicas.extend(ring.replicas(p, n).iter().filter_map(|&id| index_of(id)));
+            starts.push(replicas.len());
+        }
+        Self { cluster, members, up, ring, n, replicas, starts }
+    }
+
+    /// The replicas of partition `p`, as indices into
+    /// [`members`](Self::members), in preference order.
+    #[must_use]
+    pub fn replica_indices(&self, p: u32) -> &[usize] {
+        let p = p as usize;
+        &self.replicas[self.starts[p]..self.starts[p + 1]]
     }
 
     #[must_use]
@@ -71,7 +91,7 @@ impl View {
     #[must_use]
     pub fn replicas_at(&self, hash: u64) -> (u32, Vec<&Member>) {
         let p = self.ring.partitioner().of(hash);
-        (p, self.ring.replicas(p, self.n).iter().filter_map(|&id| self.member(id)).collect())
+        (p, self.replica_indices(p).iter().map(|&i| &self.members[i]).collect())
     }
 
     /// Members up, and in all.
@@ -104,5 +124,10 @@ mod tests {
         assert_eq!(view(1, 5).n, 1);
         let two = view(3, 2);
         assert_eq!(two.replicas_of(b"k").1.len(), 2);
+        let five = view(3, 5);
+        for p in 0..16 {
+            let ids: Vec<NodeId> = five.replica_indices(p).iter().map(|&i| five.members[i].id).collect();
+            assert_eq!(ids, five.ring.replicas(p, 3), "partition {p}");
+        }
     }
 }

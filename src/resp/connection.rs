@@ -51,6 +51,20 @@ struct Connection {
     decoder: Decoder,
     session: Session,
     query_limit: usize,
+    /// The requests decoded from one read, and the group of single-key
+    /// ones being run: kept between reads (up to [`KEEP_REQUESTS`]) so
+    /// that a steady pipeline does not allocate them again.
+    batch: Vec<(Vec<Bytes>, usize)>,
+    group: Vec<Ready>,
+}
+
+/// Requests' worth of room the batch and group vectors keep between reads.
+const KEEP_REQUESTS: usize = 64;
+
+/// Empties `v`, keeping its room unless it grew past `KEEP_REQUESTS`.
+fn recycle<T>(mut v: Vec<T>) -> Vec<T> {
+    v.clear();
+    if v.capacity() > KEEP_REQUESTS { Vec::new() } else { v }
 }
 
 /// Serves one client until it leaves, errs or the node stops.
@@ -63,6 +77,8 @@ pub(super) async fn serve(server: Arc<Server>, socket: TcpStream, client: Arc<Cl
         decoder: Decoder::new(usize::try_from(server.config.proto_max_bulk_len.0).unwrap_or(usize::MAX)),
         query_limit: usize::try_from(server.config.client_query_buffer_limit.0).unwrap_or(usize::MAX),
         session: Session::new(server, client),
+        batch: Vec::new(),
+        group: Vec::new(),
     };
     if let Err(e) = conn.run(&mut stop).await {
         tracing::debug!(client = %addr, "connection closed: {e}");
@@ -92,7 +108,7 @@ impl Slot {
 impl Connection {
     async fn run(&mut self, stop: &mut Stop) -> io::Result<()> {
         loop {
-            let mut batch = Vec::new();
+            let mut batch = std::mem::take(&mut self.batch);
             let mut broken = None;
             // Before AUTH, one request at a time: the next is decoded under
             // the limits that hold once this one has run.
@@ -109,7 +125,9 @@ impl Connection {
                 }
             }
             let more = batch.len() == most;
-            if self.run_batch(batch).await? == Done::Close {
+            let done = self.run_batch(&mut batch).await?;
+            self.batch = recycle(batch);
+            if done == Done::Close {
                 return self.flush().await;
             }
             if let Some(ProtocolError(text)) = broken {
@@ -148,30 +166,36 @@ impl Connection {
 
     /// Runs decoded requests (each with its length on the wire) in order,
     /// grouping consecutive single-key commands to run concurrently.
-    async fn run_batch(&mut self, batch: Vec<(Vec<Bytes>, usize)>) -> io::Result<Done> {
-        let mut group: Vec<Ready> = Vec::new();
+    async fn run_batch(&mut self, batch: &mut Vec<(Vec<Bytes>, usize)>) -> io::Result<Done> {
+        let mut group = std::mem::take(&mut self.group);
+        let done = self.run_requests(batch, &mut group).await;
+        self.group = recycle(group);
+        done
+    }
+
+    async fn run_requests(&mut self, batch: &mut Vec<(Vec<Bytes>, usize)>, group: &mut Vec<Ready>) -> io::Result<Done> {
         // The query buffer as CLIENT LIST shows it: the running request and
         // everything read after it.
         let mut qbuf = batch.iter().map(|(_, len)| len).sum::<usize>() + self.input.len();
-        for (request, len) in batch {
+        for (request, len) in batch.drain(..) {
             self.session.client.qbuf.store(qbuf, Ordering::Relaxed);
             qbuf -= len;
             match prepare(&mut self.session, request) {
                 Prepared::Run(ready) if ready.spec.single_key() => group.push(ready),
                 Prepared::Run(ready) => {
-                    self.run_group(&mut group).await?;
+                    self.run_group(group).await?;
                     let reply = run(&mut self.session, ready).await;
                     self.emit(Flow::Reply(reply)).await?;
                 }
                 Prepared::Done(flow) => {
-                    self.run_group(&mut group).await?;
+                    self.run_group(group).await?;
                     if self.emit(flow).await? == Done::Close {
                         return Ok(Done::Close);
                     }
                 }
             }
         }
-        self.run_group(&mut group).await?;
+        self.run_group(group).await?;
         self.session.client.qbuf.store(self.input.len(), Ordering::Relaxed);
         Ok(Done::Continue)
     }

@@ -31,12 +31,13 @@ mod stats;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
+use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use shard::Shard;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::ring::Partitioner;
@@ -97,41 +98,103 @@ pub struct Entry {
 }
 
 /// Work queued on a worker: run in a batch, then told whether the batch
-/// became durable, to answer its caller. One allocation per job.
-trait Job: Send {
-    fn run(&mut self, w: &mut Worker<'_>);
-    fn complete(self: Box<Self>, persisted: Result<(), &Error>);
+/// became durable, to answer its caller.
+trait Job: Send + Sync {
+    fn run(&self, w: &mut Worker<'_>);
+    /// Answers the caller: the job's result if `persisted` is `Ok`, a
+    /// storage error if not, shutdown if the job never ran. Only the first
+    /// call counts.
+    fn complete(&self, persisted: Result<(), &Error>);
 }
 
-/// A job and, once run, its result, waiting for the batch's persist.
-struct Pending<F, R> {
+/// A job on its way through a worker. Dropped uncompleted (a worker that
+/// stopped with jobs queued), it answers its caller that the store is
+/// shutting down, so no caller waits forever.
+struct Queued(Arc<dyn Job>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.complete(Err(&Error::ShuttingDown));
+    }
+}
+
+/// A job and its outcome in one allocation, shared by the caller (who
+/// waits on it) and the worker (who runs it): the job until it runs, its
+/// result until the batch's persist, then the answer and the caller's
+/// waker.
+struct Slot<F, R> {
+    state: Mutex<SlotState<F, R>>,
+}
+
+struct SlotState<F, R> {
     job: Option<F>,
     result: Option<Result<R>>,
-    reply: oneshot::Sender<Result<R>>,
+    done: bool,
+    waker: Option<Waker>,
 }
 
-impl<F, R> Job for Pending<F, R>
+impl<F, R> Slot<F, R> {
+    fn new(job: F) -> Arc<Self> {
+        Arc::new(Self { state: Mutex::new(SlotState { job: Some(job), result: None, done: false, waker: None }) })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SlotState<F, R>> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The answer, once the worker completed the job: its result if the
+    /// batch became durable. A job dropped unrun (the worker stopped)
+    /// answers that the store is shutting down.
+    async fn answer(self: Arc<Self>) -> Result<R> {
+        let answer = std::future::poll_fn(|cx| {
+            let mut state = self.state();
+            if state.done {
+                return Poll::Ready(state.result.take());
+            }
+            if !state.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                state.waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        });
+        answer.await.unwrap_or(Err(Error::ShuttingDown))
+    }
+}
+
+impl<F, R> Job for Slot<F, R>
 where
     R: Send,
     F: FnOnce(&mut Worker<'_>) -> Result<R> + Send,
 {
-    fn run(&mut self, w: &mut Worker<'_>) {
-        if let Some(job) = self.job.take() {
-            self.result = Some(job(w));
+    fn run(&self, w: &mut Worker<'_>) {
+        let job = self.state().job.take();
+        if let Some(job) = job {
+            let result = job(w);
+            self.state().result = Some(result);
         }
     }
 
-    fn complete(self: Box<Self>, persisted: Result<(), &Error>) {
-        let result = match persisted {
-            Ok(()) => self.result.unwrap_or(Err(Error::ShuttingDown)),
-            Err(e) => Err(Error::Storage(e.to_string())),
+    fn complete(&self, persisted: Result<(), &Error>) {
+        let waker = {
+            let mut state = self.state();
+            if state.done {
+                return;
+            }
+            match persisted {
+                Ok(()) => {}
+                Err(Error::ShuttingDown) => state.result = None,
+                Err(e) => state.result = Some(Err(Error::Storage(e.to_string()))),
+            }
+            state.done = true;
+            state.waker.take()
         };
-        let _ = self.reply.send(result);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 }
 
 enum Msg {
-    Run(Box<dyn Job>),
+    Run(Queued),
     /// Hold still while the caller works on the whole store.
     Pause(Pause),
     Stop,
@@ -388,15 +451,14 @@ impl Store {
 
     /// Queues `job` on the worker owning `hash`; the receiver yields its
     /// result once the batch it ran in is durable.
-    async fn enqueue<R, F>(&self, hash: u64, job: F) -> Result<oneshot::Receiver<Result<R>>>
+    async fn enqueue<R, F>(&self, hash: u64, job: F) -> Result<Arc<Slot<F, R>>>
     where
         R: Send + 'static,
         F: FnOnce(&mut Worker<'_>) -> Result<R> + Send + 'static,
     {
-        let (reply, rx) = oneshot::channel();
-        let pending = Box::new(Pending { job: Some(job), result: None, reply });
-        self.queue(hash).send(Msg::Run(pending)).await.map_err(|_| Error::ShuttingDown)?;
-        Ok(rx)
+        let slot = Slot::new(job);
+        self.queue(hash).send(Msg::Run(Queued(slot.clone()))).await.map_err(|_| Error::ShuttingDown)?;
+        Ok(slot)
     }
 
     async fn run<R, F>(&self, hash: u64, job: F) -> Result<R>
@@ -404,7 +466,7 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&mut Worker<'_>) -> Result<R> + Send + 'static,
     {
-        self.enqueue(hash, job).await?.await.map_err(|_| Error::ShuttingDown)?
+        self.enqueue(hash, job).await?.answer().await
     }
 
     /// The object stored for `key` at ring position `hash`. Answered from
@@ -562,8 +624,8 @@ impl Store {
             pending.push(self.enqueue(hash, move |w| w.reap(&entry, now)).await?);
         }
         let count = pending.len();
-        for rx in pending {
-            rx.await.map_err(|_| Error::ShuttingDown)??;
+        for slot in pending {
+            slot.answer().await?;
         }
         Ok(count)
     }
@@ -632,7 +694,7 @@ impl Store {
 fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
     let shard = &shared.shards[index];
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut done: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    let mut done: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     let mut written = PositionMap::default();
     // Under steady load the next job is usually moments away: yield a few
     // times before parking, sparing a futex sleep and wake per batch. Spin
@@ -661,8 +723,8 @@ fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
         let mut stop = false;
         for msg in batch.drain(..) {
             match msg {
-                Msg::Run(mut job) => {
-                    job.run(&mut worker);
+                Msg::Run(job) => {
+                    job.0.run(&mut worker);
                     done.push(job);
                 }
                 Msg::Pause(pause) => pause.hold(|| {
@@ -686,7 +748,7 @@ fn run_worker(shared: &Shared, index: usize, mut rx: mpsc::Receiver<Msg>) {
             tracing::error!("journal persist failed; failing the batch: {e}");
         }
         for job in done.drain(..) {
-            job.complete(persisted.as_ref().map(|_| ()));
+            job.0.complete(persisted.as_ref().map(|_| ()));
         }
         if stop {
             return;

@@ -140,9 +140,7 @@ impl Object {
     /// back.
     #[must_use]
     pub fn overwritten(&self, new: Sibling) -> Self {
-        let mut vv = self.vv.clone();
-        vv.add(new.dot);
-        Self { vv, siblings: vec![new] }
+        Self { vv: self.vv.plus(new.dot), siblings: vec![new] }
     }
 
     /// Forgets the writes this object superseded: keeps the vector entries

@@ -114,6 +114,16 @@ impl VersionVector {
         self.raise(dot.actor, dot.counter);
     }
 
+    /// This history plus one dot, made in one allocation.
+    #[must_use]
+    pub fn plus(&self, dot: Dot) -> Self {
+        let mut entries = Vec::with_capacity(self.entries.len() + 1);
+        entries.extend_from_slice(&self.entries);
+        let mut vv = Self { entries };
+        vv.add(dot);
+        vv
+    }
+
     /// Pointwise maximum: the union of two histories.
     pub fn merge(&mut self, other: &Self) {
         for &(actor, counter) in &other.entries {
