@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 
-use super::args::Args;
+use super::args::{ArgList, Args};
 use super::cmd::{admin, connection, context, info, keys, server, strings};
 use super::reply::Reply;
 use super::session::Session;
@@ -325,7 +325,7 @@ pub struct Ready {
     /// Its number among [`stat_names`], for INFO commandstats.
     pub slot: Option<usize>,
     /// The arguments after the name.
-    pub args: Vec<Bytes>,
+    pub args: ArgList,
 }
 
 /// A request after the checks that need no waiting.
@@ -354,11 +354,8 @@ pub(super) fn record(s: &Session, slot: Option<usize>, started: Option<Instant>,
 
 /// Checks one request: name, authentication, arity; answers MULTI, DISCARD,
 /// QUIT and queueing inside MULTI; leaves the rest to run.
-pub fn prepare(s: &mut Session, mut argv: Vec<Bytes>) -> Prepared {
-    if argv.is_empty() {
-        return Prepared::Done(Flow::Silent);
-    }
-    let name = argv.remove(0);
+pub fn prepare(s: &mut Session, mut argv: ArgList) -> Prepared {
+    let Some(name) = argv.take_first() else { return Prepared::Done(Flow::Silent) };
     // A browser or HTTP client speaking to the port: drop it, as Redis does.
     if is(&name, "post") || is(&name, "host:") {
         tracing::warn!(client = %s.client.addr, "possible cross-protocol attack: an HTTP request was sent to the client port; connection closed");

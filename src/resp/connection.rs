@@ -29,6 +29,7 @@ use crate::join::join_all;
 use crate::metrics;
 use crate::shutdown::Stop;
 
+use super::args::ArgList;
 use super::commands::{Flow, Prepared, Ready, prepare, run, run_shared};
 use super::parse::{Decoder, ProtocolError};
 use super::reply::Reply;
@@ -54,7 +55,7 @@ struct Connection {
     /// The requests decoded from one read, and the group of single-key
     /// ones being run: kept between reads (up to [`KEEP_REQUESTS`]) so
     /// that a steady pipeline does not allocate them again.
-    batch: Vec<(Vec<Bytes>, usize)>,
+    batch: Vec<(ArgList, usize)>,
     group: Vec<Ready>,
 }
 
@@ -166,14 +167,14 @@ impl Connection {
 
     /// Runs decoded requests (each with its length on the wire) in order,
     /// grouping consecutive single-key commands to run concurrently.
-    async fn run_batch(&mut self, batch: &mut Vec<(Vec<Bytes>, usize)>) -> io::Result<Done> {
+    async fn run_batch(&mut self, batch: &mut Vec<(ArgList, usize)>) -> io::Result<Done> {
         let mut group = std::mem::take(&mut self.group);
         let done = self.run_requests(batch, &mut group).await;
         self.group = recycle(group);
         done
     }
 
-    async fn run_requests(&mut self, batch: &mut Vec<(Vec<Bytes>, usize)>, group: &mut Vec<Ready>) -> io::Result<Done> {
+    async fn run_requests(&mut self, batch: &mut Vec<(ArgList, usize)>, group: &mut Vec<Ready>) -> io::Result<Done> {
         // The query buffer as CLIENT LIST shows it: the running request and
         // everything read after it.
         let mut qbuf = batch.iter().map(|(_, len)| len).sum::<usize>() + self.input.len();

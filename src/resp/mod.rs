@@ -9,7 +9,7 @@
 //! (RESP2 or RESP3) and writes back. `session` holds per-connection and
 //! shared state.
 
-mod args;
+pub mod args;
 mod cmd;
 mod commands;
 mod connection;

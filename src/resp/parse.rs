@@ -16,6 +16,7 @@
 //! Every error carries Redis's wording; the connection replies with it and
 //! closes, as Redis does.
 
+use super::args::ArgList;
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Longest header line or inline request.
@@ -40,7 +41,7 @@ impl ProtocolError {
 /// A request in progress.
 #[derive(Debug)]
 struct Partial {
-    args: Vec<Bytes>,
+    args: ArgList,
     /// Arguments still to come.
     remaining: usize,
     /// Length of the bulk whose header has been read.
@@ -123,7 +124,7 @@ impl Decoder {
     ///
     /// # Errors
     /// A malformed request; the connection should reply and close.
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<ArgList>, ProtocolError> {
         let before = buf.len();
         let decoded = self.decode_one(buf);
         self.consumed += before - buf.len();
@@ -133,7 +134,7 @@ impl Decoder {
         decoded
     }
 
-    fn decode_one(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    fn decode_one(&mut self, buf: &mut BytesMut) -> Result<Option<ArgList>, ProtocolError> {
         if self.partial.is_none() {
             match buf.first() {
                 None => return Ok(None),
@@ -147,11 +148,11 @@ impl Decoder {
                     }
                     buf.advance(end + 2);
                     if count <= 0 {
-                        return Ok(Some(Vec::new()));
+                        return Ok(Some(ArgList::default()));
                     }
                     let remaining = count as usize;
                     self.partial = Some(Partial {
-                        args: Vec::with_capacity(remaining.min(MAX_PREALLOC)),
+                        args: ArgList::with_count(remaining, MAX_PREALLOC),
                         remaining,
                         bulk: None,
                         bytes: 0,
@@ -201,7 +202,7 @@ impl Decoder {
 
 /// Decodes one inline request: words split by spaces, with Redis's quoting
 /// ("double" with escapes, 'single').
-fn inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+fn inline(buf: &mut BytesMut) -> Result<Option<ArgList>, ProtocolError> {
     let window = &buf[..buf.len().min(MAX_LINE)];
     let Some(nl) = window.iter().position(|&b| b == b'\n') else {
         return if buf.len() >= MAX_LINE { Err(ProtocolError::new("too big inline request")) } else { Ok(None) };
@@ -209,7 +210,7 @@ fn inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
     let line = buf.split_to(nl + 1);
     let text = line.strip_suffix(b"\n").unwrap_or(&line);
     let text = text.strip_suffix(b"\r").unwrap_or(text);
-    split_args(text).map(Some).ok_or_else(|| ProtocolError::new("unbalanced quotes in request"))
+    split_args(text).map(|args| Some(args.into())).ok_or_else(|| ProtocolError::new("unbalanced quotes in request"))
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -309,7 +310,7 @@ mod tests {
             buf.extend_from_slice(&input[fed..upto]);
             fed = upto;
             while let Some(req) = d.decode(&mut buf)? {
-                out.push(req);
+                out.push(req.to_vec());
             }
         }
         Ok(out)

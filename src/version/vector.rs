@@ -66,7 +66,84 @@ impl Dot {
 /// For every actor, the largest counter seen; sorted by actor, no zeros.
 #[derive(Clone, PartialEq, Eq, Default, Debug)]
 pub struct VersionVector {
-    entries: Vec<(Actor, u64)>,
+    entries: Entries,
+}
+
+/// A vector's entries: one kept in place (a key written by one actor, as on
+/// a single node, needs no allocation), more in a `Vec`.
+#[derive(Debug)]
+enum Entries {
+    One(Option<(Actor, u64)>),
+    Many(Vec<(Actor, u64)>),
+}
+
+impl Default for Entries {
+    fn default() -> Self {
+        Self::One(None)
+    }
+}
+
+/// A copy keeps a single entry in place, however the original held it.
+impl Clone for Entries {
+    fn clone(&self) -> Self {
+        match self.as_slice() {
+            [] => Self::One(None),
+            [one] => Self::One(Some(*one)),
+            many => Self::Many(many.to_vec()),
+        }
+    }
+}
+
+impl PartialEq for Entries {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Entries {}
+
+impl Entries {
+    fn with_capacity(n: usize) -> Self {
+        if n <= 1 { Self::One(None) } else { Self::Many(Vec::with_capacity(n)) }
+    }
+
+    fn as_slice(&self) -> &[(Actor, u64)] {
+        match self {
+            Self::One(e) => e.as_slice(),
+            Self::Many(v) => v,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [(Actor, u64)] {
+        match self {
+            Self::One(e) => e.as_mut_slice(),
+            Self::Many(v) => v,
+        }
+    }
+
+    fn insert(&mut self, at: usize, entry: (Actor, u64)) {
+        match self {
+            Self::One(None) => *self = Self::One(Some(entry)),
+            Self::One(Some(e)) => {
+                let mut v = Vec::with_capacity(4);
+                v.push(*e);
+                v.insert(at, entry);
+                *self = Self::Many(v);
+            }
+            Self::Many(v) => v.insert(at, entry),
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&(Actor, u64)) -> bool) {
+        match self {
+            Self::One(e) => {
+                if e.as_ref().is_some_and(|e| !keep(e)) {
+                    *e = None;
+                }
+            }
+            Self::Many(v) => v.retain(keep),
+        }
+    }
 }
 
 impl VersionVector {
@@ -89,7 +166,7 @@ impl VersionVector {
     /// The largest counter seen from `actor` (0 when none).
     #[must_use]
     pub fn get(&self, actor: Actor) -> u64 {
-        self.position(actor).map_or(0, |i| self.entries[i].1)
+        self.position(actor).map_or(0, |i| self.entries()[i].1)
     }
 
     /// True if the write named by `dot` is part of this history.
@@ -103,8 +180,11 @@ impl VersionVector {
         if counter == 0 {
             return;
         }
-        match self.entries.binary_search_by_key(&actor, |e| e.0) {
-            Ok(i) => self.entries[i].1 = self.entries[i].1.max(counter),
+        match self.entries.as_slice().binary_search_by_key(&actor, |e| e.0) {
+            Ok(i) => {
+                let e = &mut self.entries.as_mut_slice()[i];
+                e.1 = e.1.max(counter);
+            }
             Err(i) => self.entries.insert(i, (actor, counter)),
         }
     }
@@ -117,16 +197,22 @@ impl VersionVector {
     /// This history plus one dot, made in one allocation.
     #[must_use]
     pub fn plus(&self, dot: Dot) -> Self {
-        let mut entries = Vec::with_capacity(self.entries.len() + 1);
-        entries.extend_from_slice(&self.entries);
-        let mut vv = Self { entries };
+        let mut vv = if self.position(dot.actor).is_some() {
+            self.clone()
+        } else {
+            let mut entries = Entries::with_capacity(self.len() + 1);
+            for (i, &e) in self.entries().iter().enumerate() {
+                entries.insert(i, e);
+            }
+            Self { entries }
+        };
         vv.add(dot);
         vv
     }
 
     /// Pointwise maximum: the union of two histories.
     pub fn merge(&mut self, other: &Self) {
-        for &(actor, counter) in &other.entries {
+        for &(actor, counter) in other.entries() {
             self.raise(actor, counter);
         }
     }
@@ -139,29 +225,29 @@ impl VersionVector {
     /// True if every dot `other` covers is covered here.
     #[must_use]
     pub fn dominates(&self, other: &Self) -> bool {
-        other.entries.iter().all(|&(n, c)| self.get(n) >= c)
+        other.entries().iter().all(|&(n, c)| self.get(n) >= c)
     }
 
     /// The entries, sorted by actor.
     #[must_use]
     pub fn entries(&self) -> &[(Actor, u64)] {
-        &self.entries
+        self.entries.as_slice()
     }
 
     /// Index of `actor` in [`entries`](Self::entries).
     #[must_use]
     pub fn position(&self, actor: Actor) -> Option<usize> {
-        self.entries.binary_search_by_key(&actor, |e| e.0).ok()
+        self.entries().binary_search_by_key(&actor, |e| e.0).ok()
     }
 
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries().is_empty()
     }
 
     #[must_use]
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries().len()
     }
 }
 
@@ -171,6 +257,26 @@ mod tests {
 
     const A: Actor = Actor(1);
     const B: Actor = Actor(2);
+
+    #[test]
+    fn one_entry_or_many_the_vector_behaves_the_same() {
+        let one = VersionVector::from_entries([(A, 1)]);
+        assert_eq!(one.plus(Dot::new(A, 2)).entries(), &[(A, 2)]);
+        let two = one.plus(Dot::new(B, 1));
+        assert_eq!(two.entries(), &[(A, 1), (B, 1)]);
+        let mut back = two.clone();
+        back.retain(|a| a == B);
+        assert_eq!(back, VersionVector::from_entries([(B, 1)]), "a vector of one equals another of one");
+        assert_eq!(back.clone().entries(), &[(B, 1)]);
+        back.retain(|_| false);
+        assert!(back.is_empty());
+        assert_eq!(back, VersionVector::new());
+        assert_eq!(VersionVector::new().plus(Dot::new(A, 3)).entries(), &[(A, 3)]);
+        let mut three = two.plus(Dot::new(Actor(0), 9));
+        assert_eq!(three.entries(), &[(Actor(0), 9), (A, 1), (B, 1)]);
+        three.raise(B, 4);
+        assert_eq!(three.get(B), 4);
+    }
 
     #[test]
     fn raise_keeps_sorted_maximum_and_skips_zero() {
