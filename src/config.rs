@@ -132,6 +132,11 @@ pub struct Config {
     pub tombstone_grace: u64,
     /// Writes that would leave a key with more siblings are refused.
     pub max_siblings: usize,
+    /// Whether a write a replica missed is kept as a hint and handed to it
+    /// when it is back.
+    pub hinted_handoff: bool,
+    /// Bytes per second of hints handed back, at most.
+    pub hint_delivery_rate: ByteSize,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_timeout: u64,
 }
@@ -163,6 +168,8 @@ impl Default for Config {
             object_cache_size: ByteSize(256 * 1024 * 1024),
             tombstone_grace: 3600,
             max_siblings: 100,
+            hinted_handoff: true,
+            hint_delivery_rate: ByteSize(10 * 1024 * 1024),
             shutdown_timeout: 10,
         }
     }

@@ -35,7 +35,8 @@
 //! | [`mutation`] | what plain Redis writes do to a value, as data (pure) | — |
 //! | [`version`] | dots, version vectors, sibling sets, contexts and their encoding (pure) | — |
 //! | [`ring`] | MD5 positions, partitions, claim, preference lists (pure) | `version` (node ids) |
-//! | [`storage`] | the only module that touches fjall: shards (a fjall database each, with keyspaces `data` and `reap`, holding a share of the partitions) and the root's `meta`; a worker thread per shard with group commit; the object cache; the actor this process writes as | `version`, `ring` |
+//! | [`storage`] | the only module that touches fjall: shards (a fjall database each, with keyspaces `data`, `reap` and `hints`, holding a share of the partitions) and the root's `meta`; a worker thread per shard with group commit; the object cache; the actor this process writes as | `version`, `ring` |
+//! | [`handoff`] | hinted handoff: delivering the hints a coordinator keeps for replicas that missed a write, once they are back | `storage`, `membership`, `rpc`, `metrics` |
 //! | [`metrics`] | counters behind INFO; the hook through which the binary's allocator reports its count | — |
 //! | [`glob`] | Redis glob patterns (pure) | — |
 //! | [`join`] | running borrowed futures concurrently | — |
@@ -43,9 +44,9 @@
 //! | [`clock`] | the wall clock, in milliseconds | — |
 //! | [`random`] | random 64-bit numbers (ids, gossip partners) | — |
 //!
-//! Still to come, each in the module ../shared/DESIGN.md names: hinted
-//! handoff and ownership transfer (`handoff`), Merkle anti-entropy
-//! (`antientropy`).
+//! Still to come, each in the module ../shared/DESIGN.md names: fallback
+//! nodes (sloppy quorum) and ownership transfer (`handoff`), Merkle
+//! anti-entropy (`antientropy`).
 //!
 //! # Rules
 //!
@@ -118,6 +119,13 @@
 //!   merges the other replicas' copies, read at quorum), so a forged,
 //!   corrupt or misdirected context cannot make replicas drop acknowledged
 //!   writes it never saw.
+//! - **A coordinator's hint names the key, not the value.** DESIGN's hints
+//!   hold the write. A hint kept by the coordinator (a replica of the key,
+//!   which holds the write in its data) records only which replica missed
+//!   which key (`storage`'s `hints` keyspace, per shard); delivery sends
+//!   the key's current object, which includes the write and anything after
+//!   it. Hints kept by fallback nodes (sloppy quorum, still to come) will
+//!   hold the objects themselves.
 //! - **Tombstones in a cluster are kept for now.** DESIGN reaps a tombstone
 //!   once all replicas have it; nothing yet tells a node that (hinted
 //!   handoff and anti-entropy will). Until then, with N > 1 a node
@@ -132,6 +140,7 @@ pub mod config;
 pub mod coordinator;
 pub mod error;
 pub mod glob;
+pub mod handoff;
 pub mod join;
 pub mod membership;
 pub mod metrics;

@@ -34,6 +34,10 @@ pub struct Metrics {
     pub writes_forwarded: AtomicU64,
     /// Merged objects sent to replicas that answered a read with less.
     pub read_repairs: AtomicU64,
+    /// Hints taken for replicas that missed a write.
+    pub hints_stored: AtomicU64,
+    /// Hints handed to their replica (or found no longer needed).
+    pub hints_delivered: AtomicU64,
     /// Error replies sent to clients.
     pub errors: ErrorStats,
     /// Requests that missed their quorum.
@@ -60,6 +64,8 @@ impl Default for Metrics {
             sibling_warnings: AtomicU64::new(0),
             writes_forwarded: AtomicU64::new(0),
             read_repairs: AtomicU64::new(0),
+            hints_stored: AtomicU64::new(0),
+            hints_delivered: AtomicU64::new(0),
             errors: ErrorStats::default(),
             noquorums: AtomicU64::new(0),
             last_noquorum: Mutex::new(String::new()),

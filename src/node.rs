@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, Durability};
 use crate::coordinator::{self, Coordinator};
 use crate::error::{Error, Result};
+use crate::handoff;
 use crate::membership::{self, Membership};
 use crate::metrics::Metrics;
 use crate::resp;
@@ -151,6 +152,7 @@ impl Node {
             w,
             max_siblings: config.max_siblings,
             max_value_len: usize::try_from(config.proto_max_bulk_len.0).unwrap_or(usize::MAX),
+            hinted_handoff: config.hinted_handoff,
         };
         let metrics = Arc::new(Metrics::default());
         let coordinator = Arc::new(Coordinator::new(
@@ -160,8 +162,13 @@ impl Node {
             Arc::clone(&metrics),
             settings,
         ));
-        let server =
-            Arc::new(resp::Server::new(Arc::clone(&coordinator), Arc::clone(&config), metrics, addr, run_id()));
+        let server = Arc::new(resp::Server::new(
+            Arc::clone(&coordinator),
+            Arc::clone(&config),
+            Arc::clone(&metrics),
+            addr,
+            run_id(),
+        ));
         let service =
             Arc::new(PeerService { coordinator: Arc::clone(&coordinator), membership: Arc::clone(&membership) });
         let peer_tasks = Tracker::default();
@@ -177,6 +184,14 @@ impl Node {
         ))];
         membership.begin().await?;
         tasks.push(tokio::spawn(Arc::clone(&membership).run(stop.clone())));
+        let handoff = handoff::Handoff {
+            store: Arc::clone(&store),
+            membership: Arc::clone(&membership),
+            peers: peers.clone(),
+            metrics: Arc::clone(&metrics),
+            rate: config.hint_delivery_rate.0,
+        };
+        tasks.push(tokio::spawn(handoff.run(stop.clone())));
         tasks.push(tokio::spawn(reaper(Arc::clone(&store), stop)));
         let client_task = tokio::spawn(resp::serve(listener, server, client_stop));
         let cluster = membership.cluster().map_or_else(|| "joining".to_string(), |c| format!("{:016x}", c.id));

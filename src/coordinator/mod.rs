@@ -66,6 +66,8 @@ pub struct Settings {
     /// The longest value a write may leave (`proto-max-bulk-len`); a
     /// context write may not leave more than twice this in live values.
     pub max_value_len: usize,
+    /// Whether a replica that misses a write gets it later from a hint.
+    pub hinted_handoff: bool,
 }
 
 /// A key's versions as the context commands see them.

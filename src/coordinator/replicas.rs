@@ -576,7 +576,12 @@ impl Coordinator {
         let calls: Vec<(usize, Call<()>)> = (0..place.replicas().len())
             .filter(|&i| place.me != Some(i))
             .map(|i| {
-                let call = merge_call(&self.store, &self.peers, place, i, key, object.clone());
+                let call = self.hint_on_failure(
+                    place,
+                    i,
+                    key,
+                    merge_call(&self.store, &self.peers, place, i, key, object.clone()),
+                );
                 if place.up(i) {
                     (i, call)
                 } else {
@@ -603,6 +608,29 @@ impl Coordinator {
             Status::Reached => Ok(()),
             _ => Err(Error::NoQuorum { needed: w, got, outcome: Unmet::MaybeWritten }),
         }
+    }
+
+    /// `call`, the write of `key` to replica `i`, and if it fails, a hint
+    /// for that replica: this node (a replica, holding the write) hands
+    /// the key to it once it is back (see [`crate::handoff`]). The hint
+    /// does not count towards W. A call that timed out may have been
+    /// applied: delivering it again changes nothing.
+    fn hint_on_failure(&self, place: &Placement, i: usize, key: &Bytes, call: Call<()>) -> Call<()> {
+        if !self.settings.hinted_handoff || place.me.is_none() {
+            return call;
+        }
+        let (store, metrics) = (Arc::clone(&self.store), Arc::clone(&self.metrics));
+        let (target, hash, key) = (place.member(i).id, place.hash, key.clone());
+        Box::pin(async move {
+            let result = call.await;
+            if result.is_err() {
+                match store.add_hint(target, hash, &key).await {
+                    Ok(()) => metrics::add(&metrics.hints_stored, 1),
+                    Err(e) => tracing::warn!("could not keep a hint for {target}: {e}"),
+                }
+            }
+            result
+        })
     }
 
     /// Sends `request` to the first replica that can be reached, in

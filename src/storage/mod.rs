@@ -29,7 +29,7 @@ mod shard;
 mod stats;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
@@ -95,6 +95,25 @@ pub struct Entry {
     pub hash: u64,
     pub key: Bytes,
     pub object: Object,
+}
+
+/// A write this node holds for a replica that missed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hint {
+    pub hash: u64,
+    pub key: Bytes,
+    /// When the hint was taken, in milliseconds since the epoch.
+    pub since: u64,
+    /// Renewed each time the hint is taken again.
+    token: u64,
+}
+
+impl Hint {
+    /// A stored hint's value: (since, token).
+    fn parse(v: &[u8]) -> (u64, u64) {
+        let word = |at: usize| v.get(at..at + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes);
+        (word(0), word(8))
+    }
 }
 
 /// Work queued on a worker: run in a batch, then told whether the batch
@@ -237,6 +256,8 @@ struct Shared {
     grace_ms: u64,
     reap_objects: AtomicBool,
     stats: stats::Stats,
+    /// Hints held, over every shard.
+    hints: AtomicU64,
     dots: Dots,
     /// What a clean stop of the previous process left: its actor and last
     /// counter, until membership takes it.
@@ -355,6 +376,7 @@ impl Store {
         let shards = shard::open_all(&opts.path, &root, &meta, partitioner, workers, opts.cache_bytes)?;
         let stats = stats::Stats::new(opts.partitions);
         count(&shards, partitioner, &stats)?;
+        let hints = shards.iter().map(|s| s.hints.iter().count() as u64).sum();
         let persist_mode = if opts.fsync { PersistMode::SyncData } else { PersistMode::Buffer };
         let per_shard = usize::try_from(opts.object_cache_bytes).unwrap_or(usize::MAX) / workers / CACHE_SHARDS;
         let shared = Arc::new(Shared {
@@ -366,6 +388,7 @@ impl Store {
             grace_ms: opts.tombstone_grace_ms,
             reap_objects: AtomicBool::new(opts.reap_objects),
             stats,
+            hints: AtomicU64::new(hints),
             dots: Dots::new(),
             resumable: Mutex::new(resumable),
             node,
@@ -586,16 +609,95 @@ impl Store {
                     .data
                     .clear()
                     .and_then(|()| shard.reap.clear())
+                    .and_then(|()| shard.hints.clear())
                     .and_then(|()| shard.db.persist(shared.persist_mode))
                     .map_err(storage)
             });
             shared.stats.reset();
+            shared.hints.store(0, Ordering::Relaxed);
             barrier.wait();
             result
         })
         .await
         .map_err(|_| Error::ShuttingDown)??;
         if stopped { Err(Error::ShuttingDown) } else { Ok(()) }
+    }
+
+    /// Records that replica `target` missed the write of `key` (at ring
+    /// position `hash`), which this node holds: a hint, made durable with
+    /// its shard's next batch, until [`remove_hint`](Self::remove_hint).
+    /// Taking it again keeps the first time it was taken but renews its
+    /// token, so a delivery under way does not remove it.
+    ///
+    /// # Errors
+    /// Storage failures, or shutdown.
+    pub async fn add_hint(&self, target: NodeId, hash: u64, key: &[u8]) -> Result<()> {
+        let k = hint_key(target, &data_key(hash, key));
+        self.run(hash, move |w| {
+            let since = match w.shard.hints.get(&k).map_err(storage)? {
+                Some(v) => Hint::parse(&v).0,
+                None => {
+                    w.shared.hints.fetch_add(1, Ordering::Relaxed);
+                    crate::clock::now_ms()
+                }
+            };
+            let mut v = [0u8; 16];
+            v[..8].copy_from_slice(&since.to_be_bytes());
+            v[8..].copy_from_slice(&crate::random::random_u64().to_be_bytes());
+            w.shard.hints.insert(k, v).map_err(storage)?;
+            w.dirty = true;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Forgets `hint`, unless it was taken again since it was read (a
+    /// newer write the replica also missed): the write reached its replica
+    /// (or no longer concerns it).
+    ///
+    /// # Errors
+    /// Storage failures, or shutdown.
+    pub async fn remove_hint(&self, target: NodeId, hint: &Hint) -> Result<()> {
+        let k = hint_key(target, &data_key(hint.hash, &hint.key));
+        let token = hint.token;
+        self.run(hint.hash, move |w| {
+            if w.shard.hints.get(&k).map_err(storage)?.is_some_and(|v| Hint::parse(&v).1 == token) {
+                w.shard.hints.remove(k).map_err(storage)?;
+                w.shared.hints.fetch_sub(1, Ordering::Relaxed);
+                w.dirty = true;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Up to `limit` hints for `target`, in no particular order across
+    /// shards.
+    ///
+    /// # Errors
+    /// Storage failures, or shutdown.
+    pub async fn hints_for(&self, target: NodeId, limit: usize) -> Result<Vec<Hint>> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || -> Result<Vec<Hint>> {
+            let mut out = Vec::new();
+            for shard in &shared.shards {
+                for kv in shard.hints.prefix(target.0.to_be_bytes()).take(limit - out.len()) {
+                    let (k, v) = kv.into_inner().map_err(storage)?;
+                    let Some((hash, key)) = k.get(8..).and_then(split_data_key) else { continue };
+                    let (since, token) = Hint::parse(&v);
+                    out.push(Hint { hash, key: Bytes::copy_from_slice(key), since, token });
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Hints held, for every target.
+    #[must_use]
+    pub fn hints_held(&self) -> u64 {
+        self.shared.hints.load(Ordering::Relaxed)
     }
 
     /// Does the background work due by `now` (reclaiming expired values,
@@ -835,6 +937,14 @@ impl Worker<'_> {
         }
         Ok(())
     }
+}
+
+/// Where a hint for `target` about data key `data_key` is kept.
+fn hint_key(target: NodeId, data_key: &[u8]) -> Bytes {
+    let mut k = BytesMut::with_capacity(8 + data_key.len());
+    k.put_u64(target.0);
+    k.put_slice(data_key);
+    k.freeze()
 }
 
 fn reap_key(due: u64, data_key: &[u8]) -> Bytes {

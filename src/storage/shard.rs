@@ -35,6 +35,10 @@ pub(super) struct Shard {
     pub db: Database,
     pub data: Keyspace,
     pub reap: Keyspace,
+    /// Writes this node holds for replicas that missed them: the target
+    /// node's id, then the data key (`hint_key`); the value is when the
+    /// hint was taken (milliseconds, big-endian).
+    pub hints: Keyspace,
 }
 
 fn create_options() -> KeyspaceCreateOptions {
@@ -55,7 +59,8 @@ impl Shard {
             .map_err(storage)?;
         let data = db.keyspace("data", || create_options().max_memtable_size(MEMTABLE_BYTES)).map_err(storage)?;
         let reap = db.keyspace("reap", create_options).map_err(storage)?;
-        Ok(Self { db, data, reap })
+        let hints = db.keyspace("hints", create_options).map_err(storage)?;
+        Ok(Self { db, data, reap, hints })
     }
 
     /// Opens an existing shard as it is (tests).
@@ -137,27 +142,40 @@ fn settle(targets: &[Shard], source: &Keyspace, moved: &mut Vec<fjall::Slice>) -
 /// Idempotent: interrupted, it is run again to the same `to`.
 fn reshard(root: &Database, shards: &[Shard], partitioner: Partitioner, to: usize) -> Result<()> {
     let owner = |hash: u64| partitioner.of(hash) as usize % to;
-    let mut sources: Vec<(Option<usize>, Keyspace, bool)> = Vec::new();
-    for name in ["data", "reap"] {
+    // Which keyspace: data keys are keys; schedule entries and hints put
+    // eight bytes (a time, a node) before the data key.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Kind {
+        Data,
+        Reap,
+        Hints,
+    }
+    let mut sources: Vec<(Option<usize>, Keyspace, Kind)> = Vec::new();
+    for (name, kind) in [("data", Kind::Data), ("reap", Kind::Reap)] {
         if root.keyspace_exists(name) {
-            sources.push((None, root.keyspace(name, create_options).map_err(storage)?, name == "reap"));
+            sources.push((None, root.keyspace(name, create_options).map_err(storage)?, kind));
         }
     }
     for (i, shard) in shards.iter().enumerate() {
-        sources.push((Some(i), shard.data.clone(), false));
-        sources.push((Some(i), shard.reap.clone(), true));
+        sources.push((Some(i), shard.data.clone(), Kind::Data));
+        sources.push((Some(i), shard.reap.clone(), Kind::Reap));
+        sources.push((Some(i), shard.hints.clone(), Kind::Hints));
     }
     let mut moved: Vec<fjall::Slice> = Vec::new();
-    for (from, keyspace, is_reap) in &sources {
+    for (from, keyspace, kind) in &sources {
         for kv in keyspace.iter() {
             let (k, v) = kv.into_inner().map_err(storage)?;
-            let data_key = if *is_reap { k.get(8..) } else { Some(&k[..]) };
+            let data_key = if *kind == Kind::Data { Some(&k[..]) } else { k.get(8..) };
             let Some((hash, _)) = data_key.and_then(split_data_key) else { continue };
             let home = owner(hash);
             if *from == Some(home) {
                 continue;
             }
-            let target = if *is_reap { &shards[home].reap } else { &shards[home].data };
+            let target = match kind {
+                Kind::Data => &shards[home].data,
+                Kind::Reap => &shards[home].reap,
+                Kind::Hints => &shards[home].hints,
+            };
             target.insert(k.clone(), v).map_err(storage)?;
             moved.push(k);
             if moved.len() == MOVE_CHUNK {

@@ -30,6 +30,7 @@ const SECTIONS: &[&str] = &[
     "errorstats",
     "cluster",
     "versions",
+    "hints",
     "keyspace",
 ];
 
@@ -206,6 +207,13 @@ fn section(s: &Session, name: &str, disk: u64, out: &mut String) {
             line("max_siblings", &s.coordinator().settings().max_siblings);
             line("tombstones", &tally.tombstones);
             line("tombstone_grace_seconds", &server.config.tombstone_grace);
+        }
+        "hints" => {
+            let store = s.coordinator().store();
+            line("hinted_handoff", &u8::from(s.coordinator().settings().hinted_handoff));
+            line("hints_stored", &get(&m.hints_stored));
+            line("hints_delivered", &get(&m.hints_delivered));
+            line("hints_pending", &store.hints_held());
         }
         "keyspace" if tally.keys > 0 => {
             line("db0", &format!("keys={},expires={},avg_ttl=0", tally.keys, tally.expires))

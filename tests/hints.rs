@@ -1,0 +1,101 @@
+//! Hinted handoff: a replica that missed writes while it was down or cut
+//! off receives them from the coordinators' hints once it is back, without
+//! any client reading the keys.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::TestCluster;
+use common::reply::{info, set, where_is};
+use common::wait_for;
+use redis::Connection;
+
+/// Bound for every poll.
+const WAIT: Duration = Duration::from_secs(10);
+
+fn hints(c: &mut Connection, field: &str) -> u64 {
+    info(c, "hints", field).parse().expect("a number")
+}
+
+/// Node `node`'s copy of `key` as SHOAL.WHERE (through `via`) shows it:
+/// (values held, context); SHOAL.WHERE asks each replica for its copy and
+/// repairs nothing.
+fn copy_at(cluster: &TestCluster, via: &mut Connection, node: usize, key: &str) -> Option<(i64, String)> {
+    let port = cluster.port(node);
+    let (_, holders) = where_is(via, key);
+    let h = holders.into_iter().find(|h| h.port == port).expect("a replica");
+    h.copy.ok().map(|(_, values, context)| (values, context))
+}
+
+/// Waits until every replica, node `node` among them, holds each key of
+/// `keys` with one value, all alike.
+fn wait_caught_up(via: &mut Connection, node: usize, keys: &[String]) {
+    for k in keys {
+        wait_for(&format!("node {node} to receive {k}"), WAIT, || {
+            let (_, holders) = where_is(via, k);
+            let copies: Vec<_> = holders.iter().map(|h| h.copy.clone()).collect();
+            let all_same = copies.iter().all(|c| c.as_ref().is_ok_and(|c| c.1 == 1) && *c == copies[0]);
+            all_same.then_some(())
+        });
+    }
+}
+
+#[test]
+fn a_replica_that_was_down_receives_what_it_missed_from_hints() {
+    let mut cluster = TestCluster::start(3, 3, 2, 2);
+    cluster.stop(2);
+    let keys: Vec<String> = (0..300).map(|i| format!("hinted:{i}")).collect();
+    {
+        let mut c0 = cluster.client(0);
+        let mut c1 = cluster.client(1);
+        for (i, k) in keys.iter().enumerate() {
+            set(if i % 2 == 0 { &mut c0 } else { &mut c1 }, k, &format!("v {k}"));
+        }
+        // Every write missed node 2: one hint each, on its coordinator.
+        wait_for("the hints to be kept", WAIT, || {
+            (hints(&mut c0, "hints_pending") + hints(&mut c1, "hints_pending") == 300).then_some(())
+        });
+        assert_eq!(hints(&mut c0, "hints_stored") + hints(&mut c1, "hints_stored"), 300);
+        assert_eq!(info(&mut c0, "hints", "hinted_handoff"), "1");
+    }
+    // The hints survive a restart of the node that keeps them.
+    cluster.stop(0);
+    cluster.restart(0);
+    cluster.restart(2);
+    cluster.wait_all_up(WAIT);
+    let mut c0 = cluster.client(0);
+    let mut c1 = cluster.client(1);
+    // No client reads a key: node 2 catches up from the hints alone.
+    wait_caught_up(&mut c1, 2, &keys);
+    for k in &keys {
+        assert!(copy_at(&cluster, &mut c1, 2, k).is_some_and(|(values, _)| values == 1), "{k}");
+    }
+    wait_for("the delivered hints to go", WAIT, || {
+        (hints(&mut c0, "hints_pending") + hints(&mut c1, "hints_pending") == 0).then_some(())
+    });
+    assert_eq!(hints(&mut c0, "hints_delivered") + hints(&mut c1, "hints_delivered"), 300);
+    // No read repaired anything: the hints did it all.
+    for c in [&mut c0, &mut c1] {
+        assert_eq!(info(c, "cluster", "shoal_read_repairs"), "0");
+    }
+}
+
+#[test]
+fn a_replica_cut_off_receives_the_writes_once_the_cut_heals() {
+    let cluster = TestCluster::start(3, 3, 2, 2);
+    cluster.isolate(2);
+    let keys: Vec<String> = (0..100).map(|i| format!("cut:{i}")).collect();
+    let mut c0 = cluster.client(0);
+    for k in &keys {
+        set(&mut c0, k, "during the cut");
+    }
+    wait_for("the hints to be kept", WAIT, || (hints(&mut c0, "hints_pending") == 100).then_some(()));
+    cluster.heal();
+    cluster.wait_all_up(WAIT);
+    wait_caught_up(&mut c0, 2, &keys);
+    wait_for("the delivered hints to go", WAIT, || (hints(&mut c0, "hints_pending") == 0).then_some(()));
+    // A hint delivered again changes nothing: the writes are merged by
+    // their versions, so the copies stay equal (checked above) and one.
+    assert_eq!(hints(&mut c0, "hints_delivered"), 100);
+}
