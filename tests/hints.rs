@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::cluster::TestCluster;
 use common::reply::{info, set, where_is};
-use common::wait_for;
+use common::{Shoal, wait_for};
 use redis::Connection;
 
 /// Bound for every poll.
@@ -98,4 +98,52 @@ fn a_replica_cut_off_receives_the_writes_once_the_cut_heals() {
     // A hint delivered again changes nothing: the writes are merged by
     // their versions, so the copies stay equal (checked above) and one.
     assert_eq!(hints(&mut c0, "hints_delivered"), 100);
+}
+
+/// Waits until `node` sees `n` members, all up.
+fn wait_all_up(node: &Shoal, n: u64) {
+    wait_for(&format!("node on {} to see {n} members up", node.port), Duration::from_secs(30), || {
+        let mut c = node.client();
+        let up: u64 = info(&mut c, "cluster", "shoal_members_up").parse().expect("a number");
+        (up == n).then_some(())
+    });
+}
+
+/// Real processes: the node keeping hints is killed with SIGKILL before it
+/// could deliver them, and delivers them after its restart.
+#[test]
+fn hints_survive_a_kill_9_of_the_node_that_keeps_them() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = |name: &str| temp.path().join(name);
+    let env = [("SHOAL_N", "3"), ("SHOAL_R", "2"), ("SHOAL_W", "2")];
+    let a = Shoal::spawn(&dir("a"), &[], &env);
+    let seed = format!("127.0.0.1:{}", a.peer_port);
+    let b = Shoal::spawn(&dir("b"), &["--seeds", &seed], &[]);
+    let c = Shoal::spawn(&dir("c"), &["--seeds", &seed], &[]);
+    for node in [&a, &b, &c] {
+        wait_all_up(node, 3);
+    }
+    let (a_ports, c_ports) = ((a.port, a.peer_port), (c.port, c.peer_port));
+    c.kill9();
+    let keys: Vec<String> = (0..200).map(|i| format!("killed:{i}")).collect();
+    {
+        let mut ca = a.client();
+        for k in &keys {
+            set(&mut ca, k, &format!("v {k}"));
+        }
+        wait_for("the hints to be kept", WAIT, || (hints(&mut ca, "hints_pending") == 200).then_some(()));
+    }
+    a.kill9();
+    let c = Shoal::spawn_at(&dir("c"), c_ports.0, Some(c_ports.1), &["--seeds", &seed], &[]);
+    let a = Shoal::spawn_at(&dir("a"), a_ports.0, Some(a_ports.1), &[], &[]);
+    for node in [&a, &b, &c] {
+        wait_all_up(node, 3);
+    }
+    let mut cb = b.client();
+    wait_caught_up(&mut cb, 2, &keys);
+    let mut ca = a.client();
+    wait_for("the delivered hints to go", WAIT, || (hints(&mut ca, "hints_pending") == 0).then_some(()));
+    for node in [&a, &b, &c] {
+        assert_eq!(info(&mut node.client(), "cluster", "shoal_read_repairs"), "0", "no read repaired anything");
+    }
 }

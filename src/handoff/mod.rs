@@ -62,7 +62,7 @@ impl Handoff {
                     continue;
                 }
                 if let Err(e) = self.deliver(&view, member, &stop).await {
-                    tracing::info!(peer = %member.peer_addr, "hint delivery paused: {e}");
+                    tracing::debug!(peer = %member.peer_addr, "hint delivery paused: {e}");
                 }
                 if stop.is_stopped() {
                     return;
