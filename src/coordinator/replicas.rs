@@ -501,12 +501,18 @@ impl Coordinator {
         if status != Status::Reached {
             self.report_noquorum("read", r, got, failures(&answers));
         }
-        // Digests heard that differ from the final merge: those copies are
-        // fetched by the repair.
+        // Digests heard that differ from the merge: those copies are
+        // fetched by the repair. While copies are still on their way the
+        // merge may grow, so every digest heard is kept, to be compared with
+        // the final merge (a replica that vouched for an early merge may
+        // lack a write a later copy brings).
         let digest = merged.as_deref().map(Object::digest);
+        let merge_final = pending.is_empty();
         let mut digests = digests;
         digests.extend(heard.into_iter().filter_map(|h| match h.digest {
-            Ok(d) if d != digest => Some((h.replica, Box::pin(std::future::ready(Ok(d))) as Call<Option<u64>>)),
+            Ok(d) if d != digest || !merge_final => {
+                Some((h.replica, Box::pin(std::future::ready(Ok(d))) as Call<Option<u64>>))
+            }
             _ => None,
         }));
         self.repair_later(key, place, merged.as_deref(), Gathered { answers, pending, digests });
@@ -521,8 +527,9 @@ impl Coordinator {
     /// spawned.
     fn repair_later(&self, key: &Bytes, place: &Placement, merged: Option<&Object>, mut gathered: Gathered) {
         let agrees = |d: &Option<u64>| *d == merged.map(Object::digest);
+        let merge_final = gathered.pending.is_empty();
         gathered.digests.retain_mut(|(_, call)| match call.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(d)) if agrees(&d) => false,
+            Poll::Ready(Ok(d)) if merge_final && agrees(&d) => false,
             Poll::Ready(Ok(d)) => {
                 *call = Box::pin(std::future::ready(Ok(d)));
                 true

@@ -12,7 +12,8 @@
 //! merge is acknowledged after its journal persist), and only if no newer
 //! write renewed it meanwhile. Hints live in storage, so delivery resumes
 //! after a restart of either side. A hint whose key the replica no longer
-//! holds (the ring changed) is dropped.
+//! holds (the ring changed) is dropped; one the replica refuses (an error
+//! of its own for that key) is kept and passed over until the next round.
 //!
 //! Still to come (issue 11): fallback nodes taking writes on behalf of down
 //! replicas (sloppy quorum), and bounds on hints per replica.
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::membership::{Membership, View};
 use crate::metrics::{self, Metrics};
-use crate::rpc::{KvRequest, KvResponse, Member, Peers};
+use crate::rpc::{CallError, KvRequest, KvResponse, Member, Peers};
 use crate::shutdown::Stop;
 use crate::storage::Store;
 use crate::version::{Encoded, NodeId};
@@ -97,6 +98,13 @@ impl Handoff {
                         match self.peers.kv(&member.peer_addr, request).await {
                             Ok(KvResponse::Done) => {}
                             Ok(other) => break 'batches Err(format!("unexpected answer {other:?}")),
+                            // The replica refused this key (a storage
+                            // error there): keep the hint, go on with the
+                            // others.
+                            Err(CallError::Remote(e)) => {
+                                tracing::debug!(peer = %member.peer_addr, "a hint was refused: {e}");
+                                continue;
+                            }
                             Err(e) => break 'batches Err(e.to_string()),
                         }
                         sent += 1;
@@ -104,8 +112,9 @@ impl Handoff {
                     }
                     None => dropped += 1,
                 }
-                self.store.remove_hint(member.id, &hint).await.map_err(|e| e.to_string())?;
-                metrics::add(&self.metrics.hints_delivered, 1);
+                if self.store.remove_hint(member.id, &hint).await.map_err(|e| e.to_string())? {
+                    metrics::add(&self.metrics.hints_delivered, 1);
+                }
                 progress = true;
                 // At most `rate` bytes a second, on average since the start.
                 let due = Duration::from_secs_f64(bytes as f64 / self.rate.max(1) as f64);

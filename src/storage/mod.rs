@@ -614,7 +614,9 @@ impl Store {
                     .map_err(storage)
             });
             shared.stats.reset();
-            shared.hints.store(0, Ordering::Relaxed);
+            // Recounted: a shard whose clearing failed keeps its hints.
+            let hints = shared.shards.iter().map(|s| s.hints.iter().count() as u64).sum();
+            shared.hints.store(hints, Ordering::Relaxed);
             barrier.wait();
             result
         })
@@ -653,20 +655,21 @@ impl Store {
 
     /// Forgets `hint`, unless it was taken again since it was read (a
     /// newer write the replica also missed): the write reached its replica
-    /// (or no longer concerns it).
+    /// (or no longer concerns it). True if it was removed.
     ///
     /// # Errors
     /// Storage failures, or shutdown.
-    pub async fn remove_hint(&self, target: NodeId, hint: &Hint) -> Result<()> {
+    pub async fn remove_hint(&self, target: NodeId, hint: &Hint) -> Result<bool> {
         let k = hint_key(target, &data_key(hint.hash, &hint.key));
         let token = hint.token;
         self.run(hint.hash, move |w| {
-            if w.shard.hints.get(&k).map_err(storage)?.is_some_and(|v| Hint::parse(&v).1 == token) {
-                w.shard.hints.remove(k).map_err(storage)?;
-                w.shared.hints.fetch_sub(1, Ordering::Relaxed);
-                w.dirty = true;
+            if w.shard.hints.get(&k).map_err(storage)?.is_none_or(|v| Hint::parse(&v).1 != token) {
+                return Ok(false);
             }
-            Ok(())
+            w.shard.hints.remove(k).map_err(storage)?;
+            let _ = w.shared.hints.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+            w.dirty = true;
+            Ok(true)
         })
         .await
     }
