@@ -219,6 +219,9 @@ struct Member {
     percent: f64,
     keys: i64,
     bytes: i64,
+    /// Hints the node asked keeps for this member; 0 from a node that does
+    /// not report them.
+    hints: i64,
     me: bool,
 }
 
@@ -247,9 +250,21 @@ impl Status {
         );
         let mut members: Vec<&Member> = self.members.iter().collect();
         members.sort_by(|a, b| a.address.cmp(&b.address).then_with(|| a.id.cmp(&b.id)));
-        let header =
-            ["--", "id", "address", "peer", "status", "phi", "last heard", "partitions", "owns", "keys", "bytes"];
-        let rows: Vec<[String; 11]> = members
+        let header = [
+            "--",
+            "id",
+            "address",
+            "peer",
+            "status",
+            "phi",
+            "last heard",
+            "partitions",
+            "owns",
+            "keys",
+            "bytes",
+            "hints",
+        ];
+        let rows: Vec<[String; 12]> = members
             .iter()
             .map(|m| {
                 [
@@ -264,6 +279,7 @@ impl Status {
                     format!("{:.2}%", m.percent),
                     m.keys.to_string(),
                     size(m.bytes),
+                    m.hints.to_string(),
                 ]
             })
             .collect();
@@ -304,6 +320,7 @@ impl Member {
             percent: f.float("percent")?,
             keys: f.int("keys")?,
             bytes: f.int("bytes")?,
+            hints: f.int("hints").unwrap_or(0),
             me: f.int("self")? != 0,
         })
     }
@@ -364,9 +381,9 @@ mod tests {
         let table = Status::from_reply(reply).expect("a status").table();
         let expected = "\
 Cluster 8eeade81aeb47d17  partitions 256  N 3  effective N 3
---  id                address         peer             status  phi   last heard  partitions  owns    keys  bytes
-DN  0a1b2c3d4e5f6071  127.0.0.1:6379  127.0.0.1:16379  valid   12.3  14 s        85          33.20%  1200  512 B
-UP  b657bb7ef7a8928a  127.0.0.1:6380  127.0.0.1:16380  valid   0.0   0 ms        86          33.59%  0     64 MiB   (this node)
+--  id                address         peer             status  phi   last heard  partitions  owns    keys  bytes   hints
+DN  0a1b2c3d4e5f6071  127.0.0.1:6379  127.0.0.1:16379  valid   12.3  14 s        85          33.20%  1200  512 B   0
+UP  b657bb7ef7a8928a  127.0.0.1:6380  127.0.0.1:16380  valid   0.0   0 ms        86          33.59%  0     64 MiB  0   (this node)
 ";
         assert_eq!(table, expected);
     }

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::TestCluster;
-use common::reply::{info, set, where_is};
+use common::reply::{info, int, members, set, text, where_is};
 use common::{Shoal, wait_for};
 use redis::Connection;
 
@@ -57,6 +57,16 @@ fn a_replica_that_was_down_receives_what_it_missed_from_hints() {
             (hints(&mut c0, "hints_pending") + hints(&mut c1, "hints_pending") == 300).then_some(())
         });
         assert_eq!(hints(&mut c0, "hints_stored") + hints(&mut c1, "hints_stored"), 300);
+        // SHOAL.STATUS shows them by the member they are for.
+        let for_node_2 = |c: &mut Connection| -> i64 {
+            let port = cluster.port(2).to_string();
+            members(c)
+                .iter()
+                .filter(|m| text(&m["address"]).ends_with(&format!(":{port}")))
+                .map(|m| int(&m["hints"]))
+                .sum()
+        };
+        assert_eq!(for_node_2(&mut c0) + for_node_2(&mut c1), 300);
         assert_eq!(info(&mut c0, "hints", "hinted_handoff"), "1");
     }
     // The hints survive a restart of the node that keeps them.

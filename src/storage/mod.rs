@@ -28,8 +28,9 @@ mod meta;
 mod shard;
 mod stats;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
@@ -256,8 +257,8 @@ struct Shared {
     grace_ms: u64,
     reap_objects: AtomicBool,
     stats: stats::Stats,
-    /// Hints held, over every shard.
-    hints: AtomicU64,
+    /// Hints held, by the node they are for, over every shard.
+    hints: Mutex<HashMap<NodeId, u64>>,
     dots: Dots,
     /// What a clean stop of the previous process left: its actor and last
     /// counter, until membership takes it.
@@ -285,6 +286,10 @@ impl Shared {
         let hash = split_data_key(k).map_or(0, |(h, _)| h);
         let shard = self.worker_of(hash) * CACHE_SHARDS + (hash as usize % CACHE_SHARDS);
         self.caches[shard].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn hint_counts(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, u64>> {
+        self.hints.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Empties the cache shards of `worker`.
@@ -376,7 +381,7 @@ impl Store {
         let shards = shard::open_all(&opts.path, &root, &meta, partitioner, workers, opts.cache_bytes)?;
         let stats = stats::Stats::new(opts.partitions);
         count(&shards, partitioner, &stats)?;
-        let hints = shards.iter().map(|s| s.hints.iter().count() as u64).sum();
+        let hints = count_hints(&shards);
         let persist_mode = if opts.fsync { PersistMode::SyncData } else { PersistMode::Buffer };
         let per_shard = usize::try_from(opts.object_cache_bytes).unwrap_or(usize::MAX) / workers / CACHE_SHARDS;
         let shared = Arc::new(Shared {
@@ -388,7 +393,7 @@ impl Store {
             grace_ms: opts.tombstone_grace_ms,
             reap_objects: AtomicBool::new(opts.reap_objects),
             stats,
-            hints: AtomicU64::new(hints),
+            hints: Mutex::new(hints),
             dots: Dots::new(),
             resumable: Mutex::new(resumable),
             node,
@@ -615,8 +620,7 @@ impl Store {
             });
             shared.stats.reset();
             // Recounted: a shard whose clearing failed keeps its hints.
-            let hints = shared.shards.iter().map(|s| s.hints.iter().count() as u64).sum();
-            shared.hints.store(hints, Ordering::Relaxed);
+            *shared.hint_counts() = count_hints(&shared.shards);
             barrier.wait();
             result
         })
@@ -639,7 +643,7 @@ impl Store {
             let since = match w.shard.hints.get(&k).map_err(storage)? {
                 Some(v) => Hint::parse(&v).0,
                 None => {
-                    w.shared.hints.fetch_add(1, Ordering::Relaxed);
+                    *w.shared.hint_counts().entry(target).or_default() += 1;
                     crate::clock::now_ms()
                 }
             };
@@ -667,7 +671,14 @@ impl Store {
                 return Ok(false);
             }
             w.shard.hints.remove(k).map_err(storage)?;
-            let _ = w.shared.hints.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+            let mut counts = w.shared.hint_counts();
+            if let Some(n) = counts.get_mut(&target) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&target);
+                }
+            }
+            drop(counts);
             w.dirty = true;
             Ok(true)
         })
@@ -700,7 +711,13 @@ impl Store {
     /// Hints held, for every target.
     #[must_use]
     pub fn hints_held(&self) -> u64 {
-        self.shared.hints.load(Ordering::Relaxed)
+        self.shared.hint_counts().values().sum()
+    }
+
+    /// Hints held for `target`.
+    #[must_use]
+    pub fn hints_held_for(&self, target: NodeId) -> u64 {
+        self.shared.hint_counts().get(&target).copied().unwrap_or(0)
     }
 
     /// Does the background work due by `now` (reclaiming expired values,
@@ -940,6 +957,21 @@ impl Worker<'_> {
         }
         Ok(())
     }
+}
+
+/// The hints `shards` hold, by the node they are for.
+fn count_hints(shards: &[Shard]) -> HashMap<NodeId, u64> {
+    let mut counts = HashMap::new();
+    for shard in shards {
+        for kv in shard.hints.iter() {
+            if let Ok(k) = kv.key()
+                && let Some(target) = k.first_chunk::<8>()
+            {
+                *counts.entry(NodeId(u64::from_be_bytes(*target))).or_default() += 1;
+            }
+        }
+    }
+    counts
 }
 
 /// Where a hint for `target` about data key `data_key` is kept.

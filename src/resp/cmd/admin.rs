@@ -17,7 +17,8 @@ fn field(name: &'static str, value: Reply) -> (Reply, Reply) {
 /// SHOAL.STATUS → the cluster (id, Q, N, effective N) and one map per
 /// member: id, addresses, status, up or down as this node sees it and the
 /// failure detector's phi, when it was last heard from, the partitions it
-/// owns (and what share), the keys and bytes it holds.
+/// owns (and what share), the keys and bytes it holds, and the hints this
+/// node keeps for it (writes it missed, waiting to be handed over).
 pub async fn status(s: &Session, _: Args) -> Result<Reply> {
     let coordinator = s.coordinator();
     let view = coordinator.view();
@@ -41,6 +42,10 @@ pub async fn status(s: &Session, _: Args) -> Result<Reply> {
                 field("percent", Reply::Double((owned as f64 * 10_000.0 / f64::from(q.max(1))).round() / 100.0)),
                 field("keys", Reply::Int(m.keys as i64)),
                 field("bytes", Reply::Int(m.bytes as i64)),
+                field(
+                    "hints",
+                    Reply::Int(i64::try_from(coordinator.store().hints_held_for(m.entry.id)).unwrap_or(i64::MAX)),
+                ),
                 field("self", Reply::Int(i64::from(m.me))),
             ])
         })
