@@ -81,9 +81,6 @@ impl Handoff {
             if hints.is_empty() {
                 break Ok(());
             }
-            if sent + dropped == 0 {
-                tracing::info!(peer = %member.peer_addr, "handing hints to a replica that is back");
-            }
             let mut progress = false;
             for hint in hints {
                 if stop.is_stopped() {
@@ -106,6 +103,9 @@ impl Handoff {
                                 continue;
                             }
                             Err(e) => break 'batches Err(e.to_string()),
+                        }
+                        if sent == 0 {
+                            tracing::info!(peer = %member.peer_addr, "handing hints to a replica that is back");
                         }
                         sent += 1;
                         bytes += size;
