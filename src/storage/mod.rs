@@ -685,23 +685,39 @@ impl Store {
         .await
     }
 
-    /// Up to `limit` hints for `target`, in no particular order across
-    /// shards.
+    /// Up to `limit` hints for `target`, in key order (ring position,
+    /// then key) over all shards, starting after the hint `after` (a
+    /// cursor: the last hint of the previous call, so that a delivery
+    /// walks past the hints it removed instead of reading their
+    /// tombstones again).
     ///
     /// # Errors
     /// Storage failures, or shutdown.
-    pub async fn hints_for(&self, target: NodeId, limit: usize) -> Result<Vec<Hint>> {
+    pub async fn hints_for(&self, target: NodeId, after: Option<&Hint>, limit: usize) -> Result<Vec<Hint>> {
         let shared = Arc::clone(&self.shared);
+        let start = after.map(|h| hint_key(target, &data_key(h.hash, &h.key)));
         tokio::task::spawn_blocking(move || -> Result<Vec<Hint>> {
+            let prefix = target.0.to_be_bytes();
             let mut out = Vec::new();
             for shard in &shared.shards {
-                for kv in shard.hints.prefix(target.0.to_be_bytes()).take(limit - out.len()) {
+                let iter = match &start {
+                    Some(from) => shard
+                        .hints
+                        .range::<&[u8], _>((std::ops::Bound::Excluded(&from[..]), std::ops::Bound::Unbounded)),
+                    None => shard.hints.prefix(prefix),
+                };
+                for kv in iter.take(limit) {
                     let (k, v) = kv.into_inner().map_err(storage)?;
+                    if !k.starts_with(&prefix) {
+                        break;
+                    }
                     let Some((hash, key)) = k.get(8..).and_then(split_data_key) else { continue };
                     let (since, token) = Hint::parse(&v);
                     out.push(Hint { hash, key: Bytes::copy_from_slice(key), since, token });
                 }
             }
+            out.sort_by(|a, b| (a.hash, &a.key).cmp(&(b.hash, &b.key)));
+            out.truncate(limit);
             Ok(out)
         })
         .await
@@ -1045,6 +1061,46 @@ mod tests {
         assert_eq!(store.tally().keys, 50);
         let o = store.get(crate::ring::key_hash(b"k7"), b"k7").await.expect("get").expect("present");
         assert_eq!(o.live(2).and_then(|s| s.value.clone()), Some(Bytes::from_static(b"v")));
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn hints_are_read_in_key_order_across_shards_past_a_cursor_and_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path(), 3);
+        let (a, b) = (NodeId(7), NodeId(9));
+        let keys: Vec<String> = (0..100).map(|i| format!("h{i}")).collect();
+        for k in &keys {
+            let hash = crate::ring::key_hash(k.as_bytes());
+            store.add_hint(a, hash, k.as_bytes()).await.expect("hint");
+            store.add_hint(a, hash, k.as_bytes()).await.expect("taken again: still one");
+        }
+        store.add_hint(b, 1, b"other").await.expect("hint");
+        assert_eq!((store.hints_held(), store.hints_held_for(a), store.hints_held_for(b)), (101, 100, 1));
+        // Read in batches of 7: every hint for `a` once, in key order.
+        let (mut seen, mut after) = (Vec::new(), None);
+        loop {
+            let batch = store.hints_for(a, after.as_ref(), 7).await.expect("hints");
+            let Some(last) = batch.last().cloned() else { break };
+            seen.extend(batch);
+            after = Some(last);
+        }
+        assert_eq!(seen.len(), 100);
+        assert!(seen.windows(2).all(|w| (w[0].hash, &w[0].key) < (w[1].hash, &w[1].key)));
+        // A hint taken again after it was read is not removed by that read.
+        let renewed = &seen[0];
+        store.add_hint(a, renewed.hash, &renewed.key).await.expect("hint");
+        assert!(!store.remove_hint(a, renewed).await.expect("remove"));
+        for h in &seen[1..] {
+            assert!(store.remove_hint(a, h).await.expect("remove"));
+        }
+        assert_eq!((store.hints_held_for(a), store.hints_held_for(b)), (1, 1));
+        store.close().await.expect("close");
+        drop(store);
+        let store = open(dir.path(), 2);
+        assert_eq!((store.hints_held_for(a), store.hints_held_for(b)), (1, 1), "counted again at open, resharded");
+        let left = store.hints_for(a, None, 10).await.expect("hints");
+        assert_eq!(left.iter().map(|h| &h.key).collect::<Vec<_>>(), [&renewed.key]);
         store.close().await.expect("close");
     }
 
