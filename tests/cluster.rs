@@ -461,21 +461,28 @@ fn without_hints(n: usize, r: usize, w: usize) -> TestCluster {
     })
 }
 
+/// Writes 40 keys named `prefix:i` (value `v <key>`) through node `via`
+/// while node `down` is stopped, then restarts it and waits until all are
+/// up; returns the keys.
+fn written_while_down(cluster: &mut TestCluster, down: usize, via: usize, prefix: &str) -> Vec<String> {
+    cluster.stop(down);
+    let keys: Vec<String> = (0..40).map(|i| format!("{prefix}:{i}")).collect();
+    let mut c = cluster.client(via);
+    for k in &keys {
+        set(&mut c, k, &format!("v {k}"));
+    }
+    drop(c);
+    cluster.restart(down);
+    cluster.wait_all_up(WAIT);
+    keys
+}
+
 #[test]
 fn a_read_repairs_a_replica_that_missed_writes() {
     // Without hints, so that the replica that was down still lacks the
     // writes when it is read.
     let mut cluster = without_hints(3, 2, 2);
-    cluster.stop(2);
-    let keys: Vec<String> = (0..40).map(|i| format!("repair:{i}")).collect();
-    {
-        let mut c0 = cluster.client(0);
-        for k in &keys {
-            set(&mut c0, k, &format!("v {k}"));
-        }
-    }
-    cluster.restart(2);
-    cluster.wait_all_up(WAIT);
+    let keys = written_while_down(&mut cluster, 2, 0, "repair");
     let mut c2 = cluster.client(2);
     let node2 = cluster.port(2);
     // Node 2 missed every write.
@@ -551,16 +558,7 @@ fn a_read_repairs_a_replica_that_missed_writes() {
 #[test]
 fn a_read_at_r_1_repairs_from_the_digests_of_the_others() {
     let mut cluster = without_hints(3, 2, 2);
-    cluster.stop(0);
-    let keys: Vec<String> = (0..40).map(|i| format!("digest:{i}")).collect();
-    {
-        let mut c1 = cluster.client(1);
-        for k in &keys {
-            set(&mut c1, k, &format!("v {k}"));
-        }
-    }
-    cluster.restart(0);
-    cluster.wait_all_up(WAIT);
+    let keys = written_while_down(&mut cluster, 0, 1, "digest");
     let mut c0 = cluster.client(0);
     let node0 = cluster.port(0);
     let mine = |c: &mut Connection, k: &str| {

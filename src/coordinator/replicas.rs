@@ -155,19 +155,18 @@ pub(super) fn down(addr: &str) -> Error {
     Error::TryAgain(format!("{addr} is down"))
 }
 
-/// Polls each of `calls` once and takes out those that are done, with
-/// their results.
-fn take_ready<T>(calls: &mut Vec<(usize, Call<T>)>, cx: &mut Context<'_>) -> Vec<(usize, Result<T>)> {
-    let mut done = Vec::new();
+/// Polls each of `calls` once, takes out those that are done and hands
+/// each, with its result, to `done` (no collection in between: this runs
+/// on every poll of every replicated request).
+fn take_ready<T>(calls: &mut Vec<(usize, Call<T>)>, cx: &mut Context<'_>, mut done: impl FnMut(usize, Result<T>)) {
     let mut i = 0;
     while i < calls.len() {
         if let Poll::Ready(result) = calls[i].1.as_mut().poll(cx) {
-            done.push((calls.swap_remove(i).0, result));
+            done(calls.swap_remove(i).0, result);
         } else {
             i += 1;
         }
     }
-    done
 }
 
 /// Polls `pending` (calls by replica index) until `needed` succeed or that
@@ -183,10 +182,10 @@ async fn until_quorum<T>(
         return (Status::Reached, answers, pending);
     }
     let status = std::future::poll_fn(|cx| {
-        for (index, result) in take_ready(&mut pending, cx) {
+        take_ready(&mut pending, cx, |index, result| {
             let _ = if result.is_ok() { quorum.success() } else { quorum.failure() };
             answers.push((index, result));
-        }
+        });
         match quorum.status() {
             Status::Pending if !pending.is_empty() => Poll::Pending,
             status => Poll::Ready(status),
@@ -233,20 +232,22 @@ impl Read {
     ) -> Poll<Status> {
         loop {
             let mut changed = false;
-            for (replica, result) in take_ready(&mut self.copies, cx) {
+            let (answers, merged, vouched) = (&mut self.answers, &mut self.merged, &mut self.vouched);
+            take_ready(&mut self.copies, cx, |replica, result| {
                 if let Ok(answer) = &result {
-                    self.vouched += 1;
+                    *vouched += 1;
                     if let Some(o) = answer {
-                        merge_into(&mut self.merged, o);
+                        merge_into(merged, o);
                     }
                     changed = true;
                 }
-                self.answers.push((replica, result));
-            }
-            for (replica, digest) in take_ready(&mut self.digests, cx) {
-                self.heard.push(Heard { replica, digest, vouched: false });
+                answers.push((replica, result));
+            });
+            let heard = &mut self.heard;
+            take_ready(&mut self.digests, cx, |replica, digest| {
+                heard.push(Heard { replica, digest, vouched: false });
                 changed = true;
-            }
+            });
             // A digest vouches only against copies that arrived: with none,
             // "no copy" would match "no copy read".
             if changed && self.answers.iter().any(|(_, a)| a.is_ok()) {
@@ -620,21 +621,24 @@ impl Coordinator {
     /// `call`, the write of `key` to replica `i`, and if it fails, a hint
     /// for that replica: this node (a replica, holding the write) hands
     /// the key to it once it is back (see [`crate::handoff`]). The hint
-    /// does not count towards W. A call that timed out may have been
+    /// does not count towards W, so it is kept by a background task and
+    /// the failure counts at once. A call that timed out may have been
     /// applied: delivering it again changes nothing.
     fn hint_on_failure(&self, place: &Placement, i: usize, key: &Bytes, call: Call<()>) -> Call<()> {
         if !self.settings.hinted_handoff || place.me.is_none() {
             return call;
         }
-        let (store, metrics) = (Arc::clone(&self.store), Arc::clone(&self.metrics));
+        let (store, metrics, tasks) = (Arc::clone(&self.store), Arc::clone(&self.metrics), self.tasks.clone());
         let (target, hash, key) = (place.member(i).id, place.hash, key.clone());
         Box::pin(async move {
             let result = call.await;
             if result.is_err() {
-                match store.add_hint(target, hash, &key).await {
-                    Ok(()) => metrics::add(&metrics.hints_stored, 1),
-                    Err(e) => tracing::warn!("could not keep a hint for {target}: {e}"),
-                }
+                tasks.spawn(async move {
+                    match store.add_hint(target, hash, &key).await {
+                        Ok(()) => metrics::add(&metrics.hints_stored, 1),
+                        Err(e) => tracing::warn!("could not keep a hint for {target}: {e}"),
+                    }
+                });
             }
             result
         })
