@@ -664,13 +664,27 @@ fn connection_floods_silent_and_trickling_peers_are_bounded() {
     });
 
     // A flood past the bound, every connection silent: those past it are
-    // closed at once, the others held.
-    let mut flood: Vec<TcpStream> = (0..MAX_CONNECTIONS + 64).map(|_| connect(&node)).collect();
-    let closed = wait_for("the connections past the bound to be closed", WAIT, || {
-        let closed = flood.iter_mut().map(closed_now).filter(|&c| c).count();
-        (closed >= 64).then_some(closed)
-    });
-    assert!(closed <= 70, "{closed} closed: the ones within the bound are held\n{}", node.log());
+    // closed at once, the others held. That can be told apart only before
+    // the held ones reach the handshake timeout; a host too busy to get
+    // there in time (a loaded CI machine) floods again once every slot is
+    // free.
+    let mut attempts = 0;
+    let mut flood = loop {
+        attempts += 1;
+        let began = Instant::now();
+        let mut flood: Vec<TcpStream> = (0..MAX_CONNECTIONS + 64).map(|_| connect(&node)).collect();
+        let closed = wait_for("the connections past the bound to be closed", WAIT + HANDSHAKE_TIMEOUT, || {
+            let closed = flood.iter_mut().map(closed_now).filter(|&c| c).count();
+            (closed >= 64).then_some(closed)
+        });
+        if began.elapsed() < HANDSHAKE_TIMEOUT - Duration::from_millis(500) {
+            assert!(closed <= 70, "{closed} closed: the ones within the bound are held\n{}", node.log());
+            break flood;
+        }
+        assert!(attempts < 3, "three floods in a row took longer than the handshake timeout to judge");
+        drop(flood);
+        std::thread::sleep(HANDSHAKE_TIMEOUT + Duration::from_secs(1));
+    };
     // Redis clients do not notice.
     let mut client = node.client();
     let _: () = redis::cmd("SET").arg("during").arg("flood").query(&mut client).expect("SET during the flood");
