@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks shoal against redis-server on this machine, in the same run.
 #
-#   scripts/bench.sh [single|cluster|sweep|all] [ROUNDS]      (default: all 3)
+#   scripts/bench.sh [single|cluster|sweep|degraded|all] [ROUNDS]      (default: all 3)
 #
 # Builds shoal in release mode and starts, side by side on loopback:
 # Debian's redis-server twice, without persistence ("redis") and with an
@@ -23,7 +23,16 @@
 # sweep: single shoal nodes with K = 1, 2, … nproc storage threads
 # (SHOAL_STORAGE_THREADS), each on a fresh data directory, measured in turn
 # as above for SET at -P 1 and -P 16; prints a table of their own with the
-# ratio to K = 1. "all" runs the cluster table, then the sweep.
+# ratio to K = 1.
+#
+# degraded: a three-node cluster (N=3, R=W=2) measured as cluster/one,
+# healthy, then with its third node killed (SIGKILL; W=2 is still met, the
+# writes it misses become hints on their coordinator), then the third
+# node restarted: the table gives each test's throughput relative to the
+# healthy cluster in the same run, and the hints handed back, how long that
+# took and the rate (keys/s).
+#
+# "all" runs the cluster table, then the sweep, then degraded.
 #
 # Environment: N1, N16 requests per run at -P 1 / -P 16; SHOAL_ARGS extra
 # flags for every shoal node (e.g. "--durability fsync"); BENCH_PORT the
@@ -40,7 +49,7 @@ N16=${N16:-1000000}
 BASE=${BENCH_PORT:-16390}
 CORES=$(nproc)
 
-case "$MODE" in single | cluster | sweep | all) ;; *) echo "usage: scripts/bench.sh [single|cluster|sweep|all] [ROUNDS]"; exit 2 ;; esac
+case "$MODE" in single | cluster | sweep | degraded | all) ;; *) echo "usage: scripts/bench.sh [single|cluster|sweep|degraded|all] [ROUNDS]"; exit 2 ;; esac
 for tool in redis-server redis-benchmark redis-cli; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool is missing (apt-get install redis-server redis-tools)"; exit 1; }
 done
@@ -96,11 +105,18 @@ start_shoal() {
   pids+=("$!")
 }
 
-start_cluster() {
-  local port seeds ports=() node_pids=()
+# start_cluster_node PORT: one node of the three-node cluster (again, on
+# its data directory, after a restart).
+start_cluster_node() {
+  local seeds
   seeds=$(printf '127.0.0.1:%s,' $((BASE + 10002)) $((BASE + 10003)) $((BASE + 10004)))
+  start_shoal "cluster-$1" "$1" SHOAL_N=3 SHOAL_R=2 SHOAL_W=2 SHOAL_SEEDS="${seeds%,}"
+}
+
+start_cluster() {
+  local port ports=() node_pids=()
   for port in $((BASE + 2)) $((BASE + 3)) $((BASE + 4)); do
-    start_shoal "cluster-$port" "$port" SHOAL_N=3 SHOAL_R=2 SHOAL_W=2 SHOAL_SEEDS="${seeds%,}"
+    start_cluster_node "$port"
     ports+=("$port"); node_pids+=("$!")
   done
   for i in 0 1 2; do wait_up "${ports[$i]}" "${node_pids[$i]}"; done
@@ -242,9 +258,69 @@ sweep() {
   done
 }
 
+# info_sum FIELD PORT...: an INFO field summed over nodes.
+info_sum() {
+  local field=$1 port total=0
+  shift
+  for port in "$@"; do
+    total=$((total + $(redis-cli -p "$port" info all | tr -d '\r' | awk -F: -v f="$field" '$1 == f { print $2 }')))
+  done
+  echo "$total"
+}
+
+degraded() {
+  local ports pids pipeline test f healthy down hints t0 t1 members
+  start_cluster
+  read -ra ports <<<"${PORTS[cluster/one]}"
+  read -ra pids <<<"${PIDS[cluster/one]}"
+  echo "one node of three down, $CORES cores, $(date -u +%Y-%m-%d): cluster/one (N=3, R=W=2), healthy, then its third node killed"
+  echo "redis-benchmark -c 50 -d 64 -r 100000 through the first node; median of $ROUNDS rounds; x_healthy = rps down / rps healthy"
+  for pipeline in 1 16; do
+    for test in set get; do
+      measure "$test" "$pipeline" cluster/one
+      cp "$(file_of cluster/one)" "$work/healthy-$test-$pipeline"
+    done
+  done
+  kill -9 "${pids[2]}"
+  wait "${pids[2]}" 2>/dev/null || true
+  for _ in $(seq 400); do
+    members=$(redis-cli -p "${ports[0]}" info cluster | tr -d '\r' | awk -F: '$1 == "shoal_members_up" { print $2 }')
+    [ "$members" = 2 ] && break
+    sleep 0.05
+  done
+  [ "$members" = 2 ] || { echo "bench.sh: the killed node is not seen down"; exit 1; }
+  PIDS[cluster/one]="${pids[0]} ${pids[1]}"
+  printf '%-10s %12s %12s %10s %8s %8s %8s
+' test healthy_rps down_rps x_healthy p50_ms p99_ms cpu_us
+  for pipeline in 1 16; do
+    for test in set get; do
+      measure "$test" "$pipeline" cluster/one
+      f=$(file_of cluster/one)
+      healthy=$(col "$work/healthy-$test-$pipeline" 1); down=$(col "$f" 1)
+      printf '%-10s %12.0f %12.0f %10.2f %8s %8s %8s
+' "${test^^}/P$pipeline" "$healthy" "$down" \
+        "$(ratio "$down" "$healthy")" "$(col "$f" 2)" "$(col "$f" 3)" "$(col "$f" 4)"
+    done
+  done
+  hints=$(info_sum hints_pending "${ports[0]}" "${ports[1]}")
+  start_cluster_node "${ports[2]}"
+  pids+=("$!")
+  t0=$(date +%s.%N)
+  wait_up "${ports[2]}" "$!"
+  for _ in $(seq 6000); do
+    [ "$(info_sum hints_pending "${ports[0]}" "${ports[1]}")" = 0 ] && break
+    sleep 0.05
+  done
+  t1=$(date +%s.%N)
+  [ "$(info_sum hints_pending "${ports[0]}" "${ports[1]}")" = 0 ] || { echo "bench.sh: hints not handed back within 300 s"; exit 1; }
+  printf 'hints handed back after the restart: %d keys in %.1f s (from the restart), %.0f keys/s\n' \
+    "$hints" "$(ratio "($t1 - $t0)" 1)" "$(ratio "$hints" "($t1 - $t0)")"
+}
+
 case "$MODE" in
   single | cluster) compare ;;
   sweep) sweep ;;
+  degraded) degraded ;;
   all)
     compare
     # The sweep runs alone: the servers above would take their share of
@@ -252,5 +328,8 @@ case "$MODE" in
     stop_all
     echo
     sweep
+    stop_all
+    echo
+    degraded
     ;;
 esac

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Starts, stops and shows the three-node loopback example in conf/cluster/.
+# Starts, stops and shows the loopback example in conf/cluster/: three
+# nodes, or five with nodes 4 and 5.
 #
 #   scripts/cluster.sh start  [NODE...]   start nodes (default: 1 2 3)
-#   scripts/cluster.sh stop   [NODE...]   stop nodes with SIGTERM
+#   scripts/cluster.sh stop   [NODE...]   stop nodes with SIGTERM (default: all that ran)
 #   scripts/cluster.sh status [NODE...]   which nodes run, and the cluster as one sees it
 #
 # Data, logs and pids go under $CLUSTER_DIR (default ./.shoal-cluster).
@@ -15,7 +16,15 @@ BIN=${CARGO_TARGET_DIR:-target}/release/shoal
 action=${1:-status}
 shift || true
 nodes=("$@")
-[ ${#nodes[@]} -gt 0 ] || nodes=(1 2 3)
+if [ ${#nodes[@]} -eq 0 ]; then
+  nodes=(1 2 3)
+  # Stop and status also cover nodes 4 and 5 once they have run.
+  if [ "$action" != start ]; then
+    for n in 4 5; do [ -d "$DIR/node$n" ] && nodes+=("$n"); done
+  fi
+fi
+# A start waits until the nodes know at least this many members.
+want=$(( ${#nodes[@]} > 3 ? ${#nodes[@]} : 3 ))
 
 port_of() { echo $((6378 + $1)); }
 pid_of() { cat "$DIR/node$1.pid" 2>/dev/null || true; }
@@ -43,16 +52,17 @@ case "$action" in
       done
       echo "node $n: pid $(pid_of "$n"), clients on 127.0.0.1:$port, data in $DIR/node$n"
     done
-    # Ready once every node started has joined the cluster and knows the
-    # example's three members.
+    # Ready once every node started has joined the cluster and knows at
+    # least the example's three members (or as many as were started).
+    members() { redis-cli -p "$1" info cluster 2>/dev/null | sed -n 's/^shoal_members:\([0-9]*\).*/\1/p'; }
     for n in "${nodes[@]}"; do
       port=$(port_of "$n")
       for _ in $(seq 100); do
-        redis-cli -p "$port" info cluster 2>/dev/null | grep -q '^shoal_members:3' && break
+        [ "$(members "$port")" -ge "$want" ] 2>/dev/null && break
         sleep 0.1
       done
-      redis-cli -p "$port" info cluster 2>/dev/null | grep -q '^shoal_members:3' \
-        || echo "node $n does not know all three members yet (another node down?); see $DIR/node$n.log"
+      [ "$(members "$port")" -ge "$want" ] 2>/dev/null \
+        || echo "node $n does not know $want members yet (another node down?); see $DIR/node$n.log"
     done
     ;;
   stop)

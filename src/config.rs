@@ -137,6 +137,16 @@ pub struct Config {
     pub hinted_handoff: bool,
     /// Bytes per second of hints handed back, at most.
     pub hint_delivery_rate: ByteSize,
+    /// Seconds of hints kept per node: once the oldest hint for a node is
+    /// this old, new ones are refused (the partitions are marked for
+    /// repair instead).
+    pub hint_window: u64,
+    /// Bytes of hints kept per node at most; past them, likewise.
+    pub hint_max_bytes: ByteSize,
+    /// Whether a fallback may stand in for a replica that is down, its
+    /// acknowledgement counting towards W (sloppy quorum); else only a
+    /// key's own replicas count.
+    pub sloppy_quorum: bool,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_timeout: u64,
 }
@@ -170,6 +180,9 @@ impl Default for Config {
             max_siblings: 100,
             hinted_handoff: true,
             hint_delivery_rate: ByteSize(10 * 1024 * 1024),
+            hint_window: 3 * 3600,
+            hint_max_bytes: ByteSize(1024 * 1024 * 1024),
+            sloppy_quorum: true,
             shutdown_timeout: 10,
         }
     }
@@ -241,6 +254,9 @@ impl Config {
         }
         if self.client_query_buffer_limit.0 < 1024 * 1024 {
             return bad("client-query-buffer-limit must be at least 1mb".into());
+        }
+        if self.hint_window == 0 {
+            return bad("hint-window must be at least 1 second".into());
         }
         if self.bind.parse::<std::net::IpAddr>().is_err() {
             return bad(format!("bind = {:?} is not an IP address", self.bind));

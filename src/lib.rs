@@ -29,14 +29,14 @@
 //! | [`error`] | the crate `Error`; the one place errors become RESP error lines | — |
 //! | [`node`] | composition root: opens storage, binds the ports, wires membership, peers and coordinator, answers peers, owns the staged shutdown | all |
 //! | [`resp`] | the Redis protocol: connections, request decoding (multibulk and inline), the command table, one file per command family, reply encoding (RESP2/RESP3), MULTI/EXEC | `coordinator`, `config`, `metrics` |
-//! | [`coordinator`] | reads and writes of keys: quorum reads with read repair, replicated writes, forwarding, cluster-wide SCAN/DBSIZE/FLUSHALL, and what a node does for its peers | `membership`, `rpc`, `storage`, `version`, `mutation`, `ring` |
+//! | [`coordinator`] | reads and writes of keys: sloppy-quorum reads with read repair and replicated writes (fallbacks standing in for replicas that are down; PW/PR), forwarding, cluster-wide SCAN/DBSIZE/FLUSHALL, and what a node does for its peers | `membership`, `rpc`, `storage`, `version`, `mutation`, `ring` |
 //! | [`membership`] | the cluster record, the member table spread by gossip (`table`), the phi-accrual failure detector (`detector`), and the `View` the coordinator reads: members, who is up, the ring, effective N | `rpc`, `ring`, `storage` (`meta`) |
 //! | [`rpc`] | the peer wire protocol: handshake with versions and cluster identity (`wire`), messages by subsystem (`kv`, `gossip`); multiplexed client with typed errors, timeouts, backoff and a fault seam for tests; server | `version`, `mutation` |
 //! | [`mutation`] | what plain Redis writes do to a value, as data (pure) | — |
 //! | [`version`] | dots, version vectors, sibling sets, contexts and their encoding (pure) | — |
 //! | [`ring`] | MD5 positions, partitions, claim, preference lists (pure) | `version` (node ids) |
 //! | [`storage`] | the only module that touches fjall: shards (a fjall database each, with keyspaces `data`, `reap` and `hints`, holding a share of the partitions) and the root's `meta`; a worker thread per shard with group commit; the object cache; the actor this process writes as | `version`, `ring` |
-//! | [`handoff`] | hinted handoff: delivering the hints a coordinator keeps for replicas that missed a write, once they are back | `storage`, `membership`, `rpc`, `metrics` |
+//! | [`handoff`] | hinted handoff: delivering the hints this node keeps (as a coordinator for replicas that missed a write, or as a fallback standing in for a replica that was down) once their node is back, or to the key's current replicas once the ring moved | `storage`, `membership`, `rpc`, `metrics` |
 //! | [`metrics`] | counters behind INFO; the hook through which the binary's allocator reports its count | — |
 //! | [`glob`] | Redis glob patterns (pure) | — |
 //! | [`join`] | running borrowed futures concurrently | — |
@@ -44,9 +44,8 @@
 //! | [`clock`] | the wall clock, in milliseconds | — |
 //! | [`random`] | random 64-bit numbers (ids, gossip partners) | — |
 //!
-//! Still to come, each in the module ../shared/DESIGN.md names: fallback
-//! nodes (sloppy quorum) and ownership transfer (`handoff`), Merkle
-//! anti-entropy (`antientropy`).
+//! Still to come, each in the module ../shared/DESIGN.md names: ownership
+//! transfer (`handoff`), Merkle anti-entropy (`antientropy`).
 //!
 //! # Rules
 //!
@@ -124,8 +123,13 @@
 //!   which holds the write in its data) records only which replica missed
 //!   which key (`storage`'s `hints` keyspace, per shard); delivery sends
 //!   the key's current object, which includes the write and anything after
-//!   it. Hints kept by fallback nodes (sloppy quorum, still to come) will
-//!   hold the objects themselves.
+//!   it. A hint kept by a fallback standing in for a replica holds the
+//!   object itself, as DESIGN says.
+//! - **Only a replica coordinates a write.** With every replica of a key
+//!   down, a fallback could coordinate in Dynamo; here the write is refused
+//!   (NOQUORUM, nothing written), as a context write needs the
+//!   coordinator's own copy to hold what it supersedes. With N = 3 that
+//!   takes three nodes of one preference list down at once.
 //! - **Tombstones in a cluster are kept for now.** DESIGN reaps a tombstone
 //!   once all replicas have it; nothing yet tells a node that (hinted
 //!   handoff and anti-entropy will). Until then, with N > 1 a node

@@ -8,10 +8,12 @@
 //! [`set_allocation_counter`], and INFO shows `total_allocations` only
 //! when one is registered (a library user's allocator may count nothing).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
+
+use crate::version::NodeId;
 
 /// Distinct error codes counted in `errorstats`, as in Redis; errors with
 /// other codes still count in the total.
@@ -38,6 +40,8 @@ pub struct Metrics {
     pub hints_stored: AtomicU64,
     /// Hints handed to their replica (or found no longer needed).
     pub hints_delivered: AtomicU64,
+    /// Hints refused, past the bounds on hints for their target.
+    pub hints_refused: AtomicU64,
     /// Error replies sent to clients.
     pub errors: ErrorStats,
     /// Requests that missed their quorum.
@@ -46,6 +50,27 @@ pub struct Metrics {
     pub last_noquorum: Mutex<String>,
     /// When a NOQUORUM was last logged (ms since the epoch).
     noquorum_logged: AtomicU64,
+    /// Hint deliveries under way, by the node they go to.
+    deliveries: Mutex<HashMap<NodeId, Delivery>>,
+}
+
+/// A hint delivery under way.
+#[derive(Clone, Copy, Debug)]
+pub struct Delivery {
+    pub started: Instant,
+    /// Hints held for the node when it started.
+    pub total: u64,
+    /// Hints handed over so far.
+    pub done: u64,
+}
+
+impl Delivery {
+    /// "done of total, rate keys/s", for SHOAL.STATUS.
+    #[must_use]
+    pub fn progress(&self) -> String {
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        format!("{} of {}, {:.0} keys/s", self.done, self.total, self.done as f64 / secs)
+    }
 }
 
 impl Default for Metrics {
@@ -66,10 +91,12 @@ impl Default for Metrics {
             read_repairs: AtomicU64::new(0),
             hints_stored: AtomicU64::new(0),
             hints_delivered: AtomicU64::new(0),
+            hints_refused: AtomicU64::new(0),
             errors: ErrorStats::default(),
             noquorums: AtomicU64::new(0),
             last_noquorum: Mutex::new(String::new()),
             noquorum_logged: AtomicU64::new(0),
+            deliveries: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -84,6 +111,22 @@ impl Metrics {
         let last = self.noquorum_logged.load(Ordering::Relaxed);
         now >= last + 1000
             && self.noquorum_logged.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+
+    /// Records the progress of a hint delivery to `node` (`None`: it
+    /// ended).
+    pub fn delivering(&self, node: NodeId, delivery: Option<Delivery>) {
+        let mut all = self.deliveries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match delivery {
+            Some(d) => all.insert(node, d),
+            None => all.remove(&node),
+        };
+    }
+
+    /// The hint delivery to `node` under way, if any.
+    #[must_use]
+    pub fn delivery(&self, node: NodeId) -> Option<Delivery> {
+        self.deliveries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&node).copied()
     }
 
     /// CONFIG RESETSTAT: zeroes the counters Redis resets (not the gauges,

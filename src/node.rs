@@ -121,6 +121,10 @@ impl Node {
             reap_objects: false,
             cache_bytes: config.cache_size.0,
             object_cache_bytes: config.object_cache_size.0,
+            hint_bounds: storage::HintBounds {
+                window_ms: config.hint_window.saturating_mul(1000),
+                max_bytes: config.hint_max_bytes.0,
+            },
         };
         let store =
             tokio::task::spawn_blocking(move || Store::open(&opts)).await.map_err(|_| Error::ShuttingDown)??;
@@ -153,6 +157,7 @@ impl Node {
             max_siblings: config.max_siblings,
             max_value_len: usize::try_from(config.proto_max_bulk_len.0).unwrap_or(usize::MAX),
             hinted_handoff: config.hinted_handoff,
+            sloppy_quorum: config.sloppy_quorum,
         };
         let metrics = Arc::new(Metrics::default());
         let coordinator = Arc::new(Coordinator::new(

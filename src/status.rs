@@ -222,6 +222,8 @@ struct Member {
     /// Hints the node asked keeps for this member; 0 from a node that does
     /// not report them.
     hints: i64,
+    /// How far this node's delivery of them is, while it runs.
+    delivering: String,
     me: bool,
 }
 
@@ -263,8 +265,9 @@ impl Status {
             "keys",
             "bytes",
             "hints",
+            "handing over",
         ];
-        let rows: Vec<[String; 12]> = members
+        let rows: Vec<[String; 13]> = members
             .iter()
             .map(|m| {
                 [
@@ -280,6 +283,7 @@ impl Status {
                     m.keys.to_string(),
                     size(m.bytes),
                     m.hints.to_string(),
+                    m.delivering.clone(),
                 ]
             })
             .collect();
@@ -321,6 +325,7 @@ impl Member {
             keys: f.int("keys")?,
             bytes: f.int("bytes")?,
             hints: f.int("hints").unwrap_or(0),
+            delivering: f.text("delivering").unwrap_or_default(),
             me: f.int("self")? != 0,
         })
     }
@@ -381,7 +386,7 @@ mod tests {
         let table = Status::from_reply(reply).expect("a status").table();
         let expected = "\
 Cluster 8eeade81aeb47d17  partitions 256  N 3  effective N 3
---  id                address         peer             status  phi   last heard  partitions  owns    keys  bytes   hints
+--  id                address         peer             status  phi   last heard  partitions  owns    keys  bytes   hints  handing over
 DN  0a1b2c3d4e5f6071  127.0.0.1:6379  127.0.0.1:16379  valid   12.3  14 s        85          33.20%  1200  512 B   0
 UP  b657bb7ef7a8928a  127.0.0.1:6380  127.0.0.1:16380  valid   0.0   0 ms        86          33.59%  0     64 MiB  0   (this node)
 ";

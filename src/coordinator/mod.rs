@@ -4,7 +4,11 @@
 //! A key's replicas are the first N distinct nodes of its preference list
 //! on the ring, N being the cluster's effective replication factor (see
 //! [`crate::membership::View`]); R and W are this node's defaults (or a
-//! request's own), never more than N.
+//! request's own), never more than N. With sloppy quorum (the default),
+//! a replica believed down is stood in for by the next node of the list
+//! believed up (a fallback): it takes the writes on the replica's behalf,
+//! keeps them as hints, answers reads from them, and counts towards R and
+//! W, but not towards a request's PR or PW (`replicas.rs`, `quorum.rs`).
 //!
 //! - **Reads** go to every replica; the reply is the merge of the first R
 //!   answers, and read repair brings stale replicas up to date afterwards
@@ -49,6 +53,7 @@ use crate::shutdown::Tracker;
 use crate::storage::{Change, MAX_KEY_LEN, Store, Tally};
 use crate::version::{Context, Encoded, NodeId, Object, Sibling};
 
+use quorum::Need;
 use replicas::{Placement, from_call};
 
 /// Siblings beyond which a write is logged and counted as a warning.
@@ -68,6 +73,8 @@ pub struct Settings {
     pub max_value_len: usize,
     /// Whether a replica that misses a write gets it later from a hint.
     pub hinted_handoff: bool,
+    /// Whether fallbacks stand in for replicas believed down.
+    pub sloppy_quorum: bool,
 }
 
 /// A key's versions as the context commands see them.
@@ -96,6 +103,9 @@ pub struct Holder {
     pub up: bool,
     /// Its copy of the key, or why it could not be asked.
     pub object: Result<Option<Object>, String>,
+    /// The nodes it keeps a hint about the key for (empty if it could not
+    /// be asked).
+    pub hints: Vec<NodeId>,
 }
 
 pub struct Coordinator {
@@ -123,6 +133,15 @@ fn value_of(object: Option<&Object>, now: u64) -> Option<Value> {
 
 fn unexpected(answer: &KvResponse) -> Error {
     Error::TryAgain(format!("unexpected answer from a peer: {answer:?}"))
+}
+
+/// A request's PW or PR: how many of the targets must be the key's
+/// replicas themselves (0 unless given), checked against N.
+fn primaries_of(given: Option<usize>, place: &Placement) -> Result<usize> {
+    match given {
+        None | Some(0) => Ok(0),
+        q => quorum_of(q, 0, place.n(), "PW/PR"),
+    }
 }
 
 /// A request's quorum: its own, checked against N, or the node's default,
@@ -184,7 +203,7 @@ impl Coordinator {
         if view.cluster.is_none() {
             return Err(Error::TryAgain("this node has not joined its cluster yet; waiting for a seed".into()));
         }
-        Ok(Placement::new(view, self.node_id(), hash))
+        Ok(Placement::new(view, self.node_id(), hash, self.settings.sloppy_quorum))
     }
 
     /// The default read quorum for `place`.
@@ -197,13 +216,13 @@ impl Coordinator {
         self.settings.w.min(place.n())
     }
 
-    /// The key's object, merged from `r` replicas.
-    async fn read_object(&self, key: &Bytes, place: &Placement, r: usize) -> Result<Option<Arc<Object>>> {
+    /// The key's object, merged from the targets `need` asks for.
+    async fn read_object(&self, key: &Bytes, place: &Placement, need: Need) -> Result<Option<Arc<Object>>> {
         metrics::add(&self.metrics.reads_coordinated, 1);
         if place.local_only() {
             return self.store.get(place.hash, key).await;
         }
-        self.read_replicas(key, place, r).await
+        self.read_replicas(key, place, need).await
     }
 
     /// The live value of `key`, if any.
@@ -212,7 +231,7 @@ impl Coordinator {
     /// Too long a key, too few replicas answering, or a storage failure.
     pub async fn get(&self, key: &Bytes) -> Result<Option<Value>> {
         let place = self.place(key)?;
-        let object = self.read_object(key, &place, self.r(&place)).await?;
+        let object = self.read_object(key, &place, Need::any(self.r(&place))).await?;
         let value = value_of(object.as_deref(), now_ms());
         let counter = if value.is_some() { &self.metrics.keyspace_hits } else { &self.metrics.keyspace_misses };
         metrics::add(counter, 1);
@@ -220,15 +239,16 @@ impl Coordinator {
     }
 
     /// Every live sibling of `key` and the context covering them all (and
-    /// any tombstones), read from `r` replicas (default R).
+    /// any tombstones), read from `r` targets (default R), `pr` of them
+    /// the key's replicas themselves (default none).
     ///
     /// # Errors
-    /// Too long a key, a bad `r`, too few replicas answering, or a storage
-    /// failure.
-    pub async fn get_versions(&self, key: &Bytes, r: Option<usize>) -> Result<Versions> {
+    /// Too long a key, a bad `r` or `pr`, too few replicas answering, or a
+    /// storage failure.
+    pub async fn get_versions(&self, key: &Bytes, r: Option<usize>, pr: Option<usize>) -> Result<Versions> {
         let place = self.place(key)?;
-        let r = quorum_of(r, self.settings.r, place.n(), "R")?;
-        let object = self.read_object(key, &place, r).await?.unwrap_or_default();
+        let need = Need { all: quorum_of(r, self.settings.r, place.n(), "R")?, primaries: primaries_of(pr, &place)? };
+        let object = self.read_object(key, &place, need).await?.unwrap_or_default();
         let now = now_ms();
         let mut live: Vec<&Sibling> = object.siblings().iter().filter(|s| s.is_live(now)).collect();
         live.sort_by_key(|s| (s.timestamp, s.dot));
@@ -269,12 +289,12 @@ impl Coordinator {
         let replicate = !place.local_only();
         let only_copy = place.only_copy();
         if replicate && mutation.reads_current() {
-            let current = self.read_replicas(key, place, self.r(place)).await.map_err(|e| match e {
+            let current = self.read_replicas(key, place, Need::any(self.r(place))).await.map_err(|e| match e {
                 Error::NoQuorum { needed, got, .. } => Error::NoQuorum { needed, got, outcome: Unmet::NotWritten },
                 other => other,
             })?;
             if let Some(current) = current {
-                replicas::merge_local(&self.store, place.hash, key, current).await?;
+                self.store.merge(place.hash, key, current).await?;
             }
         }
         let max_len = self.settings.max_value_len;
@@ -314,21 +334,22 @@ impl Coordinator {
             })
             .await??;
         if let Some(object) = written {
-            self.replicate(key, place, object, self.w(place)).await?;
+            self.replicate(key, place, object, Need::any(self.w(place))).await?;
         }
         Ok(outcome)
     }
 
     /// A causal write: supersedes exactly the siblings `context` covers and
     /// adds `value` (a tombstone when `None`) as a new sibling, expiring
-    /// `ttl_ms` after now if given, acknowledged by `w` replicas (default
-    /// W). Returns the context to write with next (`context` plus the new
-    /// dot) and how many live values were superseded.
+    /// `ttl_ms` after now if given, acknowledged by `w` targets (default
+    /// W), `pw` of them the key's replicas themselves (default none).
+    /// Returns the context to write with next (`context` plus the new dot)
+    /// and how many live values were superseded.
     ///
     /// # Errors
-    /// Too long a key, a bad `w`, [`Error::TooManySiblings`] when the key
-    /// would exceed `max-siblings` (nothing is written then), too few
-    /// replicas acknowledging, or a storage failure.
+    /// Too long a key, a bad `w` or `pw`, [`Error::TooManySiblings`] when
+    /// the key would exceed `max-siblings` (nothing is written then), too
+    /// few replicas acknowledging, or a storage failure.
     pub async fn write_versions(
         &self,
         key: &Bytes,
@@ -336,24 +357,26 @@ impl Coordinator {
         value: Option<Bytes>,
         ttl_ms: Option<u64>,
         w: Option<usize>,
+        pw: Option<usize>,
     ) -> Result<(Context, usize)> {
         let place = self.place(key)?;
-        let w = quorum_of(w, self.settings.w, place.n(), "W")?;
+        let need = Need { all: quorum_of(w, self.settings.w, place.n(), "W")?, primaries: primaries_of(pw, &place)? };
         if place.me.is_none() {
             let request = KvRequest::WriteVersions {
                 key: key.clone(),
                 context: context.clone(),
                 value: value.clone(),
                 ttl_ms,
-                w: u32::try_from(w).ok(),
+                w: u32::try_from(need.all).ok(),
+                pw: u32::try_from(need.primaries).ok(),
             };
-            match self.forward(&place, request, w).await? {
+            match self.forward(&place, request, need.all).await? {
                 Some(KvResponse::Written { context, superseded }) => return Ok((context, superseded as usize)),
                 Some(other) => return Err(unexpected(&other)),
                 None => {}
             }
         }
-        self.coordinate_versions(key, &place, context, value, ttl_ms, w).await
+        self.coordinate_versions(key, &place, context, value, ttl_ms, need).await
     }
 
     async fn coordinate_versions(
@@ -363,7 +386,7 @@ impl Coordinator {
         context: Context,
         value: Option<Bytes>,
         ttl_ms: Option<u64>,
-        w: usize,
+        need: Need,
     ) -> Result<(Context, usize)> {
         metrics::add(&self.metrics.writes_coordinated, 1);
         let replicate = !place.local_only();
@@ -378,7 +401,7 @@ impl Coordinator {
             && !context.is_empty()
             && let Some(current) = self.read_available(key, place, self.r(place)).await
         {
-            replicas::merge_local(&self.store, place.hash, key, current).await?;
+            self.store.merge(place.hash, key, current).await?;
         }
         let max = self.settings.max_siblings;
         let max_total = self.settings.max_value_len.saturating_mul(2);
@@ -418,7 +441,7 @@ impl Coordinator {
             })
             .await??;
         if let Some(object) = written {
-            self.replicate(key, place, object, w).await?;
+            self.replicate(key, place, object, need).await?;
         }
         Ok((next, superseded))
     }
@@ -643,16 +666,23 @@ impl Coordinator {
             .filter_map(|(i, id)| view.member(*id).map(|m| (i, m.clone())))
             .map(|(i, member)| (view.is_up(member.id), i < view.n, member))
             .map(|(up, primary, member)| async move {
-                let object = if member.id == me {
-                    self.store.get(hash, key).await.map(|o| o.map(Arc::unwrap_or_clone)).map_err(|e| e.to_string())
+                let (object, hints) = if member.id == me {
+                    let object = self.store.get(hash, key).await;
+                    (object.map(|o| o.map(Arc::unwrap_or_clone)).map_err(|e| e.to_string()), self.hinted(key).await)
                 } else {
-                    match self.peers.kv(&member.peer_addr, KvRequest::Read { key: key.clone() }).await {
+                    let object = match self.peers.kv(&member.peer_addr, KvRequest::Read { key: key.clone() }).await {
                         Ok(KvResponse::Object(o)) => Ok(o.map(Arc::unwrap_or_clone)),
                         Ok(other) => Err(format!("{other:?}")),
                         Err(e) => Err(e.to_string()),
-                    }
+                    };
+                    let hints = match self.peers.kv(&member.peer_addr, KvRequest::Hinted { key: key.clone() }).await {
+                        Ok(KvResponse::Hinted(targets)) => Ok(targets),
+                        Ok(other) => Err(unexpected(&other)),
+                        Err(e) => Err(from_call(e)),
+                    };
+                    (object, hints)
                 };
-                Holder { member, primary, up, object }
+                Holder { member, primary, up, object, hints: hints.unwrap_or_default() }
             })
             .collect();
         Ok((p, join_all(calls).await))

@@ -8,12 +8,14 @@ use bytes::Bytes;
 
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
+use crate::metrics;
 use crate::mutation::{Mutation, Outcome};
 use crate::rpc::{KvRequest, KvResponse, PartitionCount, Response};
-use crate::version::{Context, Object};
+use crate::version::{Context, NodeId, Object};
 
 use super::Coordinator;
-use super::replicas::{Placement, merge_local};
+use super::quorum::Need;
+use super::replicas::{self, Placement};
 
 /// A peer's answer: the response, or the error as a RESP error line.
 fn answer<T>(result: Result<T>, ok: impl FnOnce(T) -> KvResponse) -> Response {
@@ -34,11 +36,24 @@ impl Coordinator {
             KvRequest::Merge { key, object } => {
                 answer(self.replica_merge(&key, Arc::clone(object.object())).await, |()| KvResponse::Done)
             }
+            KvRequest::Hint { key, target, object } => {
+                answer(self.fallback_keep(&key, target, Arc::clone(object.object())).await, |()| KvResponse::Done)
+            }
+            KvRequest::HintRead { key, target } => answer(self.fallback_read(&key, target).await, KvResponse::Object),
+            KvRequest::Hinted { key } => answer(self.hinted(&key).await, KvResponse::Hinted),
             KvRequest::Write { key, mutation } => {
                 answer(self.forwarded_write(&key, mutation).await, KvResponse::Outcome)
             }
-            KvRequest::WriteVersions { key, context, value, ttl_ms, w } => answer(
-                self.forwarded_write_versions(&key, context, value, ttl_ms, w.map(|w| w as usize)).await,
+            KvRequest::WriteVersions { key, context, value, ttl_ms, w, pw } => answer(
+                self.forwarded_write_versions(
+                    &key,
+                    context,
+                    value,
+                    ttl_ms,
+                    w.map(|w| w as usize),
+                    pw.map(|w| w as usize),
+                )
+                .await,
                 |(context, superseded)| KvResponse::Written { context, superseded: superseded as u64 },
             ),
             KvRequest::Scan { from, to, count, pattern } => {
@@ -66,7 +81,46 @@ impl Coordinator {
     /// Too long a key, or a storage failure.
     pub async fn replica_merge(&self, key: &Bytes, object: Arc<Object>) -> Result<()> {
         let hash = super::locate(key)?;
-        merge_local(&self.store, hash, key, object).await.map(|_| ())
+        self.store.merge(hash, key, object).await.map(|_| ())
+    }
+
+    /// Keeps a coordinator's object on behalf of `target`, a replica of the
+    /// key that is down, which this node stands in for.
+    ///
+    /// # Errors
+    /// Too long a key, the bounds on hints for `target` reached, or a
+    /// storage failure.
+    pub async fn fallback_keep(&self, key: &Bytes, target: NodeId, object: Arc<Object>) -> Result<()> {
+        let hash = super::locate(key)?;
+        match replicas::keep_for(&self.store, target, hash, key, object).await? {
+            Ok(()) => {
+                metrics::add(&self.metrics.hints_stored, 1);
+                Ok(())
+            }
+            Err(overflow) => {
+                self.hint_refused(target, hash, overflow).await;
+                Err(replicas::overflowed(target, overflow))
+            }
+        }
+    }
+
+    /// What this node holds of `key` standing in for `target`.
+    ///
+    /// # Errors
+    /// Too long a key, or a storage failure.
+    pub async fn fallback_read(&self, key: &Bytes, target: NodeId) -> Result<Option<Arc<Object>>> {
+        let hash = super::locate(key)?;
+        replicas::read_standing_in(&self.store, target, hash, key).await
+    }
+
+    /// The members this node keeps a hint about `key` for.
+    ///
+    /// # Errors
+    /// Too long a key, or a storage failure.
+    pub async fn hinted(&self, key: &Bytes) -> Result<Vec<NodeId>> {
+        let hash = super::locate(key)?;
+        let members = self.membership.view().members.iter().map(|m| m.id).collect();
+        self.store.hinted_for(hash, key, members).await
     }
 
     /// Coordinates a plain write another node forwarded here. A node that
@@ -92,10 +146,14 @@ impl Coordinator {
         value: Option<Bytes>,
         ttl_ms: Option<u64>,
         w: Option<usize>,
+        pw: Option<usize>,
     ) -> Result<(Context, usize)> {
         let place = self.place_here(key)?;
-        let w = super::quorum_of(w, self.settings.w, place.n(), "W")?;
-        self.coordinate_versions(key, &place, context, value, ttl_ms, w).await
+        let need = Need {
+            all: super::quorum_of(w, self.settings.w, place.n(), "W")?,
+            primaries: super::primaries_of(pw, &place)?,
+        };
+        self.coordinate_versions(key, &place, context, value, ttl_ms, need).await
     }
 
     /// The key's placement, which must include this node: a peer forwarded

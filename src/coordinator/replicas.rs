@@ -32,11 +32,11 @@ use crate::membership::View;
 use crate::metrics;
 use crate::rpc::{CallError, KvRequest, KvResponse, Member, Peers};
 use crate::shutdown::Tracker;
-use crate::storage::{Change, Store};
+use crate::storage::{Overflow, Store};
 use crate::version::{Encoded, NodeId, Object};
 
 use super::Coordinator;
-use super::quorum::{Quorum, Status};
+use super::quorum::{Need, Quorum, Status};
 
 /// What a read that cannot reach R still waits for.
 #[derive(Clone, Copy)]
@@ -59,32 +59,75 @@ struct Gathered {
     digests: Vec<(usize, Call<Option<u64>>)>,
 }
 
-/// Where a key lives, as this node sees the cluster now.
+/// Where a key lives, as this node sees the cluster now: the key's
+/// replicas (its primaries), and with sloppy quorum the fallbacks standing
+/// in for those believed down. Requests go to one *target* per replica
+/// slot: the replica itself, or the fallback standing in for it.
 pub(super) struct Placement {
     pub hash: u64,
     view: Arc<View>,
     /// The key's partition, whose replicas (the first N distinct owners
     /// from it) the view lists.
     partition: u32,
-    /// This node's index among the replicas, if it is one.
+    /// This node's slot among the replicas, if it is one.
     pub me: Option<usize>,
+    /// The slot whose target is this node: its own, or one it stands in
+    /// for.
+    local: Option<usize>,
+    /// For each replica believed down that a fallback stands in for: (its
+    /// slot, the fallback's index among the view's members). Fallbacks are
+    /// the next nodes of the preference list believed up, in order; so the
+    /// targets are the first N nodes of the list believed up. Empty while
+    /// every replica is up, and always without sloppy quorum.
+    stand_ins: Vec<(usize, usize)>,
 }
 
 impl Placement {
     /// A copy for a background task.
     fn clone_for_repair(&self) -> Self {
-        Self { hash: self.hash, view: Arc::clone(&self.view), partition: self.partition, me: self.me }
+        Self {
+            hash: self.hash,
+            view: Arc::clone(&self.view),
+            partition: self.partition,
+            me: self.me,
+            local: self.local,
+            stand_ins: self.stand_ins.clone(),
+        }
     }
 
-    pub fn new(view: Arc<View>, me: NodeId, hash: u64) -> Self {
+    /// `sloppy`: whether fallbacks stand in for replicas believed down.
+    pub fn new(view: Arc<View>, me: NodeId, hash: u64, sloppy: bool) -> Self {
         let partition = view.partitioner().of(hash);
-        let me = view.replica_indices(partition).iter().position(|&i| view.members[i].id == me);
-        Self { hash, view, partition, me }
+        let replicas = view.replica_indices(partition);
+        let mine = replicas.iter().position(|&i| view.members[i].id == me);
+        let mut stand_ins = Vec::new();
+        if sloppy && replicas.iter().any(|&i| !view.up[i]) {
+            let mut fallbacks = view
+                .ring
+                .preference_list(partition)
+                .iter()
+                .skip(replicas.len())
+                .filter_map(|&id| view.index_of(id))
+                .filter(|&i| view.up[i] && !replicas.contains(&i));
+            for (slot, &i) in replicas.iter().enumerate() {
+                if !view.up[i] {
+                    let Some(fallback) = fallbacks.next() else { break };
+                    stand_ins.push((slot, fallback));
+                }
+            }
+        }
+        let local = mine.or_else(|| stand_ins.iter().find(|&&(_, f)| view.members[f].id == me).map(|&(s, _)| s));
+        Self { hash, view, partition, me: mine, local, stand_ins }
     }
 
     /// The key's replicas, as indices into the view's members.
     fn replicas(&self) -> &[usize] {
         self.view.replica_indices(self.partition)
+    }
+
+    /// Replica slots, each with one target.
+    pub fn slots(&self) -> usize {
+        self.replicas().len()
     }
 
     /// Replicas per key: the effective N.
@@ -107,25 +150,57 @@ impl Placement {
         self.local_only() && self.view.members.len() == 1
     }
 
-    /// True if this node believes replica `i` up.
+    /// The target of slot `i`, as an index into the view's members.
+    fn target(&self, i: usize) -> usize {
+        self.stand_ins.iter().find(|&&(s, _)| s == i).map_or(self.replicas()[i], |&(_, f)| f)
+    }
+
+    /// The replica of slot `i` that a fallback stands in for, if one does.
+    fn standing_in_for(&self, i: usize) -> Option<NodeId> {
+        self.stand_ins.iter().any(|&(s, _)| s == i).then(|| self.replica(i).id)
+    }
+
+    /// True if slot `i`'s target is the replica itself.
+    fn primary(&self, i: usize) -> bool {
+        !self.stand_ins.iter().any(|&(s, _)| s == i)
+    }
+
+    /// True if slot `i`'s target is this node.
+    fn is_local(&self, i: usize) -> bool {
+        self.local == Some(i)
+    }
+
+    /// True if this node believes slot `i`'s target up (a fallback stands
+    /// in only while up).
     pub fn up(&self, i: usize) -> bool {
+        self.view.up[self.target(i)]
+    }
+
+    /// True if this node believes replica `i` itself up.
+    fn replica_up(&self, i: usize) -> bool {
         self.view.up[self.replicas()[i]]
     }
 
     /// The first replica believed up, in preference order: the one that
     /// coordinates writes that depend on the current value.
     pub fn first_up(&self) -> Option<usize> {
-        (0..self.replicas().len()).find(|&i| self.up(i))
+        (0..self.slots()).find(|&i| self.replica_up(i))
     }
 
-    fn member(&self, i: usize) -> &Member {
+    /// Replica `i` itself.
+    fn replica(&self, i: usize) -> &Member {
         &self.view.members[self.replicas()[i]]
     }
 
-    /// The peer address of replica `i`, owned by the returned closure's
-    /// captures: the view stays alive, nothing is copied.
+    /// Slot `i`'s target.
+    fn member(&self, i: usize) -> &Member {
+        &self.view.members[self.target(i)]
+    }
+
+    /// The peer address of slot `i`'s target, owned by the returned
+    /// value: the view stays alive, nothing is copied.
     fn addr_of(&self, i: usize) -> PeerAddr {
-        PeerAddr { view: Arc::clone(&self.view), member: self.replicas()[i] }
+        PeerAddr { view: Arc::clone(&self.view), member: self.target(i) }
     }
 }
 
@@ -169,30 +244,31 @@ fn take_ready<T>(calls: &mut Vec<(usize, Call<T>)>, cx: &mut Context<'_>, mut do
     }
 }
 
-/// Polls `pending` (calls by replica index) until `needed` succeed or that
-/// can no longer happen. Returns the answers so far (by index) and the
-/// calls still pending.
+/// Polls `pending` (calls by slot) until `quorum` is reached or that can
+/// no longer happen (`primary` tells the slots whose target is the replica
+/// itself). Returns the answers so far (by slot) and the calls still
+/// pending.
 async fn until_quorum<T>(
     mut pending: Vec<(usize, Call<T>)>,
-    needed: usize,
-) -> (Status, Vec<(usize, Result<T>)>, Vec<(usize, Call<T>)>) {
-    let mut quorum = Quorum::new(needed, pending.len());
+    mut quorum: Quorum,
+    primary: impl Fn(usize) -> bool,
+) -> (Quorum, Vec<(usize, Result<T>)>, Vec<(usize, Call<T>)>) {
     let mut answers = Vec::new();
-    if needed == 0 {
-        return (Status::Reached, answers, pending);
+    if quorum.status() == Status::Reached {
+        return (quorum, answers, pending);
     }
-    let status = std::future::poll_fn(|cx| {
-        take_ready(&mut pending, cx, |index, result| {
-            let _ = if result.is_ok() { quorum.success() } else { quorum.failure() };
-            answers.push((index, result));
+    std::future::poll_fn(|cx| {
+        take_ready(&mut pending, cx, |slot, result| {
+            quorum.record(result.is_ok(), primary(slot));
+            answers.push((slot, result));
         });
         match quorum.status() {
             Status::Pending if !pending.is_empty() => Poll::Pending,
-            status => Poll::Ready(status),
+            _ => Poll::Ready(()),
         }
     })
     .await;
-    (status, answers, pending)
+    (quorum, answers, pending)
 }
 
 /// A digest that came back.
@@ -205,10 +281,12 @@ struct Heard {
 }
 
 /// A read in flight: the copies and digests asked for, what came back,
-/// and how many replicas vouch for the merge of the copies so far. A
-/// replica vouches by sending its copy, or a digest equal to the merge's
+/// and how many targets vouch for the merge of the copies so far. A
+/// target vouches by sending its copy, or a digest equal to the merge's
 /// (then it holds exactly the merge). Counting digests lets a read answer
-/// with the first R replicas to reply, whichever were asked for copies.
+/// with the first R targets to reply, whichever were asked for copies.
+/// Only replicas themselves are asked for digests; a fallback standing in
+/// for one is asked for its copy.
 struct Read {
     copies: Vec<(usize, Call<Option<Arc<Object>>>)>,
     digests: Vec<(usize, Call<Option<u64>>)>,
@@ -216,26 +294,35 @@ struct Read {
     heard: Vec<Heard>,
     merged: Option<Arc<Object>>,
     vouched: usize,
+    /// Those of them that are replicas themselves (PR).
+    vouched_primary: usize,
+    /// The slots whose target is a fallback.
+    fallbacks: Vec<usize>,
 }
 
 impl Read {
-    /// Polls every call; ready once `r` replicas vouch (`Reached`) or
-    /// that can no longer happen (`Impossible`). When the copies asked
-    /// for cannot make `r` any more (a replica failed, or its digest
-    /// differs), the replicas asked for digests that have not vouched are
-    /// asked for their copies instead (`copy` makes the call).
+    /// Polls every call; ready once `need.all` targets vouch, of them
+    /// `need.primaries` replicas themselves (`Reached`), or that can no
+    /// longer happen (`Impossible`). When the copies asked for cannot make
+    /// it any more (a target failed, or its digest differs), the replicas
+    /// asked for digests that have not vouched are asked for their copies
+    /// instead (`copy` makes the call).
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
-        r: usize,
+        need: Need,
         copy: &impl Fn(usize) -> Call<Option<Arc<Object>>>,
     ) -> Poll<Status> {
         loop {
             let mut changed = false;
             let (answers, merged, vouched) = (&mut self.answers, &mut self.merged, &mut self.vouched);
+            let (vouched_primary, fallbacks) = (&mut self.vouched_primary, &self.fallbacks);
             take_ready(&mut self.copies, cx, |replica, result| {
                 if let Ok(answer) = &result {
                     *vouched += 1;
+                    if !fallbacks.contains(&replica) {
+                        *vouched_primary += 1;
+                    }
                     if let Some(o) = answer {
                         merge_into(merged, o);
                     }
@@ -256,13 +343,16 @@ impl Read {
                     if matches!(h.digest, Ok(d) if d == merged) {
                         h.vouched = true;
                         self.vouched += 1;
+                        self.vouched_primary += 1;
                     }
                 }
             }
-            if self.vouched >= r {
+            if self.vouched >= need.all && self.vouched_primary >= need.primaries {
                 return Poll::Ready(Status::Reached);
             }
-            if self.vouched + self.copies.len() >= r {
+            let primaries_asked = self.copies.iter().filter(|(i, _)| !self.fallbacks.contains(i)).count();
+            if self.vouched + self.copies.len() >= need.all && self.vouched_primary + primaries_asked >= need.primaries
+            {
                 return Poll::Pending;
             }
             let unvouched = |h: &Heard| !h.vouched && h.digest.is_ok();
@@ -296,29 +386,55 @@ fn finish_later<T: Send + 'static>(
     });
 }
 
-/// Reads replica `i`'s object.
+/// Reads slot `i`'s object: the replica's copy, or what the fallback
+/// standing in for it holds.
 fn read_call(store: &Arc<Store>, peers: &Peers, place: &Placement, i: usize, key: &Bytes) -> Call<Option<Arc<Object>>> {
     let (key, hash) = (key.clone(), place.hash);
-    if place.me == Some(i) {
+    let standing_in = place.standing_in_for(i);
+    if place.is_local(i) {
         let store = Arc::clone(store);
-        return Box::pin(async move { store.get(hash, &key).await });
+        return Box::pin(async move {
+            match standing_in {
+                None => store.get(hash, &key).await,
+                Some(target) => read_standing_in(&store, target, hash, &key).await,
+            }
+        });
     }
     if !place.up(i) {
         let e = down(&place.member(i).peer_addr);
         return Box::pin(async move { Err(e) });
     }
     let (peers, addr) = (peers.clone(), place.addr_of(i));
+    let request = match standing_in {
+        None => KvRequest::Read { key },
+        Some(target) => KvRequest::HintRead { key, target },
+    };
     Box::pin(async move {
-        match peers.kv(addr.as_str(), KvRequest::Read { key }).await.map_err(from_call)? {
+        match peers.kv(addr.as_str(), request).await.map_err(from_call)? {
             KvResponse::Object(o) => Ok(o),
             other => Err(super::unexpected(&other)),
         }
     })
 }
 
+/// What this node holds of `key` standing in for `target`: its own copy
+/// merged with what it keeps on `target`'s behalf.
+pub(super) async fn read_standing_in(
+    store: &Store,
+    target: NodeId,
+    hash: u64,
+    key: &[u8],
+) -> Result<Option<Arc<Object>>> {
+    let mut own = store.get(hash, key).await?;
+    if let Some(kept) = store.kept_for(target, hash, key).await? {
+        merge_into(&mut own, &kept);
+    }
+    Ok(own)
+}
+
 /// Asks replica `i` for the digest of its copy of `key`.
 fn digest_call(store: &Arc<Store>, peers: &Peers, place: &Placement, i: usize, key: &Bytes) -> Call<Option<u64>> {
-    if place.me == Some(i) || !place.up(i) {
+    if place.is_local(i) || !place.up(i) || !place.primary(i) {
         let read = read_call(store, peers, place, i, key);
         return Box::pin(async move { read.await.map(|o| o.map(|o| o.digest())) });
     }
@@ -362,7 +478,8 @@ fn merge_into(merged: &mut Option<Arc<Object>>, o: &Arc<Object>) {
     }
 }
 
-/// Merges `object` into one replica.
+/// Merges `object` into slot `i`: into the replica's copy, or into what
+/// the fallback standing in for it keeps on its behalf.
 fn merge_call(
     store: &Arc<Store>,
     peers: &Peers,
@@ -372,36 +489,64 @@ fn merge_call(
     object: Encoded,
 ) -> Call<()> {
     let (key, hash) = (key.clone(), place.hash);
-    if place.me == Some(i) {
+    let standing_in = place.standing_in_for(i);
+    if place.is_local(i) {
         let store = Arc::clone(store);
-        Box::pin(async move { merge_local(&store, hash, &key, Arc::clone(object.object())).await.map(|_| ()) })
-    } else {
-        let (peers, addr) = (peers.clone(), place.addr_of(i));
-        Box::pin(async move {
-            let request = KvRequest::Merge { key, object };
-            match peers.kv(addr.as_str(), request).await.map_err(from_call)? {
-                KvResponse::Done => Ok(()),
-                other => Err(super::unexpected(&other)),
+        return Box::pin(async move {
+            let object = Arc::clone(object.object());
+            match standing_in {
+                None => store.merge(hash, &key, object).await.map(|_| ()),
+                Some(target) => keep_for(&store, target, hash, &key, object).await?.map_err(|o| overflowed(target, o)),
             }
-        })
+        });
     }
+    let (peers, addr) = (peers.clone(), place.addr_of(i));
+    let request = match standing_in {
+        None => KvRequest::Merge { key, object },
+        Some(target) => KvRequest::Hint { key, target, object },
+    };
+    Box::pin(async move {
+        match peers.kv(addr.as_str(), request).await.map_err(from_call)? {
+            KvResponse::Done => Ok(()),
+            other => Err(super::unexpected(&other)),
+        }
+    })
 }
 
-/// Merges `object` into this node's copy of the key; true if it changed.
-/// Whether it changes is judged by dots first, so a copy that already holds
-/// everything is neither cloned nor written.
-pub(super) async fn merge_local(store: &Store, hash: u64, key: &[u8], object: Arc<Object>) -> Result<bool> {
-    store
-        .apply(hash, key, move |before| match before {
-            Some(b) if !b.changed_by(&object) => (Change::Keep, false),
-            Some(b) => {
-                let mut merged = b.clone();
-                merged.merge(&object);
-                (Change::Put(Encoded::new(merged)), true)
-            }
-            None => (Change::Put(Encoded::new(Arc::unwrap_or_clone(object))), true),
-        })
-        .await
+/// Keeps `object` on behalf of `target` (this node stands in for it).
+/// Past the bounds on hints for `target`, `Ok(Err)`: the write does not
+/// count.
+pub(super) async fn keep_for(
+    store: &Store,
+    target: NodeId,
+    hash: u64,
+    key: &[u8],
+    object: Arc<Object>,
+) -> Result<std::result::Result<(), Overflow>> {
+    store.keep_for(target, hash, key, object).await
+}
+
+/// The error of a hint refused.
+pub(super) fn overflowed(target: NodeId, overflow: Overflow) -> Error {
+    Error::TryAgain(format!("no hint kept for {target}: {overflow}"))
+}
+
+/// A hint for `target` about a key of `partition` was refused, past the
+/// bounds on hints: counted, logged (once per partition), and the
+/// partition recorded as needing repair, so that anti-entropy brings
+/// `target` what it missed.
+async fn refused(store: &Store, metrics: &crate::metrics::Metrics, target: NodeId, partition: u32, overflow: Overflow) {
+    match store.mark_for_repair(partition).await {
+        Ok(true) => tracing::warn!(
+            node = %target,
+            partition,
+            "hints for a node refused ({overflow}); partition marked as needing repair"
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::error!(partition, "could not record a partition as needing repair: {e}"),
+    }
+    // Counted once recorded, so a count seen includes its mark.
+    metrics::add(&metrics.hints_refused, 1);
 }
 
 /// What failed, for the NOQUORUM log line: `address: why` per failure.
@@ -410,11 +555,16 @@ fn failures<T>(answers: &[(usize, Result<T>)]) -> Vec<String> {
 }
 
 impl Coordinator {
-    /// Reads `key` from its replicas and returns the merge of the answers
-    /// once `r` replicas have answered; repairs stale replicas afterwards.
-    pub(super) async fn read_replicas(&self, key: &Bytes, place: &Placement, r: usize) -> Result<Option<Arc<Object>>> {
-        let (reached, merged, got) = self.gather(key, place, r, Short::WaitForOwn).await;
-        if reached { Ok(merged) } else { Err(Error::NoQuorum { needed: r, got, outcome: Unmet::Read }) }
+    /// Reads `key` from its targets and returns the merge of the answers
+    /// once `need` is met; repairs stale targets afterwards.
+    pub(super) async fn read_replicas(
+        &self,
+        key: &Bytes,
+        place: &Placement,
+        need: Need,
+    ) -> Result<Option<Arc<Object>>> {
+        let (reached, merged, (needed, got)) = self.gather(key, place, need, Short::WaitForOwn).await;
+        if reached { Ok(merged) } else { Err(Error::NoQuorum { needed, got, outcome: Unmet::Read }) }
     }
 
     /// Counts and logs (at most once a second) a quorum missed, naming the
@@ -431,7 +581,7 @@ impl Coordinator {
     /// than `r` can: once `r` answered, their merge; else the merge of every
     /// replica that answers within the request timeout.
     pub(super) async fn read_available(&self, key: &Bytes, place: &Placement, r: usize) -> Option<Arc<Object>> {
-        self.gather(key, place, r, Short::WaitForAll).await.1
+        self.gather(key, place, Need::any(r), Short::WaitForAll).await.1
     }
 
     /// The order in which a read asks replicas for their copies: this node,
@@ -439,9 +589,9 @@ impl Coordinator {
     /// round trip of their calls; in preference order while unknown), then
     /// those believed down.
     fn read_order(&self, place: &Placement) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..place.replicas().len()).collect();
+        let mut order: Vec<usize> = (0..place.slots()).collect();
         order.sort_by_cached_key(|&i| {
-            if place.me == Some(i) {
+            if place.is_local(i) {
                 (0, Duration::ZERO)
             } else if place.up(i) {
                 (1, self.peers.latency(&place.member(i).peer_addr).unwrap_or_default())
@@ -452,20 +602,21 @@ impl Coordinator {
         order
     }
 
-    /// Asks `r` replicas for their copy of `key` and the others for a
-    /// digest, and waits until `r` replicas vouch for the merge of the
+    /// Asks R targets for their copy of `key` and the others for a
+    /// digest, and waits until `need` targets vouch for the merge of the
     /// copies or that can no longer happen (then, as `short` says, for this
-    /// node's copy or for every replica still answering): (quorum reached,
-    /// the merge of the copies, how many answered). Read repair follows.
+    /// node's copy or for every target still answering): (quorum reached,
+    /// the merge of the copies, (needed, answered) of what fell short).
+    /// Read repair follows.
     async fn gather(
         &self,
         key: &Bytes,
         place: &Placement,
-        r: usize,
+        need: Need,
         short: Short,
-    ) -> (bool, Option<Arc<Object>>, usize) {
+    ) -> (bool, Option<Arc<Object>>, (usize, usize)) {
         let order = self.read_order(place);
-        let (copies, others) = order.split_at(r.min(order.len()));
+        let (copies, others) = order.split_at(need.all.min(order.len()));
         let copy = |i: usize| read_call(&self.store, &self.peers, place, i, key);
         let mut read = Read {
             copies: copies.iter().map(|&i| (i, copy(i))).collect(),
@@ -478,15 +629,19 @@ impl Coordinator {
             heard: Vec::new(),
             merged: None,
             vouched: 0,
+            vouched_primary: 0,
+            fallbacks: place.stand_ins.iter().map(|&(slot, _)| slot).collect(),
         };
-        let status = std::future::poll_fn(|cx| read.poll(cx, r, &copy)).await;
+        let status = std::future::poll_fn(|cx| read.poll(cx, need, &copy)).await;
+        let short_of =
+            if read.vouched < need.all { (need.all, read.vouched) } else { (need.primaries, read.vouched_primary) };
         let Read { copies: mut pending, digests, mut answers, heard, mut merged, .. } = read;
         if status != Status::Reached {
             let waited: Vec<(usize, Call<Option<Arc<Object>>>)> = match short {
                 // The peers failed before this node's own copy was read:
                 // count that answer too, so NOQUORUM tells how many
                 // replicas answered.
-                Short::WaitForOwn => match pending.iter().position(|(i, _)| place.me == Some(*i)) {
+                Short::WaitForOwn => match pending.iter().position(|(i, _)| place.is_local(*i)) {
                     Some(at) => vec![pending.swap_remove(at)],
                     None => Vec::new(),
                 },
@@ -498,9 +653,13 @@ impl Coordinator {
             answers.extend(ids.into_iter().zip(crate::join::join_all(calls).await));
             merged = merge_answers(&answers);
         }
-        let got = answers.iter().filter(|(_, a)| a.is_ok()).count() + heard.iter().filter(|h| h.vouched).count();
+        let (needed, mut got) = short_of;
         if status != Status::Reached {
-            self.report_noquorum("read", r, got, failures(&answers));
+            // Those that answered while the read waited count too.
+            if needed == need.all {
+                got = answers.iter().filter(|(_, a)| a.is_ok()).count() + heard.iter().filter(|h| h.vouched).count();
+            }
+            self.report_noquorum("read", needed, got, failures(&answers));
         }
         // Digests heard that differ from the merge: those copies are
         // fetched by the repair. While copies are still on their way the
@@ -517,7 +676,7 @@ impl Coordinator {
             _ => None,
         }));
         self.repair_later(key, place, merged.as_deref(), Gathered { answers, pending, digests });
-        (status == Status::Reached, merged, got)
+        (status == Status::Reached, merged, (needed, got))
     }
 
     /// Once every replica has answered (or failed), fetches the copies whose
@@ -575,13 +734,15 @@ impl Coordinator {
         });
     }
 
-    /// Sends the object this node just wrote to the other replicas and waits
-    /// until `w` replicas (this one included) hold it.
-    /// Replicas believed down are not waited for, but still sent the object
-    /// in the background, in case the detector is wrong.
-    pub(super) async fn replicate(&self, key: &Bytes, place: &Placement, object: Encoded, w: usize) -> Result<()> {
+    /// Sends the object this node just wrote to the other targets and waits
+    /// until `need` is met: W targets (this node included) hold it, PW of
+    /// them the key's replicas themselves (this node is one). Replicas
+    /// believed down without a fallback standing in are not waited for, but
+    /// still sent the object in the background, in case the detector is
+    /// wrong.
+    pub(super) async fn replicate(&self, key: &Bytes, place: &Placement, object: Encoded, need: Need) -> Result<()> {
         let mut best_effort = Vec::new();
-        let calls: Vec<(usize, Call<()>)> = (0..place.replicas().len())
+        let calls: Vec<(usize, Call<()>)> = (0..place.slots())
             .filter(|&i| place.me != Some(i))
             .map(|i| {
                 let call = self.hint_on_failure(
@@ -604,18 +765,20 @@ impl Coordinator {
                 let _ = call.await;
             });
         }
-        let (status, answers, pending) = until_quorum(calls, w.saturating_sub(1)).await;
-        let got = 1 + answers.iter().filter(|(_, a)| a.is_ok()).count();
-        if status != Status::Reached {
-            self.report_noquorum("write", w, got, failures(&answers));
+        let primaries = calls.iter().filter(|(i, _)| place.primary(*i)).count();
+        let quorum = Quorum::new(need.all.saturating_sub(1), calls.len(), need.primaries.saturating_sub(1), primaries);
+        let (quorum, answers, pending) = until_quorum(calls, quorum, |i| place.primary(i)).await;
+        // This node counts: it holds the write, and is one of the replicas.
+        let (needed, got) = quorum.short();
+        let (needed, got) = (needed + 1, got + 1);
+        let reached = quorum.status() == Status::Reached;
+        if !reached {
+            self.report_noquorum("write", needed, got, failures(&answers));
         }
         if !pending.is_empty() {
             finish_later(&self.tasks, answers, pending, |_| Box::pin(async { Ok(()) }));
         }
-        match status {
-            Status::Reached => Ok(()),
-            _ => Err(Error::NoQuorum { needed: w, got, outcome: Unmet::MaybeWritten }),
-        }
+        if reached { Ok(()) } else { Err(Error::NoQuorum { needed, got, outcome: Unmet::MaybeWritten }) }
     }
 
     /// `call`, the write of `key` to replica `i`, and if it fails, a hint
@@ -629,19 +792,27 @@ impl Coordinator {
             return call;
         }
         let (store, metrics, tasks) = (Arc::clone(&self.store), Arc::clone(&self.metrics), self.tasks.clone());
-        let (target, hash, key) = (place.member(i).id, place.hash, key.clone());
+        let (target, hash, key) = (place.replica(i).id, place.hash, key.clone());
+        let partition = place.partition;
         Box::pin(async move {
             let result = call.await;
             if result.is_err() {
                 tasks.spawn(async move {
                     match store.add_hint(target, hash, &key).await {
-                        Ok(()) => metrics::add(&metrics.hints_stored, 1),
+                        Ok(Ok(())) => metrics::add(&metrics.hints_stored, 1),
+                        Ok(Err(overflow)) => refused(&store, &metrics, target, partition, overflow).await,
                         Err(e) => tracing::warn!("could not keep a hint for {target}: {e}"),
                     }
                 });
             }
             result
         })
+    }
+
+    /// Records a hint for `target` refused at position `hash`.
+    pub(super) async fn hint_refused(&self, target: NodeId, hash: u64, overflow: Overflow) {
+        let partition = self.membership.view().partitioner().of(hash);
+        refused(&self.store, &self.metrics, target, partition, overflow).await;
     }
 
     /// Sends `request` to the first replica that can be reached, in
@@ -660,16 +831,16 @@ impl Coordinator {
     pub(super) async fn forward(&self, place: &Placement, request: KvRequest, w: usize) -> Result<Option<KvResponse>> {
         let mut outcome = Unmet::NotWritten;
         let mut failed = Vec::new();
-        for i in 0..place.replicas().len() {
+        for i in 0..place.slots() {
             if place.me == Some(i) {
                 return Ok(None);
             }
-            if !place.up(i) {
-                failed.push(down(&place.member(i).peer_addr).to_string());
+            if !place.replica_up(i) {
+                failed.push(down(&place.replica(i).peer_addr).to_string());
                 continue;
             }
             metrics::add(&self.metrics.writes_forwarded, 1);
-            match self.peers.kv(&place.member(i).peer_addr, request.clone()).await {
+            match self.peers.kv(&place.replica(i).peer_addr, request.clone()).await {
                 Ok(answer) => return Ok(Some(answer)),
                 Err(CallError::Remote(e)) => return Err(Error::Command(e)),
                 Err(e) if e.not_delivered() => {
@@ -725,6 +896,8 @@ mod tests {
             heard: Vec::new(),
             merged: None,
             vouched: 0,
+            vouched_primary: 0,
+            fallbacks: Vec::new(),
         }
     }
 
@@ -739,7 +912,7 @@ mod tests {
             log.lock().expect("log").push(i);
             asked(i)
         };
-        let status = read.poll(&mut Context::from_waker(Waker::noop()), r, &copy);
+        let status = read.poll(&mut Context::from_waker(Waker::noop()), Need::any(r), &copy);
         (status, log.into_inner().expect("log"))
     }
 
@@ -802,6 +975,32 @@ mod tests {
         assert_eq!(status, Poll::Ready(Status::Reached));
         assert_eq!(asked, [2]);
         assert_eq!(r.merged.as_deref(), Some(&*new));
+    }
+
+    #[test]
+    fn a_fallback_counts_towards_r_but_not_towards_pr() {
+        let o = object(1);
+        // Slot 1 is a fallback standing in for a replica that is down.
+        let mut r = read(vec![ready(Ok(Some(Arc::clone(&o)))), ready(Ok(Some(Arc::clone(&o))))], vec![never()]);
+        r.fallbacks = vec![1];
+        let copy_of = Arc::clone(&o);
+        let status = r.poll(&mut Context::from_waker(Waker::noop()), Need::any(2), &|_| never());
+        assert_eq!(status, Poll::Ready(Status::Reached), "R = 2: the fallback counts");
+        let mut r = read(vec![ready(Ok(Some(Arc::clone(&o)))), ready(Ok(Some(Arc::clone(&o))))], vec![never()]);
+        r.fallbacks = vec![1];
+        let log = std::sync::Mutex::new(Vec::new());
+        let copy = |i: usize| {
+            log.lock().expect("log").push(i);
+            ready(Ok(Some(Arc::clone(&copy_of))))
+        };
+        let status = r.poll(&mut Context::from_waker(Waker::noop()), Need { all: 2, primaries: 2 }, &copy);
+        assert_eq!(status, Poll::Ready(Status::Reached));
+        assert_eq!(*log.lock().expect("log"), [2], "PR = 2: the other replica is asked for its copy");
+        assert_eq!((r.vouched, r.vouched_primary), (3, 2));
+        let mut r = read(vec![ready(Ok(Some(Arc::clone(&o)))), ready(Ok(Some(o)))], vec![]);
+        r.fallbacks = vec![1];
+        let status = r.poll(&mut Context::from_waker(Waker::noop()), Need { all: 2, primaries: 2 }, &|_| never());
+        assert_eq!(status, Poll::Ready(Status::Impossible), "no other replica to ask");
     }
 
     #[test]

@@ -1,38 +1,46 @@
-//! Hinted handoff: writes that a replica missed, handed to it once it is
+//! Hinted handoff: writes that a node missed, handed to it once it is
 //! back.
 //!
-//! When a coordinator's write does not reach one of the key's replicas
-//! (the replica is down, cut off or too slow), the coordinator, itself a
-//! replica holding the write, keeps a hint in storage: which replica missed
-//! which key (`Store::add_hint`). This task looks, twice a second, for
-//! replicas that are up again and hold hints, and sends each of them the
-//! current object of every hinted key (a merge, so a write delivered twice
-//! changes nothing), in batches read in key order past a cursor, 30 keys in
-//! flight, at most `hint-delivery-rate` bytes per second. A hint goes only once the replica has stored the object (its
-//! merge is acknowledged after its journal persist), and only if no newer
-//! write renewed it meanwhile. Hints live in storage, so delivery resumes
-//! after a restart of either side. A hint whose key the replica no longer
-//! holds (the ring changed) is dropped; one the replica refuses (an error
-//! of its own for that key) is kept and passed over until the next round.
+//! Hints are kept in two ways (see `storage::hints`). A coordinator whose
+//! write does not reach one of the key's replicas (down, cut off, too
+//! slow) notes which replica missed which key; it holds the write in its
+//! own data. A fallback standing in for a replica that is down (sloppy
+//! quorum) keeps the object written on the replica's behalf in the hint
+//! itself.
 //!
-//! Still to come (issue 11): fallback nodes taking writes on behalf of down
-//! replicas (sloppy quorum), and bounds on hints per replica.
+//! This task looks, twice a second, for the nodes hints are held for that
+//! are up again, and sends each the current object of every hinted key
+//! (what the hint keeps merged with this node's own copy; a merge, so a
+//! write delivered twice changes nothing), in batches read in key order
+//! past a cursor, 30 keys in flight, at most `hint-delivery-rate` bytes per
+//! second. A hint goes only once the node has stored the object (its merge
+//! is acknowledged after its journal persist), and only if no newer write
+//! renewed it meanwhile. Hints live in storage, so delivery resumes after a
+//! restart of either side. When the ring has changed so that the target no
+//! longer holds the key (or is no longer a member), the object goes to the
+//! key's current replicas instead, and the hint once all of them hold it.
+//! A key the target refuses (an error of its own) keeps its hint and is
+//! passed over until the next round.
 
 use std::sync::Arc;
+
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use crate::join::join_all;
 use crate::membership::{Membership, View};
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, Delivery, Metrics};
 use crate::rpc::{CallError, KvRequest, KvResponse, Member, Peers};
 use crate::shutdown::Stop;
 use crate::storage::{Hint, Store};
-use crate::version::{Encoded, NodeId};
+use crate::version::{Encoded, NodeId, Object};
 
 /// How often the task looks for hints to deliver.
 const EVERY: Duration = Duration::from_millis(500);
 /// Hints read from storage at a time.
 const BATCH: usize = 256;
+/// Hints handed over at once; the rate is kept between such chunks.
+const IN_FLIGHT: usize = 30;
 
 /// What delivery needs.
 pub struct Handoff {
@@ -58,13 +66,19 @@ impl Handoff {
                 continue;
             }
             let view = self.membership.view();
-            let me = self.store.node_id();
-            for (i, member) in view.members.iter().enumerate() {
-                if member.id == me || !view.up[i] {
-                    continue;
-                }
-                if let Err(e) = self.deliver(&view, member, &stop).await {
-                    tracing::debug!(peer = %member.peer_addr, "hint delivery paused: {e}");
+            if view.cluster.is_none() {
+                continue;
+            }
+            for (target, _) in self.store.hint_tallies() {
+                // A member that is down waits; one no longer in the ring
+                // has its hints sent to the keys' current replicas.
+                let member = match view.index_of(target) {
+                    Some(i) if view.up[i] => Some(&view.members[i]),
+                    Some(_) => continue,
+                    None => None,
+                };
+                if let Err(e) = self.deliver(&view, target, member, &stop).await {
+                    tracing::debug!(node = %target, "hint delivery paused: {e}");
                 }
                 if stop.is_stopped() {
                     return;
@@ -73,57 +87,79 @@ impl Handoff {
         }
     }
 
-    /// Hands `member` every hint held for it, a batch at a time, the hints
-    /// of a batch concurrently (30 in flight); an error reaching the
-    /// member stops this round.
-    async fn deliver(&self, view: &View, member: &Member, stop: &Stop) -> Result<(), String> {
+    /// Hands every hint held for `target` (`member`, if it is one) over,
+    /// a batch at a time, [`IN_FLIGHT`] hints at once; an error reaching a
+    /// node stops this round.
+    async fn deliver(&self, view: &View, target: NodeId, member: Option<&Member>, stop: &Stop) -> Result<(), String> {
         let started = Instant::now();
-        let (mut sent, mut dropped, mut bytes) = (0u64, 0u64, 0u64);
+        let shown = member.map_or_else(|| target.to_string(), |m| m.peer_addr.clone());
+        let (mut sent, mut redirected, mut dropped, mut bytes) = (0u64, 0u64, 0u64, 0u64);
         let mut after: Option<Hint> = None;
-        let outcome = loop {
+        let total = self.store.hints_held_for(target);
+        let outcome = 'batches: loop {
             if stop.is_stopped() {
                 break Ok(());
             }
-            let hints = self.store.hints_for(member.id, after.as_ref(), BATCH).await.map_err(|e| e.to_string())?;
+            let hints = self.store.hints_for(target, after.as_ref(), BATCH).await.map_err(|e| e.to_string())?;
             let Some(last) = hints.last().cloned() else { break Ok(()) };
             after = Some(last);
-            let handed = join_all(hints.iter().map(|hint| self.hand_over(view, member, hint)).collect()).await;
             let mut progress = false;
-            let mut failed = None;
-            for result in handed {
-                match result {
-                    Ok(Handed::Sent(size)) => {
-                        if sent == 0 {
-                            tracing::info!(peer = %member.peer_addr, "handing hints to a replica that is back");
+            for chunk in hints.chunks(IN_FLIGHT) {
+                let handed =
+                    join_all(chunk.iter().map(|hint| self.hand_over(view, target, member, hint)).collect()).await;
+                let mut failed = None;
+                for result in handed {
+                    let size = match result {
+                        Ok(Handed::Sent(size)) => {
+                            sent += 1;
+                            size
                         }
-                        sent += 1;
-                        bytes += size;
-                        progress = true;
+                        Ok(Handed::Redirected(size)) => {
+                            redirected += 1;
+                            size
+                        }
+                        Ok(Handed::Dropped) => {
+                            dropped += 1;
+                            0
+                        }
+                        Ok(Handed::Kept) => continue,
+                        Err(e) => {
+                            failed = Some(e);
+                            continue;
+                        }
+                    };
+                    if bytes == 0 && size > 0 {
+                        tracing::info!(node = %shown, "handing over hints");
                     }
-                    Ok(Handed::Dropped) => {
-                        dropped += 1;
-                        progress = true;
-                    }
-                    Ok(Handed::Refused) => {}
-                    Err(e) => failed = Some(e),
+                    bytes += size;
+                    progress = true;
                 }
-            }
-            if let Some(e) = failed {
-                break Err(e);
+                let done = sent + redirected + dropped;
+                if done > 0 {
+                    self.metrics.delivering(target, Some(Delivery { started, total: total.max(done), done }));
+                }
+                if let Some(e) = failed {
+                    break 'batches Err(e);
+                }
+                // At most `rate` bytes a second, on average since the start.
+                let due = Duration::from_secs_f64(bytes as f64 / self.rate.max(1) as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+                if stop.is_stopped() {
+                    break 'batches Ok(());
+                }
             }
             if !progress {
                 break Ok(());
             }
-            // At most `rate` bytes a second, on average since the start.
-            let due = Duration::from_secs_f64(bytes as f64 / self.rate.max(1) as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
         };
-        if sent + dropped > 0 {
+        self.metrics.delivering(target, None);
+        if sent + redirected + dropped > 0 {
             tracing::info!(
-                peer = %member.peer_addr,
+                node = %shown,
                 sent,
+                redirected,
                 dropped,
                 bytes,
                 ms = started.elapsed().as_millis() as u64,
@@ -133,45 +169,100 @@ impl Handoff {
         outcome
     }
 
-    /// Sends `member` the current object of one hinted key and forgets the
-    /// hint once it holds it. An error means the member could not be
+    /// Sends one hinted key's current object to `target` (or, if it no
+    /// longer holds the key, to the key's current replicas) and forgets
+    /// the hint once they hold it. An error means a node could not be
     /// reached (or the store failed).
-    async fn hand_over(&self, view: &View, member: &Member, hint: &Hint) -> Result<Handed, String> {
-        let object = self.store.get(hint.hash, &hint.key).await.map_err(|e| e.to_string())?;
-        let handed = match object.filter(|_| holds(view, member.id, hint.hash)) {
-            Some(object) => {
+    async fn hand_over(
+        &self,
+        view: &View,
+        target: NodeId,
+        member: Option<&Member>,
+        hint: &Hint,
+    ) -> Result<Handed, String> {
+        let mut object = self.store.get(hint.hash, &hint.key).await.map_err(|e| e.to_string())?;
+        if let Some(kept) = &hint.object {
+            match &mut object {
+                Some(own) if own.changed_by(kept) => Arc::make_mut(own).merge(kept),
+                Some(_) => {}
+                None => object = Some(Arc::clone(kept)),
+            }
+        }
+        let handed = match (object, member) {
+            (None, _) => Handed::Dropped,
+            (Some(object), Some(member)) if holds(view, target, hint.hash) => {
                 let object = Encoded::new(Arc::unwrap_or_clone(object));
                 let size = object.bytes().len() as u64;
-                let request = KvRequest::Merge { key: hint.key.clone(), object };
-                match self.peers.kv(&member.peer_addr, request).await {
-                    Ok(KvResponse::Done) => Handed::Sent(size),
-                    Ok(other) => return Err(format!("unexpected answer {other:?}")),
-                    // The replica refused this key (a storage error
-                    // there): keep the hint, go on with the others.
-                    Err(CallError::Remote(e)) => {
-                        tracing::debug!(peer = %member.peer_addr, "a hint was refused: {e}");
-                        return Ok(Handed::Refused);
-                    }
-                    Err(e) => return Err(e.to_string()),
+                match self.merge_into(&member.peer_addr, &hint.key, object).await? {
+                    true => Handed::Sent(size),
+                    false => return Ok(Handed::Kept),
                 }
             }
-            None => Handed::Dropped,
+            (Some(object), _) => match self.redirect(view, hint, object).await? {
+                Some(size) => Handed::Redirected(size),
+                None => return Ok(Handed::Kept),
+            },
         };
-        if self.store.remove_hint(member.id, hint).await.map_err(|e| e.to_string())? {
+        if self.store.remove_hint(target, hint).await.map_err(|e| e.to_string())? {
             metrics::add(&self.metrics.hints_delivered, 1);
         }
         Ok(handed)
+    }
+
+    /// Merges `object` into the copy of the node at `addr`: false if that
+    /// node refused this key (a storage error there), an error if it could
+    /// not be reached.
+    async fn merge_into(&self, addr: &str, key: &Bytes, object: Encoded) -> Result<bool, String> {
+        match self.peers.kv(addr, KvRequest::Merge { key: key.clone(), object }).await {
+            Ok(KvResponse::Done) => Ok(true),
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(CallError::Remote(e)) => {
+                tracing::debug!(peer = %addr, "a hint was refused: {e}");
+                Ok(false)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Sends `object` to every current replica of the hinted key (this
+    /// node's own copy included, if it is one): the bytes sent once all of
+    /// them hold it, `None` if one is down or refused.
+    async fn redirect(&self, view: &View, hint: &Hint, object: Arc<Object>) -> Result<Option<u64>, String> {
+        let me = self.store.node_id();
+        let object = Encoded::new(Arc::unwrap_or_clone(object));
+        let size = object.bytes().len() as u64;
+        let p = view.partitioner().of(hint.hash);
+        for &i in view.replica_indices(p) {
+            let replica = &view.members[i];
+            let held = if replica.id == me {
+                let merged = self.store.merge(hint.hash, &hint.key, Arc::clone(object.object())).await;
+                merged.map_err(|e| e.to_string())?;
+                true
+            } else if view.up[i] {
+                self.merge_into(&replica.peer_addr, &hint.key, object.clone()).await?
+            } else {
+                false
+            };
+            if !held {
+                return Ok(None);
+            }
+        }
+        Ok(Some(size))
     }
 }
 
 /// What became of one hint.
 enum Handed {
-    /// The member holds the key's object now (this many bytes).
+    /// The target holds the key's object now (this many bytes).
     Sent(u64),
-    /// The member no longer holds the key, or nothing is left to send.
+    /// The key's current replicas hold it now (the target no longer is
+    /// one).
+    Redirected(u64),
+    /// Nothing is left to send.
     Dropped,
-    /// The member refused the key; the hint stays.
-    Refused,
+    /// A node refused the key, or a current replica is down: the hint
+    /// stays.
+    Kept,
 }
 
 /// Whether `node` is one of the replicas of the key at `hash` in `view`.

@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::mutation::{Condition, ExpireCondition, Expiry, Mutation, Outcome};
 use crate::version::codec::{DecodeError, put_varint};
-use crate::version::{Context, Encoded, Object};
+use crate::version::{Context, Encoded, NodeId, Object};
 
 use super::wire::{Payload, put_bytes, put_opt_bytes, put_opt_u64};
 
@@ -29,10 +29,25 @@ pub enum KvRequest {
     Digest { key: Bytes },
     /// Merge this object into the replica's.
     Merge { key: Bytes, object: Encoded },
+    /// Keep this object on behalf of replica `target`, which is down: the
+    /// receiver is a fallback standing in for it (sloppy quorum).
+    Hint { key: Bytes, target: NodeId, object: Encoded },
+    /// What a fallback holds for a key standing in for `target`: its own
+    /// copy merged with what it keeps for `target`.
+    HintRead { key: Bytes, target: NodeId },
+    /// The nodes the receiver keeps a hint about a key for.
+    Hinted { key: Bytes },
     /// Coordinate this plain write (the sender is not a replica).
     Write { key: Bytes, mutation: Mutation },
     /// Coordinate this context write.
-    WriteVersions { key: Bytes, context: Context, value: Option<Bytes>, ttl_ms: Option<u64>, w: Option<u32> },
+    WriteVersions {
+        key: Bytes,
+        context: Context,
+        value: Option<Bytes>,
+        ttl_ms: Option<u64>,
+        w: Option<u32>,
+        pw: Option<u32>,
+    },
     /// Live keys with positions in `from..=to`, about `count` examined.
     Scan { from: u64, to: u64, count: u32, pattern: Option<Bytes> },
     /// Key counts of every partition the receiver holds.
@@ -60,6 +75,8 @@ pub enum KvResponse {
         next: Option<u64>,
     },
     Tallies(Vec<PartitionCount>),
+    /// The nodes hints are kept for.
+    Hinted(Vec<NodeId>),
 }
 
 fn put_expiry(out: &mut BytesMut, e: Expiry) {
@@ -211,13 +228,25 @@ impl KvRequest {
             Self::Tallies => 6,
             Self::FlushAll => 7,
             Self::Digest { .. } => 8,
+            Self::Hint { .. } => 9,
+            Self::HintRead { .. } => 10,
+            Self::Hinted { .. } => 11,
         }
     }
 
     pub(super) fn encode_payload(&self, out: &mut BytesMut) {
         match self {
             Self::Tallies | Self::FlushAll => {}
-            Self::Read { key } | Self::Digest { key } => put_bytes(out, key),
+            Self::Read { key } | Self::Digest { key } | Self::Hinted { key } => put_bytes(out, key),
+            Self::Hint { key, target, object } => {
+                put_bytes(out, key);
+                out.put_u64_le(target.0);
+                put_bytes(out, object.bytes());
+            }
+            Self::HintRead { key, target } => {
+                put_bytes(out, key);
+                out.put_u64_le(target.0);
+            }
             Self::Merge { key, object } => {
                 put_bytes(out, key);
                 put_bytes(out, object.bytes());
@@ -226,12 +255,13 @@ impl KvRequest {
                 put_bytes(out, key);
                 put_mutation(out, mutation);
             }
-            Self::WriteVersions { key, context, value, ttl_ms, w } => {
+            Self::WriteVersions { key, context, value, ttl_ms, w, pw } => {
                 put_bytes(out, key);
                 put_bytes(out, context.encode().as_bytes());
                 put_opt_bytes(out, value.as_ref());
                 put_opt_u64(out, *ttl_ms);
                 put_opt_u64(out, w.map(u64::from));
+                put_opt_u64(out, pw.map(u64::from));
             }
             Self::Scan { from, to, count, pattern } => {
                 out.put_u64_le(*from);
@@ -255,11 +285,15 @@ impl KvRequest {
                 value: p.opt_bytes()?,
                 ttl_ms: p.opt_u64()?,
                 w: p.opt_u64()?.map(|w| u32::try_from(w).unwrap_or(u32::MAX)),
+                pw: p.opt_u64()?.map(|w| u32::try_from(w).unwrap_or(u32::MAX)),
             },
             5 => Self::Scan { from: p.u64_le()?, to: p.u64_le()?, count: p.u32()?, pattern: p.opt_bytes()? },
             6 => Self::Tallies,
             7 => Self::FlushAll,
             8 => Self::Digest { key: p.bytes()? },
+            9 => Self::Hint { key: p.bytes()?, target: NodeId(p.u64_le()?), object: Encoded::decode(p.bytes()?)? },
+            10 => Self::HintRead { key: p.bytes()?, target: NodeId(p.u64_le()?) },
+            11 => Self::Hinted { key: p.bytes()? },
             _ => return Ok(None),
         }))
     }
@@ -275,6 +309,7 @@ impl KvResponse {
             Self::Keys { .. } => 5,
             Self::Tallies(_) => 6,
             Self::Digest(_) => 7,
+            Self::Hinted(_) => 8,
         }
     }
 
@@ -309,6 +344,12 @@ impl KvResponse {
                     put_varint(out, c.keys);
                 }
             }
+            Self::Hinted(targets) => {
+                put_varint(out, targets.len() as u64);
+                for t in targets {
+                    out.put_u64_le(t.0);
+                }
+            }
         }
     }
 
@@ -334,6 +375,10 @@ impl KvResponse {
                 Self::Tallies(counts.collect::<Result<_, DecodeError>>()?)
             }
             7 => Self::Digest(p.opt_u64()?),
+            8 => {
+                let n = p.r.len(8)?;
+                Self::Hinted((0..n).map(|_| p.u64_le().map(NodeId)).collect::<Result<_, _>>()?)
+            }
             _ => return Ok(None),
         }))
     }
@@ -379,7 +424,17 @@ pub(crate) mod tests {
                 },
             },
             KvRequest::Write { key: Bytes::from("k"), mutation: Mutation::GetEx(Expiry::Clear) },
-            KvRequest::WriteVersions { key: Bytes::from("k"), context: ctx, value: None, ttl_ms: Some(10), w: Some(2) },
+            KvRequest::WriteVersions {
+                key: Bytes::from("k"),
+                context: ctx,
+                value: None,
+                ttl_ms: Some(10),
+                w: Some(2),
+                pw: Some(1),
+            },
+            KvRequest::Hint { key: Bytes::from("k"), target: NodeId(3), object: Encoded::new(object()) },
+            KvRequest::HintRead { key: Bytes::from("k"), target: NodeId(u64::MAX) },
+            KvRequest::Hinted { key: Bytes::from("k") },
             KvRequest::Scan { from: 1, to: u64::MAX, count: 10, pattern: Some(Bytes::from("a*")) },
             KvRequest::Tallies,
             KvRequest::FlushAll,
@@ -395,6 +450,8 @@ pub(crate) mod tests {
             KvResponse::Written { context: Context::default(), superseded: 2 },
             KvResponse::Keys { keys: vec![Bytes::from("a"), Bytes::new()], examined: 5, next: Some(42) },
             KvResponse::Tallies(vec![PartitionCount { partition: 3, keys: 10 }]),
+            KvResponse::Hinted(vec![NodeId(1), NodeId(u64::MAX)]),
+            KvResponse::Hinted(Vec::new()),
         ];
         (requests, responses)
     }

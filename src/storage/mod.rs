@@ -24,11 +24,11 @@
 //! answered on the caller's thread, without a hop to the worker.
 
 mod cache;
+mod hints;
 mod meta;
 mod shard;
 mod stats;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -44,6 +44,8 @@ use crate::error::{Error, Result};
 use crate::ring::Partitioner;
 use crate::version::{Actor, Dot, Encoded, NodeId, Object};
 use cache::{Cache, Cached, PositionMap};
+use hints::Hints;
+pub use hints::{Hint, HintBounds, HintTally, Overflow};
 use meta::{Dots, storage};
 pub use stats::Tally;
 
@@ -78,6 +80,7 @@ pub struct Options {
     pub cache_bytes: u64,
     /// The object cache, shared out among the workers.
     pub object_cache_bytes: u64,
+    pub hint_bounds: HintBounds,
 }
 
 /// What an update does with the object it read.
@@ -96,25 +99,6 @@ pub struct Entry {
     pub hash: u64,
     pub key: Bytes,
     pub object: Object,
-}
-
-/// A write this node holds for a replica that missed it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Hint {
-    pub hash: u64,
-    pub key: Bytes,
-    /// When the hint was taken, in milliseconds since the epoch.
-    pub since: u64,
-    /// Renewed each time the hint is taken again.
-    token: u64,
-}
-
-impl Hint {
-    /// A stored hint's value: (since, token).
-    fn parse(v: &[u8]) -> (u64, u64) {
-        let word = |at: usize| v.get(at..at + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes);
-        (word(0), word(8))
-    }
 }
 
 /// Work queued on a worker: run in a batch, then told whether the batch
@@ -258,7 +242,7 @@ struct Shared {
     reap_objects: AtomicBool,
     stats: stats::Stats,
     /// Hints held, by the node they are for, over every shard.
-    hints: Mutex<HashMap<NodeId, u64>>,
+    hints: Mutex<Hints>,
     dots: Dots,
     /// What a clean stop of the previous process left: its actor and last
     /// counter, until membership takes it.
@@ -286,10 +270,6 @@ impl Shared {
         let hash = split_data_key(k).map_or(0, |(h, _)| h);
         let shard = self.worker_of(hash) * CACHE_SHARDS + (hash as usize % CACHE_SHARDS);
         self.caches[shard].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn hint_counts(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, u64>> {
-        self.hints.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Empties the cache shards of `worker`.
@@ -381,7 +361,7 @@ impl Store {
         let shards = shard::open_all(&opts.path, &root, &meta, partitioner, workers, opts.cache_bytes)?;
         let stats = stats::Stats::new(opts.partitions);
         count(&shards, partitioner, &stats)?;
-        let hints = count_hints(&shards);
+        let hints = Hints::open(&shards, &meta, opts.hint_bounds)?;
         let persist_mode = if opts.fsync { PersistMode::SyncData } else { PersistMode::Buffer };
         let per_shard = usize::try_from(opts.object_cache_bytes).unwrap_or(usize::MAX) / workers / CACHE_SHARDS;
         let shared = Arc::new(Shared {
@@ -554,6 +534,26 @@ impl Store {
         .await
     }
 
+    /// Merges `object` into this node's copy of `key` (a copy sent by a
+    /// coordinator, a repair, a hint); true if it changed. Whether it
+    /// changes is judged by dots first, so a copy that already holds
+    /// everything is neither cloned nor written.
+    ///
+    /// # Errors
+    /// As [`update`](Self::update).
+    pub async fn merge(&self, hash: u64, key: &[u8], object: Arc<Object>) -> Result<bool> {
+        self.apply(hash, key, move |before| match before {
+            Some(b) if !b.changed_by(&object) => (Change::Keep, false),
+            Some(b) => {
+                let mut merged = b.clone();
+                merged.merge(&object);
+                (Change::Put(Encoded::new(merged)), true)
+            }
+            None => (Change::Put(Encoded::new(Arc::unwrap_or_clone(object))), true),
+        })
+        .await
+    }
+
     /// Up to `limit` keys with ring positions in `from..=to`, in ring order,
     /// and the position to continue from (`None` when the range is done).
     /// Keys sharing a position are never split across two calls.
@@ -620,120 +620,13 @@ impl Store {
             });
             shared.stats.reset();
             // Recounted: a shard whose clearing failed keeps its hints.
-            *shared.hint_counts() = count_hints(&shared.shards);
+            shared.hints().recount(&shared.shards);
             barrier.wait();
             result
         })
         .await
         .map_err(|_| Error::ShuttingDown)??;
         if stopped { Err(Error::ShuttingDown) } else { Ok(()) }
-    }
-
-    /// Records that replica `target` missed the write of `key` (at ring
-    /// position `hash`), which this node holds: a hint, made durable with
-    /// its shard's next batch, until [`remove_hint`](Self::remove_hint).
-    /// Taking it again keeps the first time it was taken but renews its
-    /// token, so a delivery under way does not remove it.
-    ///
-    /// # Errors
-    /// Storage failures, or shutdown.
-    pub async fn add_hint(&self, target: NodeId, hash: u64, key: &[u8]) -> Result<()> {
-        let k = hint_key(target, &data_key(hash, key));
-        self.run(hash, move |w| {
-            let since = match w.shard.hints.get(&k).map_err(storage)? {
-                Some(v) => Hint::parse(&v).0,
-                None => {
-                    *w.shared.hint_counts().entry(target).or_default() += 1;
-                    crate::clock::now_ms()
-                }
-            };
-            let mut v = [0u8; 16];
-            v[..8].copy_from_slice(&since.to_be_bytes());
-            v[8..].copy_from_slice(&crate::random::random_u64().to_be_bytes());
-            w.shard.hints.insert(k, v).map_err(storage)?;
-            w.dirty = true;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Forgets `hint`, unless it was taken again since it was read (a
-    /// newer write the replica also missed): the write reached its replica
-    /// (or no longer concerns it). True if it was removed.
-    ///
-    /// # Errors
-    /// Storage failures, or shutdown.
-    pub async fn remove_hint(&self, target: NodeId, hint: &Hint) -> Result<bool> {
-        let k = hint_key(target, &data_key(hint.hash, &hint.key));
-        let token = hint.token;
-        self.run(hint.hash, move |w| {
-            if w.shard.hints.get(&k).map_err(storage)?.is_none_or(|v| Hint::parse(&v).1 != token) {
-                return Ok(false);
-            }
-            w.shard.hints.remove(k).map_err(storage)?;
-            let mut counts = w.shared.hint_counts();
-            if let Some(n) = counts.get_mut(&target) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    counts.remove(&target);
-                }
-            }
-            drop(counts);
-            w.dirty = true;
-            Ok(true)
-        })
-        .await
-    }
-
-    /// Up to `limit` hints for `target`, in key order (ring position,
-    /// then key) over all shards, starting after the hint `after` (a
-    /// cursor: the last hint of the previous call, so that a delivery
-    /// walks past the hints it removed instead of reading their
-    /// tombstones again).
-    ///
-    /// # Errors
-    /// Storage failures, or shutdown.
-    pub async fn hints_for(&self, target: NodeId, after: Option<&Hint>, limit: usize) -> Result<Vec<Hint>> {
-        let shared = Arc::clone(&self.shared);
-        let start = after.map(|h| hint_key(target, &data_key(h.hash, &h.key)));
-        tokio::task::spawn_blocking(move || -> Result<Vec<Hint>> {
-            let prefix = target.0.to_be_bytes();
-            let mut out = Vec::new();
-            for shard in &shared.shards {
-                let iter = match &start {
-                    Some(from) => shard
-                        .hints
-                        .range::<&[u8], _>((std::ops::Bound::Excluded(&from[..]), std::ops::Bound::Unbounded)),
-                    None => shard.hints.prefix(prefix),
-                };
-                for kv in iter.take(limit) {
-                    let (k, v) = kv.into_inner().map_err(storage)?;
-                    if !k.starts_with(&prefix) {
-                        break;
-                    }
-                    let Some((hash, key)) = k.get(8..).and_then(split_data_key) else { continue };
-                    let (since, token) = Hint::parse(&v);
-                    out.push(Hint { hash, key: Bytes::copy_from_slice(key), since, token });
-                }
-            }
-            out.sort_by(|a, b| (a.hash, &a.key).cmp(&(b.hash, &b.key)));
-            out.truncate(limit);
-            Ok(out)
-        })
-        .await
-        .map_err(|_| Error::ShuttingDown)?
-    }
-
-    /// Hints held, for every target.
-    #[must_use]
-    pub fn hints_held(&self) -> u64 {
-        self.shared.hint_counts().values().sum()
-    }
-
-    /// Hints held for `target`.
-    #[must_use]
-    pub fn hints_held_for(&self, target: NodeId) -> u64 {
-        self.shared.hint_counts().get(&target).copied().unwrap_or(0)
     }
 
     /// Does the background work due by `now` (reclaiming expired values,
@@ -975,29 +868,6 @@ impl Worker<'_> {
     }
 }
 
-/// The hints `shards` hold, by the node they are for.
-fn count_hints(shards: &[Shard]) -> HashMap<NodeId, u64> {
-    let mut counts = HashMap::new();
-    for shard in shards {
-        for kv in shard.hints.iter() {
-            if let Ok(k) = kv.key()
-                && let Some(target) = k.first_chunk::<8>()
-            {
-                *counts.entry(NodeId(u64::from_be_bytes(*target))).or_default() += 1;
-            }
-        }
-    }
-    counts
-}
-
-/// Where a hint for `target` about data key `data_key` is kept.
-fn hint_key(target: NodeId, data_key: &[u8]) -> Bytes {
-    let mut k = BytesMut::with_capacity(8 + data_key.len());
-    k.put_u64(target.0);
-    k.put_slice(data_key);
-    k.freeze()
-}
-
 fn reap_key(due: u64, data_key: &[u8]) -> Bytes {
     let mut k = BytesMut::with_capacity(8 + data_key.len());
     k.put_u64(due);
@@ -1012,7 +882,11 @@ mod tests {
     use std::path::Path;
 
     fn open(dir: &std::path::Path, workers: usize) -> Store {
-        Store::open(&Options {
+        Store::open(&options(dir, workers)).expect("open")
+    }
+
+    fn options(dir: &std::path::Path, workers: usize) -> Options {
+        Options {
             path: dir.to_path_buf(),
             partitions: 16,
             fsync: false,
@@ -1021,8 +895,8 @@ mod tests {
             reap_objects: true,
             cache_bytes: 8 << 20,
             object_cache_bytes: 1 << 20,
-        })
-        .expect("open")
+            hint_bounds: HintBounds::default(),
+        }
     }
 
     fn put(
@@ -1072,10 +946,10 @@ mod tests {
         let keys: Vec<String> = (0..100).map(|i| format!("h{i}")).collect();
         for k in &keys {
             let hash = crate::ring::key_hash(k.as_bytes());
-            store.add_hint(a, hash, k.as_bytes()).await.expect("hint");
-            store.add_hint(a, hash, k.as_bytes()).await.expect("taken again: still one");
+            store.add_hint(a, hash, k.as_bytes()).await.expect("hint").expect("within bounds");
+            store.add_hint(a, hash, k.as_bytes()).await.expect("taken again: still one").expect("within bounds");
         }
-        store.add_hint(b, 1, b"other").await.expect("hint");
+        store.add_hint(b, 1, b"other").await.expect("hint").expect("within bounds");
         assert_eq!((store.hints_held(), store.hints_held_for(a), store.hints_held_for(b)), (101, 100, 1));
         // Read in batches of 7: every hint for `a` once, in key order.
         let (mut seen, mut after) = (Vec::new(), None);
@@ -1089,7 +963,7 @@ mod tests {
         assert!(seen.windows(2).all(|w| (w[0].hash, &w[0].key) < (w[1].hash, &w[1].key)));
         // A hint taken again after it was read is not removed by that read.
         let renewed = &seen[0];
-        store.add_hint(a, renewed.hash, &renewed.key).await.expect("hint");
+        store.add_hint(a, renewed.hash, &renewed.key).await.expect("hint").expect("within bounds");
         assert!(!store.remove_hint(a, renewed).await.expect("remove"));
         for h in &seen[1..] {
             assert!(store.remove_hint(a, h).await.expect("remove"));
@@ -1101,6 +975,55 @@ mod tests {
         assert_eq!((store.hints_held_for(a), store.hints_held_for(b)), (1, 1), "counted again at open, resharded");
         let left = store.hints_for(a, None, 10).await.expect("hints");
         assert_eq!(left.iter().map(|h| &h.key).collect::<Vec<_>>(), [&renewed.key]);
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_fallback_keeps_merged_objects_within_bounds_and_records_what_it_refuses() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&Options {
+            hint_bounds: HintBounds { window_ms: 60_000, max_bytes: 600 },
+            ..options(dir.path(), 2)
+        })
+        .expect("open");
+        let (target, hash) = (NodeId(5), crate::ring::key_hash(b"k"));
+        let version = |counter: u64, value: &str| {
+            let mut o = Object::new();
+            let dot = Dot::new(Actor(counter), 1);
+            o.update(
+                &crate::version::Context::default(),
+                Sibling { dot, timestamp: counter, expires_at: None, value: Some(Bytes::from(value.to_owned())) },
+            );
+            Arc::new(o)
+        };
+        // Two concurrent writes kept for the same target: both siblings.
+        store.keep_for(target, hash, b"k", version(1, "a")).await.expect("keep").expect("within bounds");
+        store.keep_for(target, hash, b"k", version(2, "b")).await.expect("keep").expect("within bounds");
+        let kept = store.kept_for(target, hash, b"k").await.expect("read").expect("kept");
+        assert_eq!(kept.siblings().len(), 2);
+        assert_eq!(store.hinted_for(hash, b"k", vec![NodeId(4), target]).await.expect("which"), [target]);
+        assert_eq!(store.get(hash, b"k").await.expect("get"), None, "not among this node's data");
+        let tally = store.hint_tally(target);
+        assert_eq!(tally.count, 1);
+        assert!(tally.bytes > 16, "{tally:?}");
+        // Past the bytes allowed: refused, nothing stored.
+        let big = version(3, &"x".repeat(600));
+        assert_eq!(store.keep_for(target, 9, b"big", big).await.expect("keep"), Err(Overflow::Bytes));
+        assert_eq!(store.hint_tally(target), tally);
+        assert_eq!(store.add_hint(NodeId(6), 9, b"big").await.expect("hint"), Ok(()), "other targets are not bound");
+        assert!(store.mark_for_repair(3).await.expect("mark"));
+        assert!(!store.mark_for_repair(3).await.expect("mark"), "recorded once");
+        // The hint goes when delivered; the record and the hints stay across a reopen.
+        store.close().await.expect("close");
+        drop(store);
+        let store = open(dir.path(), 3);
+        assert_eq!(store.hint_tally(target), tally, "counted again at open, resharded");
+        assert_eq!(store.partitions_needing_repair(), [3]);
+        let hints = store.hints_for(target, None, 10).await.expect("hints");
+        assert_eq!(hints.len(), 1);
+        assert_eq!(hints[0].object.as_ref().map(|o| o.siblings().len()), Some(2));
+        assert!(store.remove_hint(target, &hints[0]).await.expect("remove"));
+        assert_eq!(store.hint_tally(target), HintTally::default());
         store.close().await.expect("close");
     }
 

@@ -194,6 +194,9 @@ pub struct Holder {
     pub primary: bool,
     /// (holds, values, context), or the error in asking the node.
     pub copy: Result<(i64, i64, String), String>,
+    pub up: bool,
+    /// The ids of the nodes it keeps a hint about the key for.
+    pub hints: Vec<String>,
 }
 
 /// SHOAL.WHERE key → (partition, preference list).
@@ -219,6 +222,8 @@ pub fn where_is(c: &mut impl ConnectionLike, key: &str) -> (i64, Vec<Holder>) {
                 port: address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("address host:port"),
                 primary: role == "primary",
                 copy,
+                up: int(&f["up"]) == 1,
+                hints: array(&f["hints"]).iter().map(text).collect(),
             }
         })
         .collect();

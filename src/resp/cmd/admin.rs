@@ -17,8 +17,9 @@ fn field(name: &'static str, value: Reply) -> (Reply, Reply) {
 /// SHOAL.STATUS → the cluster (id, Q, N, effective N) and one map per
 /// member: id, addresses, status, up or down as this node sees it and the
 /// failure detector's phi, when it was last heard from, the partitions it
-/// owns (and what share), the keys and bytes it holds, and the hints this
-/// node keeps for it (writes it missed, waiting to be handed over).
+/// owns (and what share), the keys and bytes it holds, the hints this
+/// node keeps for it (writes it missed, waiting to be handed over) and,
+/// while this node hands them over, how far it is.
 pub async fn status(s: &Session, _: Args) -> Result<Reply> {
     let coordinator = s.coordinator();
     let view = coordinator.view();
@@ -46,6 +47,10 @@ pub async fn status(s: &Session, _: Args) -> Result<Reply> {
                     "hints",
                     Reply::Int(i64::try_from(coordinator.store().hints_held_for(m.entry.id)).unwrap_or(i64::MAX)),
                 ),
+                field(
+                    "delivering",
+                    Reply::bulk(s.server.metrics.delivery(m.entry.id).map(|d| d.progress()).unwrap_or_default()),
+                ),
                 field("self", Reply::Int(i64::from(m.me))),
             ])
         })
@@ -60,8 +65,9 @@ pub async fn status(s: &Session, _: Args) -> Result<Reply> {
 }
 
 /// SHOAL.WHERE key → the key's partition and its preference list: for each
-/// node its id, address, role (primary or fallback), whether it holds the
-/// key, how many live values, and its context.
+/// node its id, address, role (primary or fallback), whether this node
+/// believes it up, whether it holds the key, how many live values, its
+/// context, and the ids of the nodes it keeps a hint about the key for.
 pub async fn where_is(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     let (partition, holders) = s.coordinator().placement(&key).await?;
@@ -85,6 +91,7 @@ pub async fn where_is(s: &Session, mut args: Args) -> Result<Reply> {
                 }
                 Err(e) => fields.push(field("error", Reply::bulk(e))),
             }
+            fields.push(field("hints", Reply::Array(h.hints.iter().map(|t| Reply::bulk(t.to_string())).collect())));
             Reply::Map(fields)
         })
         .collect();

@@ -1,6 +1,8 @@
 //! The context commands, which expose sibling versions: GETCTX, SETCTX,
 //! DELCTX. A context is opaque printable text; see `version::Context`.
-//! `R n` / `W n` override the read or write quorum for one request.
+//! `R n` / `W n` override the read or write quorum for one request;
+//! `PR n` / `PW n` ask that n of the replicas answering be the key's own
+//! replicas, not fallbacks standing in for them (Riak's PR and PW).
 
 use bytes::Bytes;
 
@@ -22,32 +24,38 @@ fn quorum(args: &mut Args) -> Result<usize> {
     usize::try_from(n).map_err(|_| Error::NotInteger)
 }
 
-/// GETCTX key [R n] → [context, [value, …]].
+/// GETCTX key [R n] [PR n] → [context, [value, …]].
 pub async fn getctx(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
-    let mut r = None;
+    let (mut r, mut pr) = (None, None);
     while let Some(option) = args.keyword() {
         match option.as_str() {
             "R" if r.is_none() => r = Some(quorum(&mut args)?),
+            "PR" if pr.is_none() => pr = Some(quorum(&mut args)?),
             _ => return Err(Error::Syntax),
         }
     }
-    let v = s.coordinator().get_versions(&key, r).await?;
+    let v = s.coordinator().get_versions(&key, r, pr).await?;
     Ok(Reply::Array(vec![Reply::bulk(v.context.encode()), Reply::bulks(v.values)]))
 }
 
-/// SETCTX key context value [EX seconds | PX milliseconds] [W n] → new context.
+/// SETCTX key context value [EX seconds | PX milliseconds] [W n] [PW n]
+/// → new context.
 pub async fn setctx(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     let ctx = context(&args.bytes()?)?;
     let value: Bytes = args.bytes()?;
-    let (mut ttl, mut w) = (None, None);
+    let (mut ttl, mut w, mut pw) = (None, None, None);
     while let Some(option) = args.keyword() {
         let expiry = match option.as_str() {
             "EX" if ttl.is_none() => ttl_of(args.int()?, 1000, "setctx")?,
             "PX" if ttl.is_none() => ttl_of(args.int()?, 1, "setctx")?,
             "W" if w.is_none() => {
                 w = Some(quorum(&mut args)?);
+                continue;
+            }
+            "PW" if pw.is_none() => {
+                pw = Some(quorum(&mut args)?);
                 continue;
             }
             _ => return Err(Error::Syntax),
@@ -57,21 +65,22 @@ pub async fn setctx(s: &Session, mut args: Args) -> Result<Reply> {
             _ => return Err(Error::Syntax),
         };
     }
-    let (next, _) = s.coordinator().write_versions(&key, ctx, Some(value), ttl, w).await?;
+    let (next, _) = s.coordinator().write_versions(&key, ctx, Some(value), ttl, w, pw).await?;
     Ok(Reply::bulk(next.encode()))
 }
 
-/// DELCTX key context [W n] → how many values it superseded.
+/// DELCTX key context [W n] [PW n] → how many values it superseded.
 pub async fn delctx(s: &Session, mut args: Args) -> Result<Reply> {
     let key = args.bytes()?;
     let ctx = context(&args.bytes()?)?;
-    let mut w = None;
+    let (mut w, mut pw) = (None, None);
     while let Some(option) = args.keyword() {
         match option.as_str() {
             "W" if w.is_none() => w = Some(quorum(&mut args)?),
+            "PW" if pw.is_none() => pw = Some(quorum(&mut args)?),
             _ => return Err(Error::Syntax),
         }
     }
-    let (_, superseded) = s.coordinator().write_versions(&key, ctx, None, None, w).await?;
+    let (_, superseded) = s.coordinator().write_versions(&key, ctx, None, None, w, pw).await?;
     Ok(Reply::Int(superseded as i64))
 }

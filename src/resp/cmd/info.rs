@@ -214,6 +214,21 @@ fn section(s: &Session, name: &str, disk: u64, out: &mut String) {
             line("hints_stored", &get(&m.hints_stored));
             line("hints_delivered", &get(&m.hints_delivered));
             line("hints_pending", &store.hints_held());
+            line("hints_refused", &get(&m.hints_refused));
+            line("sloppy_quorum", &u8::from(s.coordinator().settings().sloppy_quorum));
+            line("hint_window_seconds", &server.config.hint_window);
+            line("hint_max_bytes", &server.config.hint_max_bytes.0);
+            let repair = store.partitions_needing_repair();
+            line("partitions_needing_repair", &repair.len());
+            // Per node hints are held for: hints_for_<id>:count=…,bytes=…,oldest_age_seconds=…
+            let now = crate::clock::now_ms();
+            for (target, t) in store.hint_tallies() {
+                let age = now.saturating_sub(t.oldest) / 1000;
+                line(
+                    &format!("hints_for_{target}"),
+                    &format!("count={},bytes={},oldest_age_seconds={age}", t.count, t.bytes),
+                );
+            }
         }
         "keyspace" if tally.keys > 0 => {
             line("db0", &format!("keys={},expires={},avg_ttl=0", tally.keys, tally.expires))

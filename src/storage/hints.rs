@@ -1,0 +1,428 @@
+//! Hints: writes this node holds for other nodes that missed them.
+//!
+//! Each shard's `hints` keyspace keeps one entry per (target node, key):
+//! under the target's id (big-endian) followed by the data key, the time
+//! the hint was first taken, a token renewed each time it is taken again,
+//! and, for a hint kept by a fallback standing in for a replica (sloppy
+//! quorum), the object written on the replica's behalf. A coordinator's
+//! hint carries no object: the coordinator is a replica and holds the key
+//! in its own data. Hints live beside the data they concern (the same
+//! shard, the same journal), so they are durable with the batch that
+//! writes them.
+//!
+//! Hints per target are bounded by age (the oldest pending hint) and by
+//! bytes: past either, a new hint is refused ([`Overflow`]), and the
+//! caller records the partition as needing repair
+//! ([`Store::mark_for_repair`]), which is kept in `meta`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use fjall::Keyspace;
+
+use super::meta::storage;
+use super::shard::Shard;
+use super::{Shared, Store, data_key, split_data_key};
+use crate::error::{Error, Result};
+use crate::version::{Encoded, NodeId, Object};
+
+/// Where `meta` keeps the partitions needing repair.
+const REPAIR: &str = "repair";
+
+/// A write this node holds for a node that missed it.
+#[derive(Clone, Debug)]
+pub struct Hint {
+    pub hash: u64,
+    pub key: Bytes,
+    /// When the hint was taken, in milliseconds since the epoch.
+    pub since: u64,
+    /// Renewed each time the hint is taken again.
+    token: u64,
+    /// What a fallback holds on the target's behalf; `None` for a
+    /// coordinator's hint (the write is in this node's data).
+    pub object: Option<Arc<Object>>,
+}
+
+/// A stored hint's value: since, token, then the object if any.
+fn parse(v: &[u8]) -> (u64, u64) {
+    let word = |at: usize| v.get(at..at + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes);
+    (word(0), word(8))
+}
+
+fn parse_object(v: &[u8]) -> Result<Option<Arc<Object>>> {
+    match v.get(16..) {
+        None | Some([]) => Ok(None),
+        Some(bytes) => Object::decode(&Bytes::copy_from_slice(bytes))
+            .map(|o| Some(Arc::new(o)))
+            .map_err(|e| Error::Storage(format!("corrupt hint: {e}"))),
+    }
+}
+
+fn value(since: u64, object: Option<&Encoded>) -> Bytes {
+    let body = object.map_or(&[][..], |o| o.bytes());
+    let mut v = BytesMut::with_capacity(16 + body.len());
+    v.put_u64(since);
+    v.put_u64(crate::random::random_u64());
+    v.put_slice(body);
+    v.freeze()
+}
+
+/// Where a hint for `target` about data key `data_key` is kept.
+fn hint_key(target: NodeId, data_key: &[u8]) -> Bytes {
+    let mut k = BytesMut::with_capacity(8 + data_key.len());
+    k.put_u64(target.0);
+    k.put_slice(data_key);
+    k.freeze()
+}
+
+/// What this node holds for one target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HintTally {
+    pub count: u64,
+    /// Keys and values, as stored.
+    pub bytes: u64,
+    /// When the oldest hint still held was taken (ms since the epoch):
+    /// exact after a start, else the oldest taken since the target last
+    /// had none.
+    pub oldest: u64,
+}
+
+/// How much a node keeps for one target at most.
+#[derive(Clone, Copy, Debug)]
+pub struct HintBounds {
+    /// New hints are refused once the oldest held is this old (ms).
+    pub window_ms: u64,
+    /// New hints are refused once those held take this many bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for HintBounds {
+    fn default() -> Self {
+        Self { window_ms: 3 * 3600 * 1000, max_bytes: 1 << 30 }
+    }
+}
+
+/// Why a hint was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// The target's oldest hint is older than the window.
+    Age,
+    /// The target's hints take more bytes than allowed.
+    Bytes,
+}
+
+impl std::fmt::Display for Overflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Age => "its oldest hint is older than the hint window",
+            Self::Bytes => "its hints exceed the bytes allowed",
+        })
+    }
+}
+
+/// The hints held per target, and the bounds on them.
+pub(super) struct Hints {
+    tallies: HashMap<NodeId, HintTally>,
+    pub bounds: HintBounds,
+    /// Partitions recorded as needing repair.
+    repair: BTreeSet<u32>,
+}
+
+impl Hints {
+    pub fn open(shards: &[Shard], meta: &Keyspace, bounds: HintBounds) -> Result<Self> {
+        let repair = meta
+            .get(REPAIR)
+            .map_err(storage)?
+            .map(|v| v.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().unwrap_or_default())).collect())
+            .unwrap_or_default();
+        Ok(Self { tallies: count(shards), bounds, repair })
+    }
+
+    /// Why a new hint of `bytes` for `target` must be refused, if it must.
+    fn check(&self, target: NodeId, bytes: u64, now: u64) -> Option<Overflow> {
+        let t = self.tallies.get(&target)?;
+        if t.count > 0 && now.saturating_sub(t.oldest) > self.bounds.window_ms {
+            return Some(Overflow::Age);
+        }
+        (t.bytes + bytes > self.bounds.max_bytes).then_some(Overflow::Bytes)
+    }
+
+    /// Counts a hint of `size` bytes replacing one of `before` bytes
+    /// (`None`: a new one), taken at `since`.
+    fn put(&mut self, target: NodeId, before: Option<u64>, size: u64, since: u64) {
+        let t = self.tallies.entry(target).or_default();
+        match before {
+            Some(b) => t.bytes = t.bytes.saturating_sub(b),
+            None => {
+                if t.count == 0 || since < t.oldest {
+                    t.oldest = since;
+                }
+                t.count += 1;
+            }
+        }
+        t.bytes += size;
+    }
+
+    fn remove(&mut self, target: NodeId, size: u64) {
+        if let Some(t) = self.tallies.get_mut(&target) {
+            t.count = t.count.saturating_sub(1);
+            t.bytes = t.bytes.saturating_sub(size);
+            if t.count == 0 {
+                self.tallies.remove(&target);
+            }
+        }
+    }
+
+    pub fn recount(&mut self, shards: &[Shard]) {
+        self.tallies = count(shards);
+    }
+}
+
+/// The hints `shards` hold, by the node they are for.
+fn count(shards: &[Shard]) -> HashMap<NodeId, HintTally> {
+    let mut tallies: HashMap<NodeId, HintTally> = HashMap::new();
+    for shard in shards {
+        for kv in shard.hints.iter() {
+            let Ok((k, v)) = kv.into_inner() else { continue };
+            let Some(target) = k.first_chunk::<8>() else { continue };
+            let t = tallies.entry(NodeId(u64::from_be_bytes(*target))).or_default();
+            let since = parse(&v).0;
+            if t.count == 0 || since < t.oldest {
+                t.oldest = since;
+            }
+            t.count += 1;
+            t.bytes += (k.len() + v.len()) as u64;
+        }
+    }
+    tallies
+}
+
+impl Shared {
+    pub(super) fn hints(&self) -> std::sync::MutexGuard<'_, Hints> {
+        self.hints.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Store {
+    /// Records that `target` missed the write of `key` (at ring position
+    /// `hash`), which this node, one of its replicas, holds in its data:
+    /// a hint, made durable with its shard's next batch, until
+    /// [`remove_hint`](Self::remove_hint). Taking it again keeps the first
+    /// time it was taken (and any object a fallback kept) but renews its
+    /// token, so a delivery under way does not remove it.
+    ///
+    /// # Errors
+    /// Storage failures, or shutdown. `Ok(Err(_))`: refused, past the
+    /// bounds for `target`.
+    pub async fn add_hint(&self, target: NodeId, hash: u64, key: &[u8]) -> Result<Result<(), Overflow>> {
+        self.keep_hint(target, hash, key, None).await
+    }
+
+    /// Keeps `object`, written on behalf of `target` (a replica of the key
+    /// this node stands in for), merged into what this node already keeps
+    /// for it, durably before it returns.
+    ///
+    /// # Errors
+    /// As [`add_hint`](Self::add_hint).
+    pub async fn keep_for(
+        &self,
+        target: NodeId,
+        hash: u64,
+        key: &[u8],
+        object: Arc<Object>,
+    ) -> Result<Result<(), Overflow>> {
+        self.keep_hint(target, hash, key, Some(object)).await
+    }
+
+    async fn keep_hint(
+        &self,
+        target: NodeId,
+        hash: u64,
+        key: &[u8],
+        object: Option<Arc<Object>>,
+    ) -> Result<Result<(), Overflow>> {
+        let k = hint_key(target, &data_key(hash, key));
+        self.run(hash, move |w| {
+            let now = crate::clock::now_ms();
+            let before = w.shard.hints.get(&k).map_err(storage)?;
+            let (since, kept) = match &before {
+                Some(v) => (parse(v).0, parse_object(v)?),
+                None => (now, None),
+            };
+            let merged = match (kept, object) {
+                (Some(mut kept), Some(new)) => {
+                    if !kept.changed_by(&new) {
+                        // Already held: renew the token only.
+                        Some(kept)
+                    } else {
+                        Arc::make_mut(&mut kept).merge(&new);
+                        Some(kept)
+                    }
+                }
+                (kept, new) => kept.or(new),
+            };
+            let v = value(since, merged.map(|o| Encoded::new(Arc::unwrap_or_clone(o))).as_ref());
+            let size = (k.len() + v.len()) as u64;
+            let before_size = before.as_ref().map(|b| (k.len() + b.len()) as u64);
+            let mut hints = w.shared.hints();
+            if let Some(overflow) = hints.check(target, size.saturating_sub(before_size.unwrap_or(0)), now) {
+                return Ok(Err(overflow));
+            }
+            hints.put(target, before_size, size, since);
+            drop(hints);
+            w.shard.hints.insert(k, v).map_err(storage)?;
+            w.dirty = true;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    /// What this node keeps on behalf of `target` for `key`.
+    ///
+    /// # Errors
+    /// Storage failures, a corrupt hint, or shutdown.
+    pub async fn kept_for(&self, target: NodeId, hash: u64, key: &[u8]) -> Result<Option<Arc<Object>>> {
+        let k = hint_key(target, &data_key(hash, key));
+        self.run(hash, move |w| match w.shard.hints.get(&k).map_err(storage)? {
+            Some(v) => parse_object(&v),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    /// Which of `targets` this node holds a hint about `key` for.
+    ///
+    /// # Errors
+    /// Storage failures, or shutdown.
+    pub async fn hinted_for(&self, hash: u64, key: &[u8], targets: Vec<NodeId>) -> Result<Vec<NodeId>> {
+        let k = data_key(hash, key);
+        self.run(hash, move |w| {
+            let mut held = Vec::new();
+            for t in targets {
+                if w.shard.hints.contains_key(hint_key(t, &k)).map_err(storage)? {
+                    held.push(t);
+                }
+            }
+            Ok(held)
+        })
+        .await
+    }
+
+    /// Forgets `hint`, unless it was taken again since it was read (a
+    /// newer write the target also missed): the write reached its target
+    /// (or no longer concerns it). True if it was removed.
+    ///
+    /// # Errors
+    /// Storage failures, or shutdown.
+    pub async fn remove_hint(&self, target: NodeId, hint: &Hint) -> Result<bool> {
+        let k = hint_key(target, &data_key(hint.hash, &hint.key));
+        let token = hint.token;
+        self.run(hint.hash, move |w| {
+            let Some(v) = w.shard.hints.get(&k).map_err(storage)? else { return Ok(false) };
+            if parse(&v).1 != token {
+                return Ok(false);
+            }
+            w.shard.hints.remove(k.clone()).map_err(storage)?;
+            w.shared.hints().remove(target, (k.len() + v.len()) as u64);
+            w.dirty = true;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Up to `limit` hints for `target`, in key order (ring position,
+    /// then key) over all shards, starting after the hint `after` (a
+    /// cursor: the last hint of the previous call, so that a delivery
+    /// walks past the hints it removed instead of reading their
+    /// tombstones again).
+    ///
+    /// # Errors
+    /// Storage failures, or shutdown.
+    pub async fn hints_for(&self, target: NodeId, after: Option<&Hint>, limit: usize) -> Result<Vec<Hint>> {
+        let shared = Arc::clone(&self.shared);
+        let start = after.map(|h| hint_key(target, &data_key(h.hash, &h.key)));
+        tokio::task::spawn_blocking(move || -> Result<Vec<Hint>> {
+            let prefix = target.0.to_be_bytes();
+            let mut out = Vec::new();
+            for shard in &shared.shards {
+                let iter = match &start {
+                    Some(from) => shard
+                        .hints
+                        .range::<&[u8], _>((std::ops::Bound::Excluded(&from[..]), std::ops::Bound::Unbounded)),
+                    None => shard.hints.prefix(prefix),
+                };
+                for kv in iter.take(limit) {
+                    let (k, v) = kv.into_inner().map_err(storage)?;
+                    if !k.starts_with(&prefix) {
+                        break;
+                    }
+                    let Some((hash, key)) = k.get(8..).and_then(split_data_key) else { continue };
+                    let (since, token) = parse(&v);
+                    let object = parse_object(&v)?;
+                    out.push(Hint { hash, key: Bytes::copy_from_slice(key), since, token, object });
+                }
+            }
+            out.sort_by(|a, b| (a.hash, &a.key).cmp(&(b.hash, &b.key)));
+            out.truncate(limit);
+            Ok(out)
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Hints held, for every target.
+    #[must_use]
+    pub fn hints_held(&self) -> u64 {
+        self.shared.hints().tallies.values().map(|t| t.count).sum()
+    }
+
+    /// Hints held for `target`.
+    #[must_use]
+    pub fn hints_held_for(&self, target: NodeId) -> u64 {
+        self.hint_tally(target).count
+    }
+
+    /// What is held for `target`.
+    #[must_use]
+    pub fn hint_tally(&self, target: NodeId) -> HintTally {
+        self.shared.hints().tallies.get(&target).copied().unwrap_or_default()
+    }
+
+    /// What is held, per target.
+    #[must_use]
+    pub fn hint_tallies(&self) -> Vec<(NodeId, HintTally)> {
+        let mut all: Vec<_> = self.shared.hints().tallies.iter().map(|(t, h)| (*t, *h)).collect();
+        all.sort_unstable_by_key(|(t, _)| *t);
+        all
+    }
+
+    /// Records that partition `p` needs repair (a hint was refused): kept
+    /// in `meta` until anti-entropy has repaired it. True if it was not
+    /// recorded yet.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn mark_for_repair(&self, p: u32) -> Result<bool> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            let mut hints = shared.hints();
+            if !hints.repair.insert(p) {
+                return Ok(false);
+            }
+            let list: Vec<u8> = hints.repair.iter().flat_map(|p| p.to_be_bytes()).collect();
+            shared.meta.insert(REPAIR, list).map_err(storage)?;
+            drop(hints);
+            shared.root.persist(fjall::PersistMode::SyncAll).map_err(storage)?;
+            Ok(true)
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// The partitions recorded as needing repair.
+    #[must_use]
+    pub fn partitions_needing_repair(&self) -> Vec<u32> {
+        self.shared.hints().repair.iter().copied().collect()
+    }
+}
