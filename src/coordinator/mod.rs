@@ -389,6 +389,13 @@ impl Coordinator {
         need: Need,
     ) -> Result<(Context, usize)> {
         metrics::add(&self.metrics.writes_coordinated, 1);
+        // PW more than the replicas up cannot be met: refused before
+        // anything is written.
+        let up = place.replicas_up();
+        if need.primaries > up {
+            self.report_noquorum("write (PW)", need.primaries, up, Vec::new());
+            return Err(Error::NoQuorum { needed: need.primaries, got: up, outcome: Unmet::NotWritten });
+        }
         let replicate = !place.local_only();
         let only_copy = place.only_copy();
         // The context speaks of what the client read: merge what the other

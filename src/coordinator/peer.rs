@@ -110,7 +110,7 @@ impl Coordinator {
     /// Too long a key, or a storage failure.
     pub async fn fallback_read(&self, key: &Bytes, target: NodeId) -> Result<Option<Arc<Object>>> {
         let hash = super::locate(key)?;
-        replicas::read_standing_in(&self.store, target, hash, key).await
+        replicas::read_standing_in(&self.store, &self.membership.view(), target, hash, key).await
     }
 
     /// The members this node keeps a hint about `key` for.

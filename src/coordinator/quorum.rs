@@ -85,7 +85,8 @@ impl Quorum {
     /// replicas themselves when only those fell short.
     #[must_use]
     pub fn short(&self) -> (usize, usize) {
-        let c = if self.all.reached() { &self.primaries } else { &self.all };
+        let primaries = self.primaries.impossible() || (self.all.reached() && !self.primaries.reached());
+        let c = if primaries { &self.primaries } else { &self.all };
         (c.needed, c.ok)
     }
 
@@ -130,6 +131,11 @@ mod tests {
         let mut q = Quorum::new(1, 3, 1, 1);
         assert_eq!(q.record(true, false), Status::Pending, "a fallback alone is not enough");
         assert_eq!(q.record(false, true), Status::Impossible, "the only replica failed");
+        assert_eq!(q.short(), (1, 0), "what fell short is the replicas");
+        let mut q = Quorum::new(1, 2, 0, 2);
+        assert_eq!(q.record(false, true), Status::Pending);
+        assert_eq!(q.record(false, false), Status::Impossible);
+        assert_eq!(q.short(), (1, 0));
     }
 
     proptest! {

@@ -1,23 +1,33 @@
 //! Talking to a key's replicas: quorum reads with read repair, replicated
 //! writes, and forwarding to a coordinator in the preference list.
 //!
-//! A request goes to every replica at once. The coordinator answers as soon
-//! as enough have replied (R or W, counted by [`Quorum`]) or as soon as too
-//! many have failed; the calls still in flight then finish in a background
-//! task, so a slow replica neither delays the reply nor misses the write.
+//! A request goes to one target per replica of the key ([`Placement`]):
+//! the replica itself, or, with sloppy quorum, the fallback standing in
+//! for it while it is believed down. A fallback keeps what it is sent as a
+//! hint for the replica and answers reads from its hints. The coordinator
+//! answers as soon as enough targets have replied (R or W, PR or PW,
+//! counted by [`Quorum`]) or as soon as too many have failed; the calls
+//! still in flight then finish in a background task, so a slow target
+//! neither delays the reply nor misses the write.
 //!
-//! A read asks R replicas for their copies (this node first, then the
-//! fastest) and the others only for a digest of their version summary
-//! ([`Object::digest`]); if a replica asked for its copy fails, the others
-//! are asked for theirs instead. Once every replica has answered, copies
-//! whose digest differs from the merge are fetched, and the merged object
-//! is sent to each replica that lacked some of it (read repair). A read
-//! whose replicas all answered alike spawns nothing.
+//! A read asks R targets for their copies (this node first, then the
+//! fastest, and every fallback) and the other replicas only for a digest
+//! of their version summary ([`Object::digest`]); if a target asked for
+//! its copy fails, the others are asked for theirs instead. A fallback
+//! that holds nothing of the key vouches for nothing: it counts towards R
+//! only once every target has answered. Once every target has answered,
+//! copies whose digest differs from the merge are fetched, and the merged
+//! object is sent to each replica that lacked some of it (read repair;
+//! fallbacks are not repaired). A read whose replicas all answered alike
+//! spawns nothing.
 //!
-//! A replica the failure detector believes down counts as failed at once:
-//! reads do not ask it, and writes still send it the object in the
-//! background (the detector may be wrong) but do not wait for it. So when
-//! the live replicas cannot make R or W, the answer is NOQUORUM at once.
+//! A replica the failure detector believes down with no fallback to stand
+//! in counts as failed at once: reads do not ask it, and writes still send
+//! it the object in the background (the detector may be wrong) but do not
+//! wait for it. So when the live targets cannot make R or W, the answer is
+//! NOQUORUM at once. A replica that fails a request before the detector
+//! believes it down is stood in for by a backup fallback (one that stands
+//! in for no other), unless the request asks for PR or PW.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -80,6 +90,7 @@ pub(super) struct Placement {
     /// targets are the first N nodes of the list believed up. Empty while
     /// every replica is up, and always without sloppy quorum.
     stand_ins: Vec<(usize, usize)>,
+    sloppy: bool,
 }
 
 impl Placement {
@@ -92,6 +103,7 @@ impl Placement {
             me: self.me,
             local: self.local,
             stand_ins: self.stand_ins.clone(),
+            sloppy: self.sloppy,
         }
     }
 
@@ -117,7 +129,28 @@ impl Placement {
             }
         }
         let local = mine.or_else(|| stand_ins.iter().find(|&&(_, f)| view.members[f].id == me).map(|&(s, _)| s));
-        Self { hash, view, partition, me: mine, local, stand_ins }
+        Self { hash, view, partition, me: mine, local, stand_ins, sloppy }
+    }
+
+    /// The fallback that takes slot `i`'s request if its replica fails it
+    /// (one the failure detector does not believe down yet: a node that
+    /// just died, or was cut off): with sloppy quorum, the fallbacks
+    /// believed up that stand in for no replica, one per slot whose target
+    /// is another replica, in order.
+    fn backup(&self, i: usize) -> Option<usize> {
+        if !self.sloppy || !self.primary(i) || self.me == Some(i) {
+            return None;
+        }
+        let rank = (0..i).filter(|&s| self.primary(s) && self.me != Some(s)).count();
+        let replicas = self.replicas();
+        self.view
+            .ring
+            .preference_list(self.partition)
+            .iter()
+            .skip(replicas.len())
+            .filter_map(|&id| self.view.index_of(id))
+            .filter(|&f| self.view.up[f] && !replicas.contains(&f) && !self.stand_ins.iter().any(|&(_, t)| t == f))
+            .nth(rank)
     }
 
     /// The key's replicas, as indices into the view's members.
@@ -179,6 +212,11 @@ impl Placement {
     /// True if this node believes replica `i` itself up.
     fn replica_up(&self, i: usize) -> bool {
         self.view.up[self.replicas()[i]]
+    }
+
+    /// How many of the key's replicas this node believes up.
+    pub fn replicas_up(&self) -> usize {
+        (0..self.slots()).filter(|&i| self.replica_up(i)).count()
     }
 
     /// The first replica believed up, in preference order: the one that
@@ -298,6 +336,10 @@ struct Read {
     vouched_primary: usize,
     /// The slots whose target is a fallback.
     fallbacks: Vec<usize>,
+    /// Fallbacks that answered holding nothing of the key: they vouch for
+    /// nothing, and count towards R only once every target has answered
+    /// (then no acknowledged write can be missing from what was read).
+    empty: usize,
 }
 
 impl Read {
@@ -316,12 +358,15 @@ impl Read {
         loop {
             let mut changed = false;
             let (answers, merged, vouched) = (&mut self.answers, &mut self.merged, &mut self.vouched);
-            let (vouched_primary, fallbacks) = (&mut self.vouched_primary, &self.fallbacks);
+            let (vouched_primary, fallbacks, empty) = (&mut self.vouched_primary, &self.fallbacks, &mut self.empty);
             take_ready(&mut self.copies, cx, |replica, result| {
                 if let Ok(answer) = &result {
-                    *vouched += 1;
-                    if !fallbacks.contains(&replica) {
-                        *vouched_primary += 1;
+                    let fallback = fallbacks.contains(&replica);
+                    if fallback && answer.is_none() {
+                        *empty += 1;
+                    } else {
+                        *vouched += 1;
+                        *vouched_primary += usize::from(!fallback);
                     }
                     if let Some(o) = answer {
                         merge_into(merged, o);
@@ -340,6 +385,7 @@ impl Read {
             if changed && self.answers.iter().any(|(_, a)| a.is_ok()) {
                 let merged = self.merged.as_deref().map(Object::digest);
                 for h in self.heard.iter_mut().filter(|h| !h.vouched) {
+                    // (Only replicas themselves are asked for digests.)
                     if matches!(h.digest, Ok(d) if d == merged) {
                         h.vouched = true;
                         self.vouched += 1;
@@ -357,7 +403,18 @@ impl Read {
             }
             let unvouched = |h: &Heard| !h.vouched && h.digest.is_ok();
             if self.digests.is_empty() && !self.heard.iter().any(unvouched) {
-                return Poll::Ready(Status::Impossible);
+                // Nothing more to ask. Fallbacks that hold nothing make up
+                // R once every target has answered, if some target vouched.
+                if !self.copies.is_empty() {
+                    return if self.vouched + self.empty + self.copies.len() >= need.all {
+                        Poll::Pending
+                    } else {
+                        Poll::Ready(Status::Impossible)
+                    };
+                }
+                let settled =
+                    self.vouched > 0 && self.vouched + self.empty >= need.all && self.vouched_primary >= need.primaries;
+                return Poll::Ready(if settled { Status::Reached } else { Status::Impossible });
             }
             let ask: Vec<usize> = self
                 .digests
@@ -387,16 +444,24 @@ fn finish_later<T: Send + 'static>(
 }
 
 /// Reads slot `i`'s object: the replica's copy, or what the fallback
-/// standing in for it holds.
-fn read_call(store: &Arc<Store>, peers: &Peers, place: &Placement, i: usize, key: &Bytes) -> Call<Option<Arc<Object>>> {
+/// standing in for it holds. With `backup`, a replica that fails the read
+/// is stood in for by its backup fallback (see [`Placement::backup`]).
+fn read_call(
+    store: &Arc<Store>,
+    peers: &Peers,
+    place: &Placement,
+    i: usize,
+    key: &Bytes,
+    backup: bool,
+) -> Call<Option<Arc<Object>>> {
     let (key, hash) = (key.clone(), place.hash);
     let standing_in = place.standing_in_for(i);
     if place.is_local(i) {
-        let store = Arc::clone(store);
+        let (store, view) = (Arc::clone(store), Arc::clone(&place.view));
         return Box::pin(async move {
             match standing_in {
                 None => store.get(hash, &key).await,
-                Some(target) => read_standing_in(&store, target, hash, &key).await,
+                Some(target) => read_standing_in(&store, &view, target, hash, &key).await,
             }
         });
     }
@@ -405,28 +470,47 @@ fn read_call(store: &Arc<Store>, peers: &Peers, place: &Placement, i: usize, key
         return Box::pin(async move { Err(e) });
     }
     let (peers, addr) = (peers.clone(), place.addr_of(i));
+    let retry = (backup && place.sloppy && standing_in.is_none()).then(|| (place.clone_for_repair(), key.clone()));
     let request = match standing_in {
         None => KvRequest::Read { key },
         Some(target) => KvRequest::HintRead { key, target },
     };
     Box::pin(async move {
-        match peers.kv(addr.as_str(), request).await.map_err(from_call)? {
-            KvResponse::Object(o) => Ok(o),
-            other => Err(super::unexpected(&other)),
+        let failed = match peers.kv(addr.as_str(), request).await {
+            Ok(KvResponse::Object(o)) => return Ok(o),
+            Ok(other) => return Err(super::unexpected(&other)),
+            Err(e) => from_call(e),
+        };
+        let Some((place, key)) = retry else { return Err(failed) };
+        let Some(b) = place.backup(i) else { return Err(failed) };
+        let request = KvRequest::HintRead { key, target: place.replica(i).id };
+        match peers.kv(&place.view.members[b].peer_addr, request).await {
+            // A backup that holds nothing of the key knows nothing the
+            // replica would have said: the replica's failure stands.
+            Ok(KvResponse::Object(Some(o))) => Ok(Some(o)),
+            _ => Err(failed),
         }
     })
 }
 
 /// What this node holds of `key` standing in for `target`: its own copy
-/// merged with what it keeps on `target`'s behalf.
+/// merged with what it keeps on behalf of `target` or of any other replica
+/// of the key (as `view` sees them: the coordinator that sent a write here
+/// may have seen the replicas down in another order).
 pub(super) async fn read_standing_in(
     store: &Store,
+    view: &View,
     target: NodeId,
     hash: u64,
     key: &[u8],
 ) -> Result<Option<Arc<Object>>> {
+    let p = view.partitioner().of(hash);
+    let mut targets: Vec<NodeId> = view.replica_indices(p).iter().map(|&i| view.members[i].id).collect();
+    if !targets.contains(&target) {
+        targets.push(target);
+    }
     let mut own = store.get(hash, key).await?;
-    if let Some(kept) = store.kept_for(target, hash, key).await? {
+    if let Some(kept) = store.kept_for_any(targets, hash, key).await? {
         merge_into(&mut own, &kept);
     }
     Ok(own)
@@ -435,7 +519,7 @@ pub(super) async fn read_standing_in(
 /// Asks replica `i` for the digest of its copy of `key`.
 fn digest_call(store: &Arc<Store>, peers: &Peers, place: &Placement, i: usize, key: &Bytes) -> Call<Option<u64>> {
     if place.is_local(i) || !place.up(i) || !place.primary(i) {
-        let read = read_call(store, peers, place, i, key);
+        let read = read_call(store, peers, place, i, key, false);
         return Box::pin(async move { read.await.map(|o| o.map(|o| o.digest())) });
     }
     let (peers, addr, key) = (peers.clone(), place.addr_of(i), key.clone());
@@ -479,7 +563,9 @@ fn merge_into(merged: &mut Option<Arc<Object>>, o: &Arc<Object>) {
 }
 
 /// Merges `object` into slot `i`: into the replica's copy, or into what
-/// the fallback standing in for it keeps on its behalf.
+/// the fallback standing in for it keeps on its behalf. With `backup`, a
+/// replica that fails the merge is stood in for by its backup fallback
+/// (see [`Placement::backup`]).
 fn merge_call(
     store: &Arc<Store>,
     peers: &Peers,
@@ -487,6 +573,7 @@ fn merge_call(
     i: usize,
     key: &Bytes,
     object: Encoded,
+    backup: bool,
 ) -> Call<()> {
     let (key, hash) = (key.clone(), place.hash);
     let standing_in = place.standing_in_for(i);
@@ -501,14 +588,24 @@ fn merge_call(
         });
     }
     let (peers, addr) = (peers.clone(), place.addr_of(i));
+    let retry = (backup && place.sloppy && standing_in.is_none())
+        .then(|| (place.clone_for_repair(), key.clone(), object.clone()));
     let request = match standing_in {
         None => KvRequest::Merge { key, object },
         Some(target) => KvRequest::Hint { key, target, object },
     };
     Box::pin(async move {
-        match peers.kv(addr.as_str(), request).await.map_err(from_call)? {
-            KvResponse::Done => Ok(()),
-            other => Err(super::unexpected(&other)),
+        let failed = match peers.kv(addr.as_str(), request).await {
+            Ok(KvResponse::Done) => return Ok(()),
+            Ok(other) => return Err(super::unexpected(&other)),
+            Err(e) => from_call(e),
+        };
+        let Some((place, key, object)) = retry else { return Err(failed) };
+        let Some(b) = place.backup(i) else { return Err(failed) };
+        let request = KvRequest::Hint { key, target: place.replica(i).id, object };
+        match peers.kv(&place.view.members[b].peer_addr, request).await {
+            Ok(KvResponse::Done) => Ok(()),
+            _ => Err(failed),
         }
     })
 }
@@ -569,7 +666,7 @@ impl Coordinator {
 
     /// Counts and logs (at most once a second) a quorum missed, naming the
     /// replicas that failed and how.
-    fn report_noquorum(&self, what: &str, needed: usize, got: usize, failed: Vec<String>) {
+    pub(super) fn report_noquorum(&self, what: &str, needed: usize, got: usize, failed: Vec<String>) {
         let summary = format!("{what}: {needed} replicas needed, {got} answered; {}", failed.join("; "));
         if self.metrics.noquorum(summary.clone()) {
             tracing::warn!("NOQUORUM {summary}");
@@ -617,12 +714,16 @@ impl Coordinator {
     ) -> (bool, Option<Arc<Object>>, (usize, usize)) {
         let order = self.read_order(place);
         let (copies, others) = order.split_at(need.all.min(order.len()));
-        let copy = |i: usize| read_call(&self.store, &self.peers, place, i, key);
+        // Backups stand in for replicas that fail, unless PR asks for the
+        // replicas themselves.
+        let copy = |i: usize| read_call(&self.store, &self.peers, place, i, key, need.primaries == 0);
         let mut read = Read {
-            copies: copies.iter().map(|&i| (i, copy(i))).collect(),
+            // Fallbacks are asked for copies, never for digests: what one
+            // holds may be nothing at all, which a digest cannot tell apart.
+            copies: copies.iter().chain(others.iter().filter(|&&i| !place.primary(i))).map(|&i| (i, copy(i))).collect(),
             digests: others
                 .iter()
-                .filter(|&&i| place.up(i))
+                .filter(|&&i| place.up(i) && place.primary(i))
                 .map(|&i| (i, digest_call(&self.store, &self.peers, place, i, key)))
                 .collect(),
             answers: Vec::new(),
@@ -631,10 +732,12 @@ impl Coordinator {
             vouched: 0,
             vouched_primary: 0,
             fallbacks: place.stand_ins.iter().map(|&(slot, _)| slot).collect(),
+            empty: 0,
         };
         let status = std::future::poll_fn(|cx| read.poll(cx, need, &copy)).await;
-        let short_of =
-            if read.vouched < need.all { (need.all, read.vouched) } else { (need.primaries, read.vouched_primary) };
+        // What fell short: R, or else PR.
+        let r_short = read.vouched + read.empty < need.all || read.vouched == 0;
+        let short_of = if r_short { (need.all, read.vouched) } else { (need.primaries, read.vouched_primary) };
         let Read { copies: mut pending, digests, mut answers, heard, mut merged, .. } = read;
         if status != Status::Reached {
             let waited: Vec<(usize, Call<Option<Arc<Object>>>)> = match short {
@@ -656,7 +759,7 @@ impl Coordinator {
         let (needed, mut got) = short_of;
         if status != Status::Reached {
             // Those that answered while the read waited count too.
-            if needed == need.all {
+            if r_short {
                 got = answers.iter().filter(|(_, a)| a.is_ok()).count() + heard.iter().filter(|h| h.vouched).count();
             }
             self.report_noquorum("read", needed, got, failures(&answers));
@@ -698,7 +801,12 @@ impl Coordinator {
             Poll::Pending => true,
         });
         let Gathered { answers, pending, digests } = gathered;
-        if pending.is_empty() && digests.is_empty() && !answers.iter().any(|(_, a)| stale(a, merged)) {
+        // Only replicas are repaired: a fallback keeps what it was sent on a
+        // replica's behalf, not what that replica already holds.
+        if pending.is_empty()
+            && digests.is_empty()
+            && !answers.iter().any(|(i, a)| place.primary(*i) && stale(a, merged))
+        {
             return;
         }
         let (store, peers, metrics) = (Arc::clone(&self.store), self.peers.clone(), Arc::clone(&self.metrics));
@@ -714,15 +822,18 @@ impl Coordinator {
                     .into_iter()
                     .zip(digests)
                     .filter(|(_, d)| matches!(d, Ok(d) if *d != read))
-                    .map(|(i, _)| (i, read_call(&store, &peers, &place, i, &key)))
+                    .map(|(i, _)| (i, read_call(&store, &peers, &place, i, &key, false)))
                     .unzip();
                 answers.extend(ids.into_iter().zip(crate::join::join_all(fetches).await));
                 let Some(merged) = merge_answers(&answers) else { return Ok(()) };
                 let merged = Encoded::new(Arc::unwrap_or_clone(merged));
-                let stale: Vec<usize> =
-                    answers.iter().filter(|(_, a)| stale(a, Some(merged.object()))).map(|(i, _)| *i).collect();
+                let stale: Vec<usize> = answers
+                    .iter()
+                    .filter(|(i, a)| place.primary(*i) && stale(a, Some(merged.object())))
+                    .map(|(i, _)| *i)
+                    .collect();
                 let repairs =
-                    stale.iter().map(|&i| merge_call(&store, &peers, &place, i, &key, merged.clone())).collect();
+                    stale.iter().map(|&i| merge_call(&store, &peers, &place, i, &key, merged.clone(), false)).collect();
                 metrics::add(&metrics.read_repairs, stale.len() as u64);
                 for result in crate::join::join_all(repairs).await {
                     if let Err(e) = result {
@@ -749,7 +860,9 @@ impl Coordinator {
                     place,
                     i,
                     key,
-                    merge_call(&self.store, &self.peers, place, i, key, object.clone()),
+                    // A backup stands in for a replica that fails, unless PW
+                    // asks for the replicas themselves.
+                    merge_call(&self.store, &self.peers, place, i, key, object.clone(), need.primaries == 0),
                 );
                 if place.up(i) {
                     (i, call)
@@ -898,6 +1011,7 @@ mod tests {
             vouched: 0,
             vouched_primary: 0,
             fallbacks: Vec::new(),
+            empty: 0,
         }
     }
 
@@ -1001,6 +1115,25 @@ mod tests {
         r.fallbacks = vec![1];
         let status = r.poll(&mut Context::from_waker(Waker::noop()), Need { all: 2, primaries: 2 }, &|_| never());
         assert_eq!(status, Poll::Ready(Status::Impossible), "no other replica to ask");
+    }
+
+    #[test]
+    fn fallbacks_that_hold_nothing_count_only_once_every_target_answered() {
+        let o = object(1);
+        let (tx, rx) = tokio::sync::oneshot::channel::<Option<Arc<Object>>>();
+        let late: Call<Option<Arc<Object>>> = Box::pin(async move { Ok(rx.await.expect("sent")) });
+        // Two fallbacks (slots 1 and 2) that hold nothing answer first.
+        let mut r = read(vec![late, ready(Ok(None)), ready(Ok(None))], vec![]);
+        r.fallbacks = vec![1, 2];
+        assert_eq!(poll(&mut r, 2, &|_| never()).0, Poll::Pending, "the replica's copy is awaited");
+        tx.send(Some(Arc::clone(&o))).expect("read alive");
+        assert_eq!(poll(&mut r, 2, &|_| never()).0, Poll::Ready(Status::Reached));
+        assert_eq!(r.merged.as_deref(), Some(&*o), "the replica's value, not nothing");
+        assert_eq!((r.vouched, r.empty), (1, 2));
+        // With the replica failed, empty fallbacks alone answer nothing.
+        let mut r = read(vec![failed(), ready(Ok(None)), ready(Ok(None))], vec![]);
+        r.fallbacks = vec![1, 2];
+        assert_eq!(poll(&mut r, 2, &|_| never()).0, Poll::Ready(Status::Impossible));
     }
 
     #[test]

@@ -13,9 +13,10 @@
 //! Hints per target are bounded by age (the oldest pending hint) and by
 //! bytes: past either, a new hint is refused ([`Overflow`]), and the
 //! caller records the partition as needing repair
-//! ([`Store::mark_for_repair`]), which is kept in `meta`.
+//! ([`Store::mark_for_repair`]), which is kept in `meta` for anti-entropy
+//! (still to come) to repair first.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -82,9 +83,8 @@ pub struct HintTally {
     pub count: u64,
     /// Keys and values, as stored.
     pub bytes: u64,
-    /// When the oldest hint still held was taken (ms since the epoch):
-    /// exact after a start, else the oldest taken since the target last
-    /// had none.
+    /// When the oldest hint held was taken (ms since the epoch; 0 when
+    /// none is held).
     pub oldest: u64,
 }
 
@@ -93,7 +93,7 @@ pub struct HintTally {
 pub struct HintBounds {
     /// New hints are refused once the oldest held is this old (ms).
     pub window_ms: u64,
-    /// New hints are refused once those held take this many bytes.
+    /// New hints are refused once those held would take more bytes.
     pub max_bytes: u64,
 }
 
@@ -108,7 +108,7 @@ impl Default for HintBounds {
 pub enum Overflow {
     /// The target's oldest hint is older than the window.
     Age,
-    /// The target's hints take more bytes than allowed.
+    /// The target's hints would take more bytes than allowed.
     Bytes,
 }
 
@@ -116,14 +116,36 @@ impl std::fmt::Display for Overflow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Age => "its oldest hint is older than the hint window",
-            Self::Bytes => "its hints exceed the bytes allowed",
+            Self::Bytes => "its hints would exceed the bytes allowed",
         })
+    }
+}
+
+/// What is held for one target, with the times hints were taken (so the
+/// oldest is known exactly as hints come and go).
+#[derive(Default)]
+struct Held {
+    count: u64,
+    bytes: u64,
+    /// How many hints were taken at each time (ms).
+    taken: BTreeMap<u64, u64>,
+}
+
+impl Held {
+    fn tally(&self) -> HintTally {
+        HintTally { count: self.count, bytes: self.bytes, oldest: self.taken.keys().next().copied().unwrap_or(0) }
+    }
+
+    fn add(&mut self, size: u64, since: u64) {
+        self.count += 1;
+        self.bytes += size;
+        *self.taken.entry(since).or_default() += 1;
     }
 }
 
 /// The hints held per target, and the bounds on them.
 pub(super) struct Hints {
-    tallies: HashMap<NodeId, HintTally>,
+    held: HashMap<NodeId, Held>,
     pub bounds: HintBounds,
     /// Partitions recorded as needing repair.
     repair: BTreeSet<u32>,
@@ -136,66 +158,61 @@ impl Hints {
             .map_err(storage)?
             .map(|v| v.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().unwrap_or_default())).collect())
             .unwrap_or_default();
-        Ok(Self { tallies: count(shards), bounds, repair })
+        Ok(Self { held: count(shards), bounds, repair })
     }
 
     /// Why a new hint of `bytes` for `target` must be refused, if it must.
+    /// (A hint taken again is never refused: it replaces one held.)
     fn check(&self, target: NodeId, bytes: u64, now: u64) -> Option<Overflow> {
-        let t = self.tallies.get(&target)?;
+        let t = self.held.get(&target).map(Held::tally).unwrap_or_default();
         if t.count > 0 && now.saturating_sub(t.oldest) > self.bounds.window_ms {
             return Some(Overflow::Age);
         }
         (t.bytes + bytes > self.bounds.max_bytes).then_some(Overflow::Bytes)
     }
 
-    /// Counts a hint of `size` bytes replacing one of `before` bytes
-    /// (`None`: a new one), taken at `since`.
+    /// Counts a hint of `size` bytes taken at `since`, replacing one of
+    /// `before` bytes (`None`: a new one).
     fn put(&mut self, target: NodeId, before: Option<u64>, size: u64, since: u64) {
-        let t = self.tallies.entry(target).or_default();
+        let held = self.held.entry(target).or_default();
         match before {
-            Some(b) => t.bytes = t.bytes.saturating_sub(b),
-            None => {
-                if t.count == 0 || since < t.oldest {
-                    t.oldest = since;
-                }
-                t.count += 1;
-            }
+            Some(b) => held.bytes = held.bytes.saturating_sub(b) + size,
+            None => held.add(size, since),
         }
-        t.bytes += size;
     }
 
-    fn remove(&mut self, target: NodeId, size: u64) {
-        if let Some(t) = self.tallies.get_mut(&target) {
-            t.count = t.count.saturating_sub(1);
-            t.bytes = t.bytes.saturating_sub(size);
-            if t.count == 0 {
-                self.tallies.remove(&target);
+    /// Counts a hint of `size` bytes taken at `since` gone.
+    fn remove(&mut self, target: NodeId, size: u64, since: u64) {
+        let Some(held) = self.held.get_mut(&target) else { return };
+        held.count = held.count.saturating_sub(1);
+        held.bytes = held.bytes.saturating_sub(size);
+        if let Some(n) = held.taken.get_mut(&since) {
+            *n -= 1;
+            if *n == 0 {
+                held.taken.remove(&since);
             }
+        }
+        if held.count == 0 {
+            self.held.remove(&target);
         }
     }
 
     pub fn recount(&mut self, shards: &[Shard]) {
-        self.tallies = count(shards);
+        self.held = count(shards);
     }
 }
 
 /// The hints `shards` hold, by the node they are for.
-fn count(shards: &[Shard]) -> HashMap<NodeId, HintTally> {
-    let mut tallies: HashMap<NodeId, HintTally> = HashMap::new();
+fn count(shards: &[Shard]) -> HashMap<NodeId, Held> {
+    let mut held: HashMap<NodeId, Held> = HashMap::new();
     for shard in shards {
         for kv in shard.hints.iter() {
             let Ok((k, v)) = kv.into_inner() else { continue };
             let Some(target) = k.first_chunk::<8>() else { continue };
-            let t = tallies.entry(NodeId(u64::from_be_bytes(*target))).or_default();
-            let since = parse(&v).0;
-            if t.count == 0 || since < t.oldest {
-                t.oldest = since;
-            }
-            t.count += 1;
-            t.bytes += (k.len() + v.len()) as u64;
+            held.entry(NodeId(u64::from_be_bytes(*target))).or_default().add((k.len() + v.len()) as u64, parse(&v).0);
         }
     }
-    tallies
+    held
 }
 
 impl Shared {
@@ -265,28 +282,38 @@ impl Store {
             let v = value(since, merged.map(|o| Encoded::new(Arc::unwrap_or_clone(o))).as_ref());
             let size = (k.len() + v.len()) as u64;
             let before_size = before.as_ref().map(|b| (k.len() + b.len()) as u64);
-            let mut hints = w.shared.hints();
-            if let Some(overflow) = hints.check(target, size.saturating_sub(before_size.unwrap_or(0)), now) {
+            if before_size.is_none()
+                && let Some(overflow) = w.shared.hints().check(target, size, now)
+            {
                 return Ok(Err(overflow));
             }
-            hints.put(target, before_size, size, since);
-            drop(hints);
             w.shard.hints.insert(k, v).map_err(storage)?;
+            w.shared.hints().put(target, before_size, size, since);
             w.dirty = true;
             Ok(Ok(()))
         })
         .await
     }
 
-    /// What this node keeps on behalf of `target` for `key`.
+    /// What this node keeps for `key` on behalf of any of `targets`,
+    /// merged.
     ///
     /// # Errors
     /// Storage failures, a corrupt hint, or shutdown.
-    pub async fn kept_for(&self, target: NodeId, hash: u64, key: &[u8]) -> Result<Option<Arc<Object>>> {
-        let k = hint_key(target, &data_key(hash, key));
-        self.run(hash, move |w| match w.shard.hints.get(&k).map_err(storage)? {
-            Some(v) => parse_object(&v),
-            None => Ok(None),
+    pub async fn kept_for_any(&self, targets: Vec<NodeId>, hash: u64, key: &[u8]) -> Result<Option<Arc<Object>>> {
+        let k = data_key(hash, key);
+        self.run(hash, move |w| {
+            let mut merged: Option<Arc<Object>> = None;
+            for t in targets {
+                let Some(v) = w.shard.hints.get(hint_key(t, &k)).map_err(storage)? else { continue };
+                let Some(kept) = parse_object(&v)? else { continue };
+                match &mut merged {
+                    None => merged = Some(kept),
+                    Some(m) if m.changed_by(&kept) => Arc::make_mut(m).merge(&kept),
+                    Some(_) => {}
+                }
+            }
+            Ok(merged)
         })
         .await
     }
@@ -324,7 +351,7 @@ impl Store {
                 return Ok(false);
             }
             w.shard.hints.remove(k.clone()).map_err(storage)?;
-            w.shared.hints().remove(target, (k.len() + v.len()) as u64);
+            w.shared.hints().remove(target, (k.len() + v.len()) as u64, parse(&v).0);
             w.dirty = true;
             Ok(true)
         })
@@ -374,7 +401,7 @@ impl Store {
     /// Hints held, for every target.
     #[must_use]
     pub fn hints_held(&self) -> u64 {
-        self.shared.hints().tallies.values().map(|t| t.count).sum()
+        self.shared.hints().held.values().map(|t| t.count).sum()
     }
 
     /// Hints held for `target`.
@@ -386,20 +413,20 @@ impl Store {
     /// What is held for `target`.
     #[must_use]
     pub fn hint_tally(&self, target: NodeId) -> HintTally {
-        self.shared.hints().tallies.get(&target).copied().unwrap_or_default()
+        self.shared.hints().held.get(&target).map(Held::tally).unwrap_or_default()
     }
 
     /// What is held, per target.
     #[must_use]
     pub fn hint_tallies(&self) -> Vec<(NodeId, HintTally)> {
-        let mut all: Vec<_> = self.shared.hints().tallies.iter().map(|(t, h)| (*t, *h)).collect();
+        let mut all: Vec<_> = self.shared.hints().held.iter().map(|(t, h)| (*t, h.tally())).collect();
         all.sort_unstable_by_key(|(t, _)| *t);
         all
     }
 
-    /// Records that partition `p` needs repair (a hint was refused): kept
-    /// in `meta` until anti-entropy has repaired it. True if it was not
-    /// recorded yet.
+    /// Records that partition `p` needs repair (a hint was refused), in
+    /// `meta`, for anti-entropy to repair first (it is not built yet: the
+    /// record only grows for now). True if it was not recorded yet.
     ///
     /// # Errors
     /// Storage failures.

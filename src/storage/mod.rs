@@ -999,7 +999,7 @@ mod tests {
         // Two concurrent writes kept for the same target: both siblings.
         store.keep_for(target, hash, b"k", version(1, "a")).await.expect("keep").expect("within bounds");
         store.keep_for(target, hash, b"k", version(2, "b")).await.expect("keep").expect("within bounds");
-        let kept = store.kept_for(target, hash, b"k").await.expect("read").expect("kept");
+        let kept = store.kept_for_any(vec![NodeId(4), target], hash, b"k").await.expect("read").expect("kept");
         assert_eq!(kept.siblings().len(), 2);
         assert_eq!(store.hinted_for(hash, b"k", vec![NodeId(4), target]).await.expect("which"), [target]);
         assert_eq!(store.get(hash, b"k").await.expect("get"), None, "not among this node's data");
@@ -1024,6 +1024,31 @@ mod tests {
         assert_eq!(hints[0].object.as_ref().map(|o| o.siblings().len()), Some(2));
         assert!(store.remove_hint(target, &hints[0]).await.expect("remove"));
         assert_eq!(store.hint_tally(target), HintTally::default());
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn the_age_bound_follows_the_oldest_hint_held_and_never_refuses_a_renewal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&Options {
+            hint_bounds: HintBounds { window_ms: 500, max_bytes: 1 << 20 },
+            ..options(dir.path(), 1)
+        })
+        .expect("open");
+        let t = NodeId(5);
+        store.add_hint(t, 1, b"first").await.expect("hint").expect("within bounds");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        store.add_hint(t, 2, b"second").await.expect("hint").expect("within bounds");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(store.add_hint(t, 3, b"third").await.expect("hint"), Err(Overflow::Age));
+        assert_eq!(store.add_hint(t, 1, b"first").await.expect("hint"), Ok(()), "a renewal is never refused");
+        // Once the oldest is delivered, the next oldest decides.
+        let held = store.hints_for(t, None, 10).await.expect("hints");
+        let first = held.iter().find(|h| &h.key[..] == b"first").expect("first");
+        let oldest = store.hint_tally(t).oldest;
+        assert!(store.remove_hint(t, first).await.expect("remove"));
+        assert!(store.hint_tally(t).oldest > oldest, "the oldest follows what is held");
+        assert_eq!(store.add_hint(t, 3, b"third").await.expect("hint"), Ok(()));
         store.close().await.expect("close");
     }
 
