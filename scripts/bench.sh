@@ -289,7 +289,7 @@ degraded() {
     sleep 0.05
   done
   [ "$members" = 2 ] || { echo "bench.sh: the killed node is not seen down"; exit 1; }
-  PIDS[cluster/one]="${pids[0]} ${pids[1]}"
+  PIDS[cluster/one]="${pids[0]} ${pids[1]}"; PORTS[cluster/one]="${ports[0]} ${ports[1]}"
   printf '%-10s %12s %12s %10s %8s %8s %8s
 ' test healthy_rps down_rps x_healthy p50_ms p99_ms cpu_us
   for pipeline in 1 16; do

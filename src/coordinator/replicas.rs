@@ -25,9 +25,9 @@
 //! in counts as failed at once: reads do not ask it, and writes still send
 //! it the object in the background (the detector may be wrong) but do not
 //! wait for it. So when the live targets cannot make R or W, the answer is
-//! NOQUORUM at once. A replica that fails a request before the detector
+//! NOQUORUM at once. A replica that fails a write before the detector
 //! believes it down is stood in for by a backup fallback (one that stands
-//! in for no other), unless the request asks for PR or PW.
+//! in for no other), unless the write asks for PW.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -132,25 +132,15 @@ impl Placement {
         Self { hash, view, partition, me: mine, local, stand_ins, sloppy }
     }
 
-    /// The fallback that takes slot `i`'s request if its replica fails it
-    /// (one the failure detector does not believe down yet: a node that
-    /// just died, or was cut off): with sloppy quorum, the fallbacks
-    /// believed up that stand in for no replica, one per slot whose target
-    /// is another replica, in order.
-    fn backup(&self, i: usize) -> Option<usize> {
-        if !self.sloppy || !self.primary(i) || self.me == Some(i) {
-            return None;
-        }
-        let rank = (0..i).filter(|&s| self.primary(s) && self.me != Some(s)).count();
-        let replicas = self.replicas();
-        self.view
-            .ring
-            .preference_list(self.partition)
-            .iter()
-            .skip(replicas.len())
-            .filter_map(|&id| self.view.index_of(id))
-            .filter(|&f| self.view.up[f] && !replicas.contains(&f) && !self.stand_ins.iter().any(|&(_, t)| t == f))
-            .nth(rank)
+    /// Where slot `i`'s write goes if its replica fails it before the
+    /// failure detector believes it down (it has just died, or been cut
+    /// off): with sloppy quorum, the `rank`-th fallback believed up that
+    /// stands in for no replica, `rank` being the slot's place among the
+    /// slots whose target is the replica itself. So every coordinator
+    /// picks the same backup for a replica while they see the cluster
+    /// alike, and no two slots share one.
+    fn backup_rank(&self, i: usize) -> Option<usize> {
+        (self.sloppy && self.primary(i) && self.me != Some(i)).then(|| (0..i).filter(|&s| self.primary(s)).count())
     }
 
     /// The key's replicas, as indices into the view's members.
@@ -240,6 +230,20 @@ impl Placement {
     fn addr_of(&self, i: usize) -> PeerAddr {
         PeerAddr { view: Arc::clone(&self.view), member: self.target(i) }
     }
+}
+
+/// The `rank`-th fallback of `partition` believed up that stands in for
+/// no replica (see [`Placement::backup_rank`]), as an index into the
+/// view's members.
+fn backup_of(view: &View, partition: u32, stand_ins: &[(usize, usize)], rank: usize) -> Option<usize> {
+    let replicas = view.replica_indices(partition);
+    view.ring
+        .preference_list(partition)
+        .iter()
+        .skip(replicas.len())
+        .filter_map(|&id| view.index_of(id))
+        .filter(|&f| view.up[f] && !replicas.contains(&f) && !stand_ins.iter().any(|&(_, t)| t == f))
+        .nth(rank)
 }
 
 /// A replica's peer address that a spawned call can own cheaply.
@@ -444,51 +448,36 @@ fn finish_later<T: Send + 'static>(
 }
 
 /// Reads slot `i`'s object: the replica's copy, or what the fallback
-/// standing in for it holds. With `backup`, a replica that fails the read
-/// is stood in for by its backup fallback (see [`Placement::backup`]).
-fn read_call(
-    store: &Arc<Store>,
-    peers: &Peers,
-    place: &Placement,
-    i: usize,
-    key: &Bytes,
-    backup: bool,
-) -> Call<Option<Arc<Object>>> {
+/// standing in for it holds. (A replica that fails a read is not stood in
+/// for by a backup as a write is: a backup holds only the writes that
+/// failed over to it, and would vouch for a merge missing the others; the
+/// replicas asked for digests are asked for copies instead.)
+fn read_call(store: &Arc<Store>, peers: &Peers, place: &Placement, i: usize, key: &Bytes) -> Call<Option<Arc<Object>>> {
     let (key, hash) = (key.clone(), place.hash);
     let standing_in = place.standing_in_for(i);
     if place.is_local(i) {
-        let (store, view) = (Arc::clone(store), Arc::clone(&place.view));
-        return Box::pin(async move {
-            match standing_in {
-                None => store.get(hash, &key).await,
-                Some(target) => read_standing_in(&store, &view, target, hash, &key).await,
+        let store = Arc::clone(store);
+        return match standing_in {
+            None => Box::pin(async move { store.get(hash, &key).await }),
+            Some(target) => {
+                let view = Arc::clone(&place.view);
+                Box::pin(async move { read_standing_in(&store, &view, target, hash, &key).await })
             }
-        });
+        };
     }
     if !place.up(i) {
         let e = down(&place.member(i).peer_addr);
         return Box::pin(async move { Err(e) });
     }
     let (peers, addr) = (peers.clone(), place.addr_of(i));
-    let retry = (backup && place.sloppy && standing_in.is_none()).then(|| (place.clone_for_repair(), key.clone()));
     let request = match standing_in {
         None => KvRequest::Read { key },
         Some(target) => KvRequest::HintRead { key, target },
     };
     Box::pin(async move {
-        let failed = match peers.kv(addr.as_str(), request).await {
-            Ok(KvResponse::Object(o)) => return Ok(o),
-            Ok(other) => return Err(super::unexpected(&other)),
-            Err(e) => from_call(e),
-        };
-        let Some((place, key)) = retry else { return Err(failed) };
-        let Some(b) = place.backup(i) else { return Err(failed) };
-        let request = KvRequest::HintRead { key, target: place.replica(i).id };
-        match peers.kv(&place.view.members[b].peer_addr, request).await {
-            // A backup that holds nothing of the key knows nothing the
-            // replica would have said: the replica's failure stands.
-            Ok(KvResponse::Object(Some(o))) => Ok(Some(o)),
-            _ => Err(failed),
+        match peers.kv(addr.as_str(), request).await.map_err(from_call)? {
+            KvResponse::Object(o) => Ok(o),
+            other => Err(super::unexpected(&other)),
         }
     })
 }
@@ -519,7 +508,7 @@ pub(super) async fn read_standing_in(
 /// Asks replica `i` for the digest of its copy of `key`.
 fn digest_call(store: &Arc<Store>, peers: &Peers, place: &Placement, i: usize, key: &Bytes) -> Call<Option<u64>> {
     if place.is_local(i) || !place.up(i) || !place.primary(i) {
-        let read = read_call(store, peers, place, i, key, false);
+        let read = read_call(store, peers, place, i, key);
         return Box::pin(async move { read.await.map(|o| o.map(|o| o.digest())) });
     }
     let (peers, addr, key) = (peers.clone(), place.addr_of(i), key.clone());
@@ -565,7 +554,7 @@ fn merge_into(merged: &mut Option<Arc<Object>>, o: &Arc<Object>) {
 /// Merges `object` into slot `i`: into the replica's copy, or into what
 /// the fallback standing in for it keeps on its behalf. With `backup`, a
 /// replica that fails the merge is stood in for by its backup fallback
-/// (see [`Placement::backup`]).
+/// (see [`Placement::backup_rank`]).
 fn merge_call(
     store: &Arc<Store>,
     peers: &Peers,
@@ -588,8 +577,10 @@ fn merge_call(
         });
     }
     let (peers, addr) = (peers.clone(), place.addr_of(i));
-    let retry = (backup && place.sloppy && standing_in.is_none())
-        .then(|| (place.clone_for_repair(), key.clone(), object.clone()));
+    let retry = place.backup_rank(i).filter(|_| backup).map(|rank| {
+        let again = (key.clone(), object.clone());
+        (rank, place.partition, place.replica(i).id, place.stand_ins.clone(), again)
+    });
     let request = match standing_in {
         None => KvRequest::Merge { key, object },
         Some(target) => KvRequest::Hint { key, target, object },
@@ -600,10 +591,10 @@ fn merge_call(
             Ok(other) => return Err(super::unexpected(&other)),
             Err(e) => from_call(e),
         };
-        let Some((place, key, object)) = retry else { return Err(failed) };
-        let Some(b) = place.backup(i) else { return Err(failed) };
-        let request = KvRequest::Hint { key, target: place.replica(i).id, object };
-        match peers.kv(&place.view.members[b].peer_addr, request).await {
+        let Some((rank, partition, target, stand_ins, (key, object))) = retry else { return Err(failed) };
+        let Some(b) = backup_of(&addr.view, partition, &stand_ins, rank) else { return Err(failed) };
+        let request = KvRequest::Hint { key, target, object };
+        match peers.kv(&addr.view.members[b].peer_addr, request).await {
             Ok(KvResponse::Done) => Ok(()),
             _ => Err(failed),
         }
@@ -714,9 +705,7 @@ impl Coordinator {
     ) -> (bool, Option<Arc<Object>>, (usize, usize)) {
         let order = self.read_order(place);
         let (copies, others) = order.split_at(need.all.min(order.len()));
-        // Backups stand in for replicas that fail, unless PR asks for the
-        // replicas themselves.
-        let copy = |i: usize| read_call(&self.store, &self.peers, place, i, key, need.primaries == 0);
+        let copy = |i: usize| read_call(&self.store, &self.peers, place, i, key);
         let mut read = Read {
             // Fallbacks are asked for copies, never for digests: what one
             // holds may be nothing at all, which a digest cannot tell apart.
@@ -822,7 +811,7 @@ impl Coordinator {
                     .into_iter()
                     .zip(digests)
                     .filter(|(_, d)| matches!(d, Ok(d) if *d != read))
-                    .map(|(i, _)| (i, read_call(&store, &peers, &place, i, &key, false)))
+                    .map(|(i, _)| (i, read_call(&store, &peers, &place, i, &key)))
                     .unzip();
                 answers.extend(ids.into_iter().zip(crate::join::join_all(fetches).await));
                 let Some(merged) = merge_answers(&answers) else { return Ok(()) };

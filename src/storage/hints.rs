@@ -127,19 +127,21 @@ impl std::fmt::Display for Overflow {
 struct Held {
     count: u64,
     bytes: u64,
-    /// How many hints were taken at each time (ms).
+    /// How many hints were taken in each second (ms since the epoch /
+    /// 1000): one entry per second at most, however many hints.
     taken: BTreeMap<u64, u64>,
 }
 
 impl Held {
     fn tally(&self) -> HintTally {
-        HintTally { count: self.count, bytes: self.bytes, oldest: self.taken.keys().next().copied().unwrap_or(0) }
+        let oldest = self.taken.keys().next().map_or(0, |s| s * 1000);
+        HintTally { count: self.count, bytes: self.bytes, oldest }
     }
 
     fn add(&mut self, size: u64, since: u64) {
         self.count += 1;
         self.bytes += size;
-        *self.taken.entry(since).or_default() += 1;
+        *self.taken.entry(since / 1000).or_default() += 1;
     }
 }
 
@@ -147,18 +149,20 @@ impl Held {
 pub(super) struct Hints {
     held: HashMap<NodeId, Held>,
     pub bounds: HintBounds,
-    /// Partitions recorded as needing repair.
-    repair: BTreeSet<u32>,
+}
+
+/// The partitions recorded in `meta` as needing repair.
+pub(super) fn needing_repair(meta: &Keyspace) -> Result<BTreeSet<u32>> {
+    Ok(meta
+        .get(REPAIR)
+        .map_err(storage)?
+        .map(|v| v.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().unwrap_or_default())).collect())
+        .unwrap_or_default())
 }
 
 impl Hints {
-    pub fn open(shards: &[Shard], meta: &Keyspace, bounds: HintBounds) -> Result<Self> {
-        let repair = meta
-            .get(REPAIR)
-            .map_err(storage)?
-            .map(|v| v.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().unwrap_or_default())).collect())
-            .unwrap_or_default();
-        Ok(Self { held: count(shards), bounds, repair })
+    pub fn open(shards: &[Shard], bounds: HintBounds) -> Self {
+        Self { held: count(shards), bounds }
     }
 
     /// Why a new hint of `bytes` for `target` must be refused, if it must.
@@ -186,10 +190,10 @@ impl Hints {
         let Some(held) = self.held.get_mut(&target) else { return };
         held.count = held.count.saturating_sub(1);
         held.bytes = held.bytes.saturating_sub(size);
-        if let Some(n) = held.taken.get_mut(&since) {
+        if let Some(n) = held.taken.get_mut(&(since / 1000)) {
             *n -= 1;
             if *n == 0 {
-                held.taken.remove(&since);
+                held.taken.remove(&(since / 1000));
             }
         }
         if held.count == 0 {
@@ -282,13 +286,24 @@ impl Store {
             let v = value(since, merged.map(|o| Encoded::new(Arc::unwrap_or_clone(o))).as_ref());
             let size = (k.len() + v.len()) as u64;
             let before_size = before.as_ref().map(|b| (k.len() + b.len()) as u64);
+            // Checked and counted at once (workers of other shards may be
+            // taking hints for the same target); undone if the write fails.
+            let mut hints = w.shared.hints();
             if before_size.is_none()
-                && let Some(overflow) = w.shared.hints().check(target, size, now)
+                && let Some(overflow) = hints.check(target, size, now)
             {
                 return Ok(Err(overflow));
             }
-            w.shard.hints.insert(k, v).map_err(storage)?;
-            w.shared.hints().put(target, before_size, size, since);
+            hints.put(target, before_size, size, since);
+            drop(hints);
+            if let Err(e) = w.shard.hints.insert(k, v) {
+                let mut hints = w.shared.hints();
+                match before_size {
+                    Some(b) => hints.put(target, Some(size), b, since),
+                    None => hints.remove(target, size, since),
+                }
+                return Err(storage(e));
+            }
             w.dirty = true;
             Ok(Ok(()))
         })
@@ -433,13 +448,14 @@ impl Store {
     pub async fn mark_for_repair(&self, p: u32) -> Result<bool> {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
-            let mut hints = shared.hints();
-            if !hints.repair.insert(p) {
+            // Its own lock, not the hints' (which the storage workers take).
+            let mut repair = shared.repair.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !repair.insert(p) {
                 return Ok(false);
             }
-            let list: Vec<u8> = hints.repair.iter().flat_map(|p| p.to_be_bytes()).collect();
+            let list: Vec<u8> = repair.iter().flat_map(|p| p.to_be_bytes()).collect();
             shared.meta.insert(REPAIR, list).map_err(storage)?;
-            drop(hints);
+            drop(repair);
             shared.root.persist(fjall::PersistMode::SyncAll).map_err(storage)?;
             Ok(true)
         })
@@ -450,6 +466,6 @@ impl Store {
     /// The partitions recorded as needing repair.
     #[must_use]
     pub fn partitions_needing_repair(&self) -> Vec<u32> {
-        self.shared.hints().repair.iter().copied().collect()
+        self.shared.repair.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().copied().collect()
     }
 }

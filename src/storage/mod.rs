@@ -243,6 +243,8 @@ struct Shared {
     stats: stats::Stats,
     /// Hints held, by the node they are for, over every shard.
     hints: Mutex<Hints>,
+    /// Partitions recorded as needing repair (see `hints.rs`).
+    repair: Mutex<std::collections::BTreeSet<u32>>,
     dots: Dots,
     /// What a clean stop of the previous process left: its actor and last
     /// counter, until membership takes it.
@@ -361,7 +363,8 @@ impl Store {
         let shards = shard::open_all(&opts.path, &root, &meta, partitioner, workers, opts.cache_bytes)?;
         let stats = stats::Stats::new(opts.partitions);
         count(&shards, partitioner, &stats)?;
-        let hints = Hints::open(&shards, &meta, opts.hint_bounds)?;
+        let hints = Hints::open(&shards, opts.hint_bounds);
+        let repair = hints::needing_repair(&meta)?;
         let persist_mode = if opts.fsync { PersistMode::SyncData } else { PersistMode::Buffer };
         let per_shard = usize::try_from(opts.object_cache_bytes).unwrap_or(usize::MAX) / workers / CACHE_SHARDS;
         let shared = Arc::new(Shared {
@@ -374,6 +377,7 @@ impl Store {
             reap_objects: AtomicBool::new(opts.reap_objects),
             stats,
             hints: Mutex::new(hints),
+            repair: Mutex::new(repair),
             dots: Dots::new(),
             resumable: Mutex::new(resumable),
             node,
@@ -1031,15 +1035,17 @@ mod tests {
     async fn the_age_bound_follows_the_oldest_hint_held_and_never_refuses_a_renewal() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&Options {
-            hint_bounds: HintBounds { window_ms: 500, max_bytes: 1 << 20 },
+            hint_bounds: HintBounds { window_ms: 3000, max_bytes: 1 << 20 },
             ..options(dir.path(), 1)
         })
         .expect("open");
         let t = NodeId(5);
+        // (Times are kept to the second, rounded down: an age may seem up
+        // to a second older than it is.)
         store.add_hint(t, 1, b"first").await.expect("hint").expect("within bounds");
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
         store.add_hint(t, 2, b"second").await.expect("hint").expect("within bounds");
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         assert_eq!(store.add_hint(t, 3, b"third").await.expect("hint"), Err(Overflow::Age));
         assert_eq!(store.add_hint(t, 1, b"first").await.expect("hint"), Ok(()), "a renewal is never refused");
         // Once the oldest is delivered, the next oldest decides.
