@@ -269,10 +269,10 @@ info_sum() {
 }
 
 degraded() {
-  local ports pids pipeline test f healthy down hints t0 t1 members
+  local ports nodes pipeline test f healthy down hints t0 t1 members
   start_cluster
   read -ra ports <<<"${PORTS[cluster/one]}"
-  read -ra pids <<<"${PIDS[cluster/one]}"
+  read -ra nodes <<<"${PIDS[cluster/one]}"
   echo "one node of three down, $CORES cores, $(date -u +%Y-%m-%d): cluster/one (N=3, R=W=2), healthy, then its third node killed"
   echo "redis-benchmark -c 50 -d 64 -r 100000 through the first node; median of $ROUNDS rounds; x_healthy = rps down / rps healthy"
   for pipeline in 1 16; do
@@ -281,15 +281,15 @@ degraded() {
       cp "$(file_of cluster/one)" "$work/healthy-$test-$pipeline"
     done
   done
-  kill -9 "${pids[2]}"
-  wait "${pids[2]}" 2>/dev/null || true
+  kill -9 "${nodes[2]}"
+  wait "${nodes[2]}" 2>/dev/null || true
   for _ in $(seq 400); do
     members=$(redis-cli -p "${ports[0]}" info cluster | tr -d '\r' | awk -F: '$1 == "shoal_members_up" { print $2 }')
     [ "$members" = 2 ] && break
     sleep 0.05
   done
   [ "$members" = 2 ] || { echo "bench.sh: the killed node is not seen down"; exit 1; }
-  PIDS[cluster/one]="${pids[0]} ${pids[1]}"; PORTS[cluster/one]="${ports[0]} ${ports[1]}"
+  PIDS[cluster/one]="${nodes[0]} ${nodes[1]}"; PORTS[cluster/one]="${ports[0]} ${ports[1]}"
   printf '%-10s %12s %12s %10s %8s %8s %8s
 ' test healthy_rps down_rps x_healthy p50_ms p99_ms cpu_us
   for pipeline in 1 16; do
@@ -304,7 +304,6 @@ degraded() {
   done
   hints=$(info_sum hints_pending "${ports[0]}" "${ports[1]}")
   start_cluster_node "${ports[2]}"
-  pids+=("$!")
   t0=$(date +%s.%N)
   wait_up "${ports[2]}" "$!"
   for _ in $(seq 6000); do

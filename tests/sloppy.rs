@@ -284,3 +284,90 @@ fn a_replica_that_fails_before_it_is_seen_down_is_stood_in_for_at_once() {
     }
     read_all(&cluster, &[0, 1, 2, 3, 4], &keys, "while stopped");
 }
+
+/// Hints for a node that no longer holds their keys (the ring changed
+/// while it was down: a node joined) go to the keys' current replicas
+/// instead; the others wait for it.
+#[test]
+fn hints_whose_keys_moved_go_to_their_current_replicas() {
+    let mut cluster = TestCluster::start(4, 3, 2, 2);
+    cluster.wait_all_up(WAIT);
+    let down = 3;
+    cluster.stop(down);
+    wait_members_up(&cluster, &[0, 1, 2], 3);
+    let keys: Vec<String> = (0..300).map(|i| format!("moved:{i}")).collect();
+    write_all(&cluster, &[0, 1, 2], &keys, "v");
+    let old_ids = ids(&cluster);
+    let partitioner = Partitioner::new(Q);
+    let replicas_in = |ring: &Ring, k: &str| ring.replicas(partitioner.of(key_hash(k.as_bytes())), 3).to_vec();
+    let old = Ring::new(&old_ids, Q);
+    let hinted: Vec<&String> = keys.iter().filter(|k| replicas_in(&old, k).contains(&old_ids[down])).collect();
+    assert!(hinted.len() > 100, "{} keys had the stopped node as a replica", hinted.len());
+
+    // A fifth node joins: the ring changes while node 3 is still down.
+    let joined = cluster.add();
+    cluster.wait_converged();
+    wait_members_up(&cluster, &[0, 1, 2, joined], 4);
+    let new_ids = ids(&cluster);
+    let new = Ring::new(&new_ids, Q);
+    let (moved, stayed): (Vec<&String>, Vec<&String>) =
+        hinted.into_iter().partition(|k| !replicas_in(&new, k).contains(&old_ids[down]));
+    assert!(!moved.is_empty() && !stayed.is_empty(), "{} moved, {} stayed", moved.len(), stayed.len());
+    // Each moved key ends up on every one of its current replicas, and no
+    // node keeps a hint about it any more; the others still wait for node 3.
+    let mut c = cluster.client(0);
+    let hinted_ids =
+        |holders: &[common::reply::Holder]| holders.iter().flat_map(|h| h.hints.clone()).collect::<Vec<_>>();
+    let down_id = old_ids[down].to_string();
+    for k in &moved {
+        wait_for(&format!("{k} on its current replicas"), WAIT, || {
+            let (_, holders) = where_is(&mut c, k);
+            let on_replicas = holders.iter().filter(|h| h.primary).all(|h| matches!(h.copy, Ok((1, 1, _))));
+            (on_replicas && hinted_ids(&holders).is_empty()).then_some(())
+        });
+    }
+    for k in &stayed {
+        let (_, holders) = where_is(&mut c, k);
+        assert!(hinted_ids(&holders).contains(&down_id), "{k}: a hint for node 3 is kept");
+    }
+    cluster.restart(down);
+    cluster.wait_all_up(WAIT);
+    for i in [0, 1, 2, joined] {
+        let mut c = cluster.client(i);
+        wait_for(&format!("node {i}'s hints to go"), WAIT, || (hints(&mut c, "hints_pending") == 0).then_some(()));
+    }
+    // Node 3 received the keys it still holds, and only those.
+    assert_eq!(local_keys(&mut cluster.client(down)), stayed.len() as u64);
+}
+
+/// Every pair of five nodes cut off in turn: while a pair is away every
+/// write through the other three succeeds and every read (of this round's
+/// keys and of earlier rounds') returns the latest value; after the heal
+/// the hints drain.
+#[test]
+fn every_pair_of_five_nodes_can_be_cut_off() {
+    let cluster = TestCluster::start(5, 3, 2, 2);
+    cluster.wait_all_up(WAIT);
+    let mut written: Vec<String> = Vec::new();
+    for a in 0..5 {
+        for b in a + 1..5 {
+            let others: Vec<usize> = (0..5).filter(|&i| i != a && i != b).collect();
+            cluster.isolate(a);
+            cluster.isolate(b);
+            wait_members_up(&cluster, &others, 3);
+            let keys: Vec<String> = (0..60).map(|i| format!("pair{a}{b}:{i}")).collect();
+            write_all(&cluster, &others, &keys, "v");
+            written.extend(keys);
+            read_all(&cluster, &others, &written, "v");
+            cluster.heal();
+            wait_members_up(&cluster, &[0, 1, 2, 3, 4], 5);
+            for i in 0..5 {
+                let mut c = cluster.client(i);
+                wait_for(&format!("node {i}'s hints to go"), WAIT, || {
+                    (hints(&mut c, "hints_pending") == 0).then_some(())
+                });
+            }
+        }
+    }
+    read_all(&cluster, &[0, 1, 2, 3, 4], &written, "v");
+}

@@ -18,10 +18,13 @@
 //! renewed it meanwhile. Hints live in storage, so delivery resumes after a
 //! restart of either side. When the ring has changed so that the target no
 //! longer holds the key (or is no longer a member), the object goes to the
-//! key's current replicas instead, and the hint once all of them hold it.
+//! key's current replicas instead, and the hint once all of them hold it;
+//! the hints for a target that is away are looked through for such keys
+//! each time the view changes.
 //! A key the target refuses (an error of its own) keeps its hint and is
 //! passed over until the next round.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -57,6 +60,8 @@ impl Handoff {
     pub async fn run(self, mut stop: Stop) {
         let mut tick = tokio::time::interval(EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The view in which each target that is away was last looked at.
+        let mut scanned: HashMap<NodeId, Arc<View>> = HashMap::new();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -69,16 +74,23 @@ impl Handoff {
             if view.cluster.is_none() {
                 continue;
             }
-            for (target, _) in self.store.hint_tallies() {
-                // A member that is down waits; one no longer in the ring
-                // has its hints sent to the keys' current replicas.
+            let targets = self.store.hint_tallies();
+            scanned.retain(|t, _| targets.iter().any(|(held, _)| held == t));
+            for (target, _) in targets {
+                // For a member that is down, or no longer a member, only
+                // hints whose keys moved can go (to the keys' current
+                // replicas): looked for again only once the view changed.
                 let member = match view.index_of(target) {
                     Some(i) if view.up[i] => Some(&view.members[i]),
-                    Some(_) => continue,
-                    None => None,
+                    _ if scanned.get(&target).is_some_and(|seen| Arc::ptr_eq(seen, &view)) => continue,
+                    _ => None,
                 };
-                if let Err(e) = self.deliver(&view, target, member, &stop).await {
-                    tracing::debug!(node = %target, "hint delivery paused: {e}");
+                match self.deliver(&view, target, member, &stop).await {
+                    Ok(()) if member.is_none() => {
+                        scanned.insert(target, Arc::clone(&view));
+                    }
+                    Ok(()) => {}
+                    Err(e) => tracing::debug!(node = %target, "hint delivery paused: {e}"),
                 }
                 if stop.is_stopped() {
                     return;
@@ -103,7 +115,6 @@ impl Handoff {
             let hints = self.store.hints_for(target, after.as_ref(), BATCH).await.map_err(|e| e.to_string())?;
             let Some(last) = hints.last().cloned() else { break Ok(()) };
             after = Some(last);
-            let mut progress = false;
             for chunk in hints.chunks(IN_FLIGHT) {
                 let handed =
                     join_all(chunk.iter().map(|hint| self.hand_over(view, target, member, hint)).collect()).await;
@@ -132,7 +143,6 @@ impl Handoff {
                         tracing::info!(node = %shown, "handing over hints");
                     }
                     bytes += size;
-                    progress = true;
                 }
                 let done = sent + redirected + dropped;
                 if done > 0 {
@@ -149,9 +159,6 @@ impl Handoff {
                 if stop.is_stopped() {
                     break 'batches Ok(());
                 }
-            }
-            if !progress {
-                break Ok(());
             }
         };
         self.metrics.delivering(target, None);
@@ -180,6 +187,11 @@ impl Handoff {
         member: Option<&Member>,
         hint: &Hint,
     ) -> Result<Handed, String> {
+        let holds = holds(view, target, hint.hash);
+        if holds && member.is_none() {
+            // The target still holds the key, and is down: it waits.
+            return Ok(Handed::Kept);
+        }
         let mut object = self.store.get(hint.hash, &hint.key).await.map_err(|e| e.to_string())?;
         if let Some(kept) = &hint.object {
             match &mut object {
@@ -190,7 +202,7 @@ impl Handoff {
         }
         let handed = match (object, member) {
             (None, _) => Handed::Dropped,
-            (Some(object), Some(member)) if holds(view, target, hint.hash) => {
+            (Some(object), Some(member)) if holds => {
                 let object = Encoded::new(Arc::unwrap_or_clone(object));
                 let size = object.bytes().len() as u64;
                 match self.merge_into(&member.peer_addr, &hint.key, object).await? {

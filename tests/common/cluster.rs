@@ -87,6 +87,26 @@ impl TestCluster {
         self.nodes.len()
     }
 
+    /// Starts one more node, joining through the first, with the first
+    /// node's settings (its own directory and ports); returns its index.
+    /// The ring then changes on every node.
+    pub fn add(&mut self) -> usize {
+        let i = self.nodes.len();
+        let mut config = Config {
+            port: 0,
+            peer_port: Some(0),
+            data_dir: self._temp.path().join(format!("node{i}")),
+            seeds: vec![self.peer_addr(0)],
+            ..self.configs[0].clone()
+        };
+        let node = self.rt.block_on(Node::start(config.clone())).expect("node starts");
+        config.port = node.addr.port();
+        config.peer_port = Some(node.peer_addr.port());
+        self.configs.push(config);
+        self.nodes.push(Some(node));
+        i
+    }
+
     /// Waits until every running node sees every node as a member.
     pub fn wait_converged(&self) {
         let size = self.nodes.len();
