@@ -150,6 +150,7 @@ fn with_any_two_of_five_nodes_cut_off_writes_and_reads_go_on_and_the_fallbacks_h
         wait_for(&format!("node {i} to hold its {e} keys"), WAIT, || (local_keys(&mut c) == e).then_some(()));
     }
     let took = healed.elapsed();
+    eprintln!("caught up in {took:?}");
     assert!(took < Duration::from_secs(10), "the cut-off nodes caught up in {took:?}");
     // Then the hints are gone, everywhere.
     for i in 0..5 {
