@@ -37,6 +37,7 @@
 //! | [`ring`] | MD5 positions, partitions, claim, preference lists (pure) | `version` (node ids) |
 //! | [`storage`] | the only module that touches fjall: shards (a fjall database each, with keyspaces `data`, `reap` and `hints`, holding a share of the partitions) and the root's `meta`; a worker thread per shard with group commit; the object cache; the actor this process writes as | `version`, `ring` |
 //! | [`handoff`] | hinted handoff: delivering the hints this node keeps (as a coordinator for replicas that missed a write, or as a fallback standing in for a replica that was down) once their node is back, or to the key's current replicas once the ring moved | `storage`, `membership`, `rpc`, `metrics` |
+//! | [`antientropy`] | per-partition hash trees (Tictac: XOR of per-key hashes of position and version summary, O(1) to update; pure, `tree`); the exchange between replicas is still to come | `ring` |
 //! | [`metrics`] | counters behind INFO; the hook through which the binary's allocator reports its count | — |
 //! | [`glob`] | Redis glob patterns (pure) | — |
 //! | [`join`] | running borrowed futures concurrently | — |
@@ -45,14 +46,15 @@
 //! | [`random`] | random 64-bit numbers (ids, gossip partners) | — |
 //!
 //! Still to come, each in the module ../shared/DESIGN.md names: ownership
-//! transfer (`handoff`), Merkle anti-entropy (`antientropy`).
+//! transfer (`handoff`), the anti-entropy exchange (`antientropy`).
 //!
 //! # Rules
 //!
 //! - No unsafe code in the library (`forbid`). The one exception is the
 //!   binary's counting allocator (`alloc_count.rs`): a global allocator is
 //!   an unsafe trait to implement.
-//! - The pure modules (`version`, `ring`, `mutation`, `glob`) use neither
+//! - The pure modules (`version`, `ring`, `mutation`, `glob`,
+//!   `antientropy::tree`) use neither
 //!   tokio nor fjall and take the time as an argument.
 //! - One owner per dependency: only `storage` imports fjall, only `resp`
 //!   speaks RESP, only `rpc` knows the peer wire format.
@@ -139,6 +141,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod antientropy;
 pub mod clock;
 pub mod config;
 pub mod coordinator;
