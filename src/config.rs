@@ -143,6 +143,9 @@ pub struct Config {
     pub hint_window: u64,
     /// Bytes of hints kept per node at most; past them, likewise.
     pub hint_max_bytes: ByteSize,
+    /// Seconds within which every partition a node replicates is compared
+    /// with each other replica (anti-entropy); 0 turns it off.
+    pub anti_entropy_interval: u64,
     /// Whether a fallback may stand in for a replica that is down, its
     /// acknowledgement counting towards W (sloppy quorum); else only a
     /// key's own replicas count.
@@ -183,6 +186,7 @@ impl Default for Config {
             hint_window: 3 * 3600,
             hint_max_bytes: ByteSize(1024 * 1024 * 1024),
             sloppy_quorum: true,
+            anti_entropy_interval: 600,
             shutdown_timeout: 10,
         }
     }

@@ -35,9 +35,9 @@
 //! | [`mutation`] | what plain Redis writes do to a value, as data (pure) | — |
 //! | [`version`] | dots, version vectors, sibling sets, contexts and their encoding (pure) | — |
 //! | [`ring`] | MD5 positions, partitions, claim, preference lists (pure) | `version` (node ids) |
-//! | [`storage`] | the only module that touches fjall: shards (a fjall database each, with keyspaces `data`, `reap` and `hints`, holding a share of the partitions) and the root's `meta`; a worker thread per shard with group commit; the object cache; the actor this process writes as | `version`, `ring` |
+//! | [`storage`] | the only module that touches fjall: shards (a fjall database each, with keyspaces `data`, `reap` and `hints`, holding a share of the partitions) and the root's `meta`; a worker thread per shard with group commit; the object cache; every partition's hash tree, updated by each write; the actor this process writes as | `version`, `ring`, `antientropy::tree` (pure) |
 //! | [`handoff`] | hinted handoff: delivering the hints this node keeps (as a coordinator for replicas that missed a write, or as a fallback standing in for a replica that was down) once their node is back, or to the key's current replicas once the ring moved | `storage`, `membership`, `rpc`, `metrics` |
-//! | [`antientropy`] | per-partition hash trees (Tictac: XOR of per-key hashes of position and version summary, O(1) to update; pure, `tree`); the exchange between replicas is still to come | `ring` |
+//! | [`antientropy`] | per-partition hash trees (Tictac: XOR of per-key hashes of position and version summary, O(1) to update; pure, `tree`) and the background exchange that compares them with the other replicas' and repairs the keys that differ, both ways | `storage`, `membership`, `rpc`, `metrics` |
 //! | [`metrics`] | counters behind INFO; the hook through which the binary's allocator reports its count | — |
 //! | [`glob`] | Redis glob patterns (pure) | — |
 //! | [`join`] | running borrowed futures concurrently | — |
@@ -46,7 +46,8 @@
 //! | [`random`] | random 64-bit numbers (ids, gossip partners) | — |
 //!
 //! Still to come, each in the module ../shared/DESIGN.md names: ownership
-//! transfer (`handoff`), the anti-entropy exchange (`antientropy`).
+//! transfer (`handoff`); in `antientropy`, saving trees across restarts,
+//! byte rate limits, SHOAL.REPAIR and removing tombstones.
 //!
 //! # Rules
 //!

@@ -42,6 +42,10 @@ pub struct Metrics {
     pub hints_delivered: AtomicU64,
     /// Hints refused, past the bounds on hints for their target.
     pub hints_refused: AtomicU64,
+    /// Anti-entropy comparisons of a partition with another replica.
+    pub ae_exchanges: AtomicU64,
+    /// Keys anti-entropy changed, on either side.
+    pub ae_keys_repaired: AtomicU64,
     /// Error replies sent to clients.
     pub errors: ErrorStats,
     /// Requests that missed their quorum.
@@ -92,6 +96,8 @@ impl Default for Metrics {
             hints_stored: AtomicU64::new(0),
             hints_delivered: AtomicU64::new(0),
             hints_refused: AtomicU64::new(0),
+            ae_exchanges: AtomicU64::new(0),
+            ae_keys_repaired: AtomicU64::new(0),
             errors: ErrorStats::default(),
             noquorums: AtomicU64::new(0),
             last_noquorum: Mutex::new(String::new()),

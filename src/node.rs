@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::antientropy;
 use crate::config::{Config, Durability};
 use crate::coordinator::{self, Coordinator};
 use crate::error::{Error, Result};
@@ -197,6 +198,16 @@ impl Node {
             rate: config.hint_delivery_rate.0,
         };
         tasks.push(tokio::spawn(handoff.run(stop.clone())));
+        if config.anti_entropy_interval > 0 {
+            let exchange = antientropy::AntiEntropy {
+                store: Arc::clone(&store),
+                membership: Arc::clone(&membership),
+                peers: peers.clone(),
+                metrics: Arc::clone(&metrics),
+                interval: Duration::from_secs(config.anti_entropy_interval),
+            };
+            tasks.push(tokio::spawn(exchange.run(stop.clone())));
+        }
         tasks.push(tokio::spawn(reaper(Arc::clone(&store), stop)));
         let client_task = tokio::spawn(resp::serve(listener, server, client_stop));
         let cluster = membership.cluster().map_or_else(|| "joining".to_string(), |c| format!("{:016x}", c.id));

@@ -41,6 +41,19 @@ impl Coordinator {
             }
             KvRequest::HintRead { key, target } => answer(self.fallback_read(&key, target).await, KvResponse::Object),
             KvRequest::Hinted { key } => answer(self.hinted(&key).await, KvResponse::Hinted),
+            // Anti-entropy: this node's hash trees and what their leaves hold.
+            KvRequest::TreeBranches { partition } => {
+                let (root, branches) = self.store.tree_branches(partition);
+                Response::Kv(KvResponse::Branches { root, branches: branches.to_vec() })
+            }
+            KvRequest::TreeLeaves { partition, branches } => {
+                let branches: Vec<usize> = branches.iter().map(|&b| b as usize).collect();
+                Response::Kv(KvResponse::Leaves(self.store.tree_leaves(partition, &branches)))
+            }
+            KvRequest::LeafKeys { partition, leaves } => answer(
+                self.store.leaf_digests(partition, leaves.iter().map(|&l| l as usize).collect()).await,
+                KvResponse::KeyDigests,
+            ),
             KvRequest::Write { key, mutation } => {
                 answer(self.forwarded_write(&key, mutation).await, KvResponse::Outcome)
             }

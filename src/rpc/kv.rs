@@ -37,6 +37,14 @@ pub enum KvRequest {
     HintRead { key: Bytes, target: NodeId },
     /// The nodes the receiver keeps a hint about a key for.
     Hinted { key: Bytes },
+    /// The root and branches of the receiver's hash tree of a partition
+    /// (anti-entropy).
+    TreeBranches { partition: u32 },
+    /// The leaves of some branches of that tree.
+    TreeLeaves { partition: u32, branches: Vec<u32> },
+    /// The keys the receiver holds in some leaves of a partition, with
+    /// their digests.
+    LeafKeys { partition: u32, leaves: Vec<u32> },
     /// Coordinate this plain write (the sender is not a replica).
     Write { key: Bytes, mutation: Mutation },
     /// Coordinate this context write.
@@ -77,6 +85,29 @@ pub enum KvResponse {
     Tallies(Vec<PartitionCount>),
     /// The nodes hints are kept for.
     Hinted(Vec<NodeId>),
+    /// A hash tree's root and branches.
+    Branches {
+        root: u64,
+        branches: Vec<u64>,
+    },
+    /// Leaves of a hash tree, a run per branch asked for.
+    Leaves(Vec<u64>),
+    /// Keys with their positions and digests.
+    KeyDigests(Vec<(Bytes, u64, u64)>),
+}
+
+fn put_u32s(out: &mut BytesMut, list: &[u32]) {
+    put_varint(out, list.len() as u64);
+    for &v in list {
+        put_varint(out, u64::from(v));
+    }
+}
+
+fn put_u64s(out: &mut BytesMut, list: &[u64]) {
+    put_varint(out, list.len() as u64);
+    for &v in list {
+        out.put_u64_le(v);
+    }
 }
 
 fn put_expiry(out: &mut BytesMut, e: Expiry) {
@@ -158,6 +189,16 @@ impl Payload<'_> {
         Object::decode(&self.bytes()?)
     }
 
+    fn u32s(&mut self) -> Result<Vec<u32>, DecodeError> {
+        let n = self.r.len(1)?;
+        (0..n).map(|_| self.u32()).collect()
+    }
+
+    fn u64s(&mut self) -> Result<Vec<u64>, DecodeError> {
+        let n = self.r.len(8)?;
+        (0..n).map(|_| self.u64_le()).collect()
+    }
+
     fn context(&mut self) -> Result<Context, DecodeError> {
         Context::decode(&self.bytes()?)
     }
@@ -231,6 +272,9 @@ impl KvRequest {
             Self::Hint { .. } => 9,
             Self::HintRead { .. } => 10,
             Self::Hinted { .. } => 11,
+            Self::TreeBranches { .. } => 12,
+            Self::TreeLeaves { .. } => 13,
+            Self::LeafKeys { .. } => 14,
         }
     }
 
@@ -246,6 +290,11 @@ impl KvRequest {
             Self::HintRead { key, target } => {
                 put_bytes(out, key);
                 out.put_u64_le(target.0);
+            }
+            Self::TreeBranches { partition } => put_varint(out, u64::from(*partition)),
+            Self::TreeLeaves { partition, branches: list } | Self::LeafKeys { partition, leaves: list } => {
+                put_varint(out, u64::from(*partition));
+                put_u32s(out, list);
             }
             Self::Merge { key, object } => {
                 put_bytes(out, key);
@@ -294,6 +343,9 @@ impl KvRequest {
             9 => Self::Hint { key: p.bytes()?, target: NodeId(p.u64_le()?), object: Encoded::decode(p.bytes()?)? },
             10 => Self::HintRead { key: p.bytes()?, target: NodeId(p.u64_le()?) },
             11 => Self::Hinted { key: p.bytes()? },
+            12 => Self::TreeBranches { partition: p.u32()? },
+            13 => Self::TreeLeaves { partition: p.u32()?, branches: p.u32s()? },
+            14 => Self::LeafKeys { partition: p.u32()?, leaves: p.u32s()? },
             _ => return Ok(None),
         }))
     }
@@ -310,6 +362,9 @@ impl KvResponse {
             Self::Tallies(_) => 6,
             Self::Digest(_) => 7,
             Self::Hinted(_) => 8,
+            Self::Branches { .. } => 9,
+            Self::Leaves(_) => 10,
+            Self::KeyDigests(_) => 11,
         }
     }
 
@@ -350,6 +405,19 @@ impl KvResponse {
                     out.put_u64_le(t.0);
                 }
             }
+            Self::Branches { root, branches } => {
+                out.put_u64_le(*root);
+                put_u64s(out, branches);
+            }
+            Self::Leaves(leaves) => put_u64s(out, leaves),
+            Self::KeyDigests(keys) => {
+                put_varint(out, keys.len() as u64);
+                for (key, position, digest) in keys {
+                    put_bytes(out, key);
+                    out.put_u64_le(*position);
+                    out.put_u64_le(*digest);
+                }
+            }
         }
     }
 
@@ -378,6 +446,13 @@ impl KvResponse {
             8 => {
                 let n = p.r.len(8)?;
                 Self::Hinted((0..n).map(|_| p.u64_le().map(NodeId)).collect::<Result<_, _>>()?)
+            }
+            9 => Self::Branches { root: p.u64_le()?, branches: p.u64s()? },
+            10 => Self::Leaves(p.u64s()?),
+            11 => {
+                let n = p.r.len(17)?;
+                let keys = (0..n).map(|_| Ok((p.bytes()?, p.u64_le()?, p.u64_le()?)));
+                Self::KeyDigests(keys.collect::<Result<_, DecodeError>>()?)
             }
             _ => return Ok(None),
         }))
@@ -435,6 +510,9 @@ pub(crate) mod tests {
             KvRequest::Hint { key: Bytes::from("k"), target: NodeId(3), object: Encoded::new(object()) },
             KvRequest::HintRead { key: Bytes::from("k"), target: NodeId(u64::MAX) },
             KvRequest::Hinted { key: Bytes::from("k") },
+            KvRequest::TreeBranches { partition: 7 },
+            KvRequest::TreeLeaves { partition: 7, branches: vec![0, 31] },
+            KvRequest::LeafKeys { partition: u32::MAX, leaves: Vec::new() },
             KvRequest::Scan { from: 1, to: u64::MAX, count: 10, pattern: Some(Bytes::from("a*")) },
             KvRequest::Tallies,
             KvRequest::FlushAll,
@@ -452,6 +530,9 @@ pub(crate) mod tests {
             KvResponse::Tallies(vec![PartitionCount { partition: 3, keys: 10 }]),
             KvResponse::Hinted(vec![NodeId(1), NodeId(u64::MAX)]),
             KvResponse::Hinted(Vec::new()),
+            KvResponse::Branches { root: 9, branches: vec![1, u64::MAX] },
+            KvResponse::Leaves(vec![3; 32]),
+            KvResponse::KeyDigests(vec![(Bytes::from("k"), 1, 2), (Bytes::new(), u64::MAX, 0)]),
         ];
         (requests, responses)
     }

@@ -28,6 +28,7 @@ mod hints;
 mod meta;
 mod shard;
 mod stats;
+mod trees;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -241,6 +242,8 @@ struct Shared {
     grace_ms: u64,
     reap_objects: AtomicBool,
     stats: stats::Stats,
+    /// Every partition's hash tree (anti-entropy).
+    trees: trees::Trees,
     /// Hints held, by the node they are for, over every shard.
     hints: Mutex<Hints>,
     /// Partitions recorded as needing repair (see `hints.rs`).
@@ -312,7 +315,7 @@ fn decode_owned(bytes: &fjall::Slice) -> Result<Object> {
 }
 
 /// Counts what the shards hold into `stats`, one thread per shard.
-fn count(shards: &[Shard], partitioner: Partitioner, stats: &stats::Stats) -> Result<()> {
+fn count(shards: &[Shard], partitioner: Partitioner, stats: &stats::Stats, trees: &trees::Trees) -> Result<()> {
     std::thread::scope(|scope| {
         let counting: Vec<_> = shards
             .iter()
@@ -322,7 +325,10 @@ fn count(shards: &[Shard], partitioner: Partitioner, stats: &stats::Stats) -> Re
                         let (k, v) = kv.into_inner().map_err(storage)?;
                         let Some((hash, key)) = split_data_key(&k) else { continue };
                         match decode(v) {
-                            Ok(o) => stats.record(partitioner.of(hash), None, Some(&o)),
+                            Ok(o) => {
+                                stats.record(partitioner.of(hash), None, Some(&o));
+                                trees.change(hash, None, Some(&o));
+                            }
                             Err(e) => {
                                 tracing::error!(key = %String::from_utf8_lossy(key), "skipping unreadable object: {e}");
                             }
@@ -362,7 +368,8 @@ impl Store {
         let workers = opts.workers.max(1);
         let shards = shard::open_all(&opts.path, &root, &meta, partitioner, workers, opts.cache_bytes)?;
         let stats = stats::Stats::new(opts.partitions);
-        count(&shards, partitioner, &stats)?;
+        let trees = trees::Trees::new(partitioner);
+        count(&shards, partitioner, &stats, &trees)?;
         let hints = Hints::open(&shards, opts.hint_bounds);
         let repair = hints::needing_repair(&meta)?;
         let persist_mode = if opts.fsync { PersistMode::SyncData } else { PersistMode::Buffer };
@@ -376,6 +383,7 @@ impl Store {
             grace_ms: opts.tombstone_grace_ms,
             reap_objects: AtomicBool::new(opts.reap_objects),
             stats,
+            trees,
             hints: Mutex::new(hints),
             repair: Mutex::new(repair),
             dots: Dots::new(),
@@ -623,6 +631,7 @@ impl Store {
                     .map_err(storage)
             });
             shared.stats.reset();
+            shared.trees.clear();
             // Recounted: a shard whose clearing failed keeps its hints.
             shared.hints().recount(&shared.shards);
             barrier.wait();
@@ -669,6 +678,55 @@ impl Store {
     #[must_use]
     pub fn tally(&self) -> Tally {
         self.shared.stats.total()
+    }
+
+    /// Partition `p`'s hash tree root and branches.
+    #[must_use]
+    pub fn tree_branches(&self, p: u32) -> (u64, [u64; crate::antientropy::tree::BRANCHES]) {
+        self.shared.trees.branches(p)
+    }
+
+    /// The leaves of `branches` of partition `p`'s hash tree, in order.
+    #[must_use]
+    pub fn tree_leaves(&self, p: u32, branches: &[usize]) -> Vec<u64> {
+        self.shared.trees.leaves(p, branches)
+    }
+
+    /// Every key this node holds in `leaves` of partition `p`, with its
+    /// position and its object's digest, in ring order.
+    ///
+    /// # Errors
+    /// Storage failures, or shutdown.
+    pub async fn leaf_digests(&self, p: u32, leaves: Vec<usize>) -> Result<Vec<(Bytes, u64, u64)>> {
+        use crate::antientropy::tree::LEAVES;
+        let shared = Arc::clone(&self.shared);
+        if p >= shared.partitioner.count() {
+            return Ok(Vec::new());
+        }
+        tokio::task::spawn_blocking(move || {
+            let partitioner = shared.partitioner;
+            let shard = &shared.shards[shared.worker_of(partitioner.start(p))];
+            let span_bits = 64 - partitioner.count().trailing_zeros() - LEAVES.trailing_zeros();
+            let mut out = Vec::new();
+            for leaf in leaves.into_iter().filter(|&l| l < LEAVES) {
+                let from = partitioner.start(p) + ((leaf as u64) << span_bits);
+                let to = from + ((1u64 << span_bits) - 1);
+                let lower = std::ops::Bound::Included(from.to_be_bytes().to_vec());
+                let upper = match to.checked_add(1) {
+                    Some(next) => std::ops::Bound::Excluded(next.to_be_bytes().to_vec()),
+                    None => std::ops::Bound::Unbounded,
+                };
+                for kv in shard.data.range::<Vec<u8>, _>((lower, upper)) {
+                    let (k, v) = kv.into_inner().map_err(storage)?;
+                    let Some((hash, key)) = split_data_key(&k) else { continue };
+                    let object = decode(v)?;
+                    out.push((Bytes::copy_from_slice(key), hash, object.digest()));
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)?
     }
 
     /// Counts for one partition.
@@ -831,6 +889,7 @@ impl Worker<'_> {
                 // cache and any replica message.
                 self.shard.data.insert(k.clone(), encoded.bytes().clone()).map_err(storage)?;
                 shared.stats.record(partition, before, Some(object));
+                shared.trees.change(hash, before, Some(object));
                 self.written.insert(k, Some(Arc::clone(object)));
             }
             Change::Remove => {
@@ -839,6 +898,7 @@ impl Worker<'_> {
                 }
                 self.shard.data.remove(k.clone()).map_err(storage)?;
                 shared.stats.record(partition, before, None);
+                shared.trees.change(hash, before, None);
                 self.written.insert(k, None);
             }
         }

@@ -59,6 +59,9 @@ impl TestCluster {
                 // of the default's time.
                 gossip_interval: 100,
                 shutdown_timeout: 5,
+                // Anti-entropy would repair what tests of reads and hints
+                // look at; the tests of anti-entropy turn it on.
+                anti_entropy_interval: 0,
                 // Every node after the first joins through the first.
                 seeds: cluster
                     .configs

@@ -80,7 +80,9 @@ impl Shoal {
             cmd.arg("--peer-port").arg(peer_port.to_string());
         }
         cmd.arg("--data-dir").arg(dir).args(args);
-        cmd.env_remove("RUST_LOG").envs(env.iter().copied());
+        // Anti-entropy off unless a test asks for it (it would repair what
+        // tests of reads and hints look at).
+        cmd.env_remove("RUST_LOG").env("SHOAL_ANTI_ENTROPY_INTERVAL", "0").envs(env.iter().copied());
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawn shoal");
         let log = Arc::new(Mutex::new(String::new()));

@@ -30,6 +30,7 @@ const SECTIONS: &[&str] = &[
     "errorstats",
     "cluster",
     "versions",
+    "antientropy",
     "hints",
     "keyspace",
 ];
@@ -230,6 +231,12 @@ fn section(s: &Session, name: &str, disk: u64, out: &mut String) {
                 );
             }
         }
+        "antientropy" => {
+            line("anti_entropy_interval_seconds", &server.config.anti_entropy_interval);
+            line("exchanges", &get(&m.ae_exchanges));
+            line("keys_repaired", &get(&m.ae_keys_repaired));
+            line("partitions_needing_repair", &s.coordinator().store().partitions_needing_repair().len());
+        }
         "keyspace" if tally.keys > 0 => {
             line("db0", &format!("keys={},expires={},avg_ttl=0", tally.keys, tally.expires))
         }
@@ -264,6 +271,7 @@ pub async fn info(s: &Session, args: Args) -> Result<Reply> {
         }
         let title = match name {
             "cpu" => "CPU".to_string(),
+            "antientropy" => "Anti-entropy".to_string(),
             other => other[..1].to_ascii_uppercase() + &other[1..],
         };
         let _ = write!(out, "# {title}\r\n");
