@@ -134,8 +134,9 @@
 //!   coordinator's own copy to hold what it supersedes. With N = 3 that
 //!   takes three nodes of one preference list down at once.
 //! - **Tombstones in a cluster are kept for now.** DESIGN reaps a tombstone
-//!   once all replicas have it; nothing yet tells a node that (hinted
-//!   handoff and anti-entropy will). Until then, with N > 1 a node
+//!   once all replicas have it; nothing yet tells a node that (anti-entropy
+//!   compares replicas, but does not yet record that a partition was found
+//!   equal on all of them). Until then, with N > 1 a node
 //!   reclaims expired values but keeps every object's history, since a
 //!   replica that missed a delete would otherwise bring the value back. A
 //!   single node (N = 1) reaps after `tombstone-grace`.

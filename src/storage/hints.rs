@@ -14,7 +14,7 @@
 //! bytes: past either, a new hint is refused ([`Overflow`]), and the
 //! caller records the partition as needing repair
 //! ([`Store::mark_for_repair`]), which is kept in `meta` for anti-entropy
-//! (still to come) to repair first.
+//! to compare first.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -440,8 +440,8 @@ impl Store {
     }
 
     /// Records that partition `p` needs repair (a hint was refused), in
-    /// `meta`, for anti-entropy to repair first (it is not built yet: the
-    /// record only grows for now). True if it was not recorded yet.
+    /// `meta`, for anti-entropy to compare first (the record is not
+    /// cleared yet). True if it was not recorded yet.
     ///
     /// # Errors
     /// Storage failures.
