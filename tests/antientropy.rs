@@ -113,3 +113,26 @@ fn equal_replicas_repair_nothing() {
     wait_for("more exchanges", WAIT, || (field(&mut c1, "exchanges") > exchanges + 20).then_some(()));
     assert_eq!(field(&mut c1, "keys_repaired"), repaired, "equal replicas repair nothing");
 }
+
+/// A FLUSHALL is not a versioned delete: anti-entropy compares only
+/// replicas that have seen the same flushes, and never repairs across one,
+/// so flushed keys stay gone.
+#[test]
+fn a_flushall_stays_flushed() {
+    let cluster = TestCluster::start_with(3, |c| {
+        c.n = Some(3);
+        c.anti_entropy_interval = 1;
+    });
+    cluster.wait_all_up(WAIT);
+    let mut c0 = cluster.client(0);
+    for i in 0..200 {
+        set(&mut c0, &format!("flushed:{i}"), "v");
+    }
+    let _: () = redis::cmd("FLUSHALL").query(&mut c0).expect("FLUSHALL");
+    let mut c1 = cluster.client(1);
+    let exchanges = field(&mut c1, "exchanges");
+    wait_for("exchanges after the flush", WAIT, || (field(&mut c1, "exchanges") > exchanges + 100).then_some(()));
+    for i in 0..3 {
+        assert_eq!(local_keys(&mut cluster.client(i)), 0, "node {i} holds nothing after FLUSHALL");
+    }
+}

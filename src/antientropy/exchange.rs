@@ -12,7 +12,10 @@
 //! other's copy, merges it into its own, and sends the merge back when the
 //! other lacked some of it. Merging follows the version rules, so what two
 //! replicas end with is the same whoever repairs, and deletes and expiries
-//! take part like any version.
+//! take part like any version. A FLUSHALL is not a version: replicas that
+//! have not seen the same number of flushes do not compare, and a merge of
+//! an exchange is dropped if a flush came since the exchange began, on
+//! either side (`Store::merge_unless_flushed`, `KvRequest::Repair`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +28,7 @@ use crate::membership::{Membership, View};
 use crate::metrics::{self, Metrics};
 use crate::rpc::{KvRequest, KvResponse, Member, Peers};
 use crate::shutdown::Stop;
-use crate::storage::Store;
+use crate::storage::{MAX_KEY_LEN, Store};
 use crate::version::{Encoded, Object};
 
 use super::tree::BRANCHES;
@@ -101,8 +104,12 @@ impl AntiEntropy {
     /// Compares partition `p` with `replica`'s and repairs what differs:
     /// the number of keys repaired (on either side).
     async fn exchange(&self, p: u32, replica: &Member) -> Result<u64, String> {
+        // Both must have seen the same FLUSHALLs, now and at every merge,
+        // or a repair could bring back what a flush removed.
+        let flushes = self.store.flushes();
         let (root, branches) = self.store.tree_branches(p);
-        let (their_root, their_branches) = match self.ask(replica, KvRequest::TreeBranches { partition: p }).await? {
+        let request = KvRequest::TreeBranches { partition: p, flushes };
+        let (their_root, their_branches) = match self.ask(replica, request).await? {
             KvResponse::Branches { root, branches } if branches.len() == BRANCHES => (root, branches),
             other => return Err(format!("unexpected answer {other:?}")),
         };
@@ -137,19 +144,16 @@ impl AntiEntropy {
         };
         let mine = self.store.leaf_digests(p, leaves).await.map_err(|e| e.to_string())?;
         // The keys whose digests differ, or that one side lacks.
-        let digests = |list: &[(Bytes, u64, u64)]| -> HashMap<Bytes, (u64, u64)> {
-            list.iter().map(|(k, h, d)| (k.clone(), (*h, *d))).collect()
+        let digests = |list: &[(Bytes, u64, u64)]| -> HashMap<Bytes, u64> {
+            list.iter().map(|(k, _, d)| (k.clone(), *d)).collect()
         };
         let (mine, theirs) = (digests(&mine), digests(&theirs));
-        let mut keys: Vec<(Bytes, u64)> = mine
-            .iter()
-            .filter(|(k, (_, d))| theirs.get(*k).map(|t| t.1) != Some(*d))
-            .map(|(k, (h, _))| (k.clone(), *h))
-            .collect();
-        keys.extend(theirs.iter().filter(|(k, _)| !mine.contains_key(*k)).map(|(k, (h, _))| (k.clone(), *h)));
+        let mut keys: Vec<Bytes> =
+            mine.iter().filter(|(k, d)| theirs.get(*k) != Some(*d)).map(|(k, _)| k.clone()).collect();
+        keys.extend(theirs.keys().filter(|k| !mine.contains_key(*k)).cloned());
         let mut repaired = 0;
         for chunk in keys.chunks(IN_FLIGHT) {
-            let results = join_all(chunk.iter().map(|(key, hash)| self.repair(replica, key, *hash)).collect()).await;
+            let results = join_all(chunk.iter().map(|key| self.repair(replica, key, flushes)).collect()).await;
             for r in results {
                 repaired += r?;
             }
@@ -159,23 +163,32 @@ impl AntiEntropy {
 
     /// Makes this node's copy of `key` and `replica`'s the merge of both:
     /// how many of the two changed.
-    async fn repair(&self, replica: &Member, key: &Bytes, hash: u64) -> Result<u64, String> {
+    async fn repair(&self, replica: &Member, key: &Bytes, flushes: u64) -> Result<u64, String> {
+        // The position is this node's own reckoning, not the peer's.
+        if key.len() > MAX_KEY_LEN {
+            return Ok(0);
+        }
+        let hash = crate::ring::key_hash(key);
         let theirs = match self.ask(replica, KvRequest::Read { key: key.clone() }).await? {
             KvResponse::Object(o) => o,
             other => return Err(format!("unexpected answer {other:?}")),
         };
         let mut changed = 0;
-        if let Some(t) = &theirs
-            && self.store.merge(hash, key, Arc::clone(t)).await.map_err(|e| e.to_string())?
-        {
-            changed += 1;
+        if let Some(t) = &theirs {
+            let merged = self.store.merge_unless_flushed(flushes, hash, key, Arc::clone(t)).await;
+            if merged.map_err(|e| e.to_string())? {
+                changed += 1;
+            }
+        }
+        if self.store.flushes() != flushes {
+            return Err("a FLUSHALL came during the exchange".into());
         }
         let merged: Option<Arc<Object>> = self.store.get(hash, key).await.map_err(|e| e.to_string())?;
         if let Some(m) = merged
             && theirs.as_ref().is_none_or(|t| t.changed_by(&m))
         {
             let object = Encoded::new(Arc::unwrap_or_clone(m));
-            match self.ask(replica, KvRequest::Merge { key: key.clone(), object }).await? {
+            match self.ask(replica, KvRequest::Repair { key: key.clone(), object, flushes }).await? {
                 KvResponse::Done => changed += 1,
                 other => return Err(format!("unexpected answer {other:?}")),
             }

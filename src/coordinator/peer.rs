@@ -17,6 +17,18 @@ use super::Coordinator;
 use super::quorum::Need;
 use super::replicas::{self, Placement};
 
+/// Why anti-entropy requests are refused across a FLUSHALL.
+const FLUSHED: &str = "the replicas have not seen the same FLUSHALLs; no repair across a flush";
+
+/// A peer's list of branch or leaf numbers, each below `below`, without
+/// repeats, in order (so a request costs at most one pass over each).
+fn distinct(list: Vec<u32>, below: usize) -> Vec<usize> {
+    let mut list: Vec<usize> = list.into_iter().map(|n| n as usize).filter(|&n| n < below).collect();
+    list.sort_unstable();
+    list.dedup();
+    list
+}
+
 /// A peer's answer: the response, or the error as a RESP error line.
 fn answer<T>(result: Result<T>, ok: impl FnOnce(T) -> KvResponse) -> Response {
     match result {
@@ -42,18 +54,33 @@ impl Coordinator {
             KvRequest::HintRead { key, target } => answer(self.fallback_read(&key, target).await, KvResponse::Object),
             KvRequest::Hinted { key } => answer(self.hinted(&key).await, KvResponse::Hinted),
             // Anti-entropy: this node's hash trees and what their leaves hold.
-            KvRequest::TreeBranches { partition } => {
+            KvRequest::TreeBranches { partition, flushes } => {
+                if flushes != self.store.flushes() {
+                    return Response::Error(Error::TryAgain(FLUSHED.into()).resp_message());
+                }
                 let (root, branches) = self.store.tree_branches(partition);
                 Response::Kv(KvResponse::Branches { root, branches: branches.to_vec() })
             }
             KvRequest::TreeLeaves { partition, branches } => {
-                let branches: Vec<usize> = branches.iter().map(|&b| b as usize).collect();
+                let branches = distinct(branches, crate::antientropy::tree::BRANCHES);
                 Response::Kv(KvResponse::Leaves(self.store.tree_leaves(partition, &branches)))
             }
             KvRequest::LeafKeys { partition, leaves } => answer(
-                self.store.leaf_digests(partition, leaves.iter().map(|&l| l as usize).collect()).await,
+                self.store.leaf_digests(partition, distinct(leaves, crate::antientropy::tree::LEAVES)).await,
                 KvResponse::KeyDigests,
             ),
+            KvRequest::Repair { key, object, flushes } => {
+                let repaired = match super::locate(&key) {
+                    Ok(hash) => self.store.merge_unless_flushed(flushes, hash, &key, Arc::clone(object.object())).await,
+                    Err(e) => Err(e),
+                };
+                match repaired {
+                    Ok(_) if flushes != self.store.flushes() => {
+                        Response::Error(Error::TryAgain(FLUSHED.into()).resp_message())
+                    }
+                    other => answer(other, |_| KvResponse::Done),
+                }
+            }
             KvRequest::Write { key, mutation } => {
                 answer(self.forwarded_write(&key, mutation).await, KvResponse::Outcome)
             }

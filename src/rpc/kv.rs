@@ -38,8 +38,12 @@ pub enum KvRequest {
     /// The nodes the receiver keeps a hint about a key for.
     Hinted { key: Bytes },
     /// The root and branches of the receiver's hash tree of a partition
-    /// (anti-entropy).
-    TreeBranches { partition: u32 },
+    /// (anti-entropy); refused unless the receiver has seen as many
+    /// FLUSHALLs as the sender.
+    TreeBranches { partition: u32, flushes: u64 },
+    /// Anti-entropy's merge of an object: refused unless the receiver has
+    /// seen as many FLUSHALLs as the sender (so a flush is not undone).
+    Repair { key: Bytes, object: Encoded, flushes: u64 },
     /// The leaves of some branches of that tree.
     TreeLeaves { partition: u32, branches: Vec<u32> },
     /// The keys the receiver holds in some leaves of a partition, with
@@ -275,6 +279,7 @@ impl KvRequest {
             Self::TreeBranches { .. } => 12,
             Self::TreeLeaves { .. } => 13,
             Self::LeafKeys { .. } => 14,
+            Self::Repair { .. } => 15,
         }
     }
 
@@ -291,7 +296,15 @@ impl KvRequest {
                 put_bytes(out, key);
                 out.put_u64_le(target.0);
             }
-            Self::TreeBranches { partition } => put_varint(out, u64::from(*partition)),
+            Self::TreeBranches { partition, flushes } => {
+                put_varint(out, u64::from(*partition));
+                put_varint(out, *flushes);
+            }
+            Self::Repair { key, object, flushes } => {
+                put_bytes(out, key);
+                put_bytes(out, object.bytes());
+                put_varint(out, *flushes);
+            }
             Self::TreeLeaves { partition, branches: list } | Self::LeafKeys { partition, leaves: list } => {
                 put_varint(out, u64::from(*partition));
                 put_u32s(out, list);
@@ -343,9 +356,10 @@ impl KvRequest {
             9 => Self::Hint { key: p.bytes()?, target: NodeId(p.u64_le()?), object: Encoded::decode(p.bytes()?)? },
             10 => Self::HintRead { key: p.bytes()?, target: NodeId(p.u64_le()?) },
             11 => Self::Hinted { key: p.bytes()? },
-            12 => Self::TreeBranches { partition: p.u32()? },
+            12 => Self::TreeBranches { partition: p.u32()?, flushes: p.varint()? },
             13 => Self::TreeLeaves { partition: p.u32()?, branches: p.u32s()? },
             14 => Self::LeafKeys { partition: p.u32()?, leaves: p.u32s()? },
+            15 => Self::Repair { key: p.bytes()?, object: Encoded::decode(p.bytes()?)?, flushes: p.varint()? },
             _ => return Ok(None),
         }))
     }
@@ -510,7 +524,8 @@ pub(crate) mod tests {
             KvRequest::Hint { key: Bytes::from("k"), target: NodeId(3), object: Encoded::new(object()) },
             KvRequest::HintRead { key: Bytes::from("k"), target: NodeId(u64::MAX) },
             KvRequest::Hinted { key: Bytes::from("k") },
-            KvRequest::TreeBranches { partition: 7 },
+            KvRequest::TreeBranches { partition: 7, flushes: 2 },
+            KvRequest::Repair { key: Bytes::from("k"), object: Encoded::new(object()), flushes: u64::MAX },
             KvRequest::TreeLeaves { partition: 7, branches: vec![0, 31] },
             KvRequest::LeafKeys { partition: u32::MAX, leaves: Vec::new() },
             KvRequest::Scan { from: 1, to: u64::MAX, count: 10, pattern: Some(Bytes::from("a*")) },

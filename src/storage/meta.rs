@@ -25,6 +25,7 @@ const PARTITIONS: &str = "partitions";
 const CLEAN_STOP: &str = "clean-stop";
 const SHARDS: &str = "shards";
 const RESHARDING: &str = "resharding";
+const FLUSHES: &str = "flushes";
 
 fn read_u64(meta: &Keyspace, key: &str) -> Result<Option<u64>> {
     let Some(v) = meta.get(key).map_err(storage)? else { return Ok(None) };
@@ -35,6 +36,16 @@ fn read_u64(meta: &Keyspace, key: &str) -> Result<Option<u64>> {
 fn write_u64(db: &Database, meta: &Keyspace, key: &str, value: u64) -> Result<()> {
     meta.insert(key, value.to_le_bytes()).map_err(storage)?;
     db.persist(PersistMode::SyncAll).map_err(storage)
+}
+
+/// How many times FLUSHALL emptied this node (anti-entropy compares only
+/// replicas that have seen the same flushes).
+pub(super) fn flushes(meta: &Keyspace) -> Result<u64> {
+    Ok(read_u64(meta, FLUSHES)?.unwrap_or(0))
+}
+
+pub(super) fn set_flushes(db: &Database, meta: &Keyspace, n: u64) -> Result<()> {
+    write_u64(db, meta, FLUSHES, n)
 }
 
 pub(super) fn storage(e: fjall::Error) -> Error {

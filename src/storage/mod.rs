@@ -244,6 +244,9 @@ struct Shared {
     stats: stats::Stats,
     /// Every partition's hash tree (anti-entropy).
     trees: trees::Trees,
+    /// FLUSHALLs this node has seen (kept in `meta`); changed only while
+    /// every worker is paused.
+    flushes: std::sync::atomic::AtomicU64,
     /// Hints held, by the node they are for, over every shard.
     hints: Mutex<Hints>,
     /// Partitions recorded as needing repair (see `hints.rs`).
@@ -372,6 +375,7 @@ impl Store {
         count(&shards, partitioner, &stats, &trees)?;
         let hints = Hints::open(&shards, opts.hint_bounds);
         let repair = hints::needing_repair(&meta)?;
+        let flushes = meta::flushes(&meta)?;
         let persist_mode = if opts.fsync { PersistMode::SyncData } else { PersistMode::Buffer };
         let per_shard = usize::try_from(opts.object_cache_bytes).unwrap_or(usize::MAX) / workers / CACHE_SHARDS;
         let shared = Arc::new(Shared {
@@ -384,6 +388,7 @@ impl Store {
             reap_objects: AtomicBool::new(opts.reap_objects),
             stats,
             trees,
+            flushes: std::sync::atomic::AtomicU64::new(flushes),
             hints: Mutex::new(hints),
             repair: Mutex::new(repair),
             dots: Dots::new(),
@@ -632,10 +637,13 @@ impl Store {
             });
             shared.stats.reset();
             shared.trees.clear();
+            let flushes = shared.flushes.load(Ordering::Relaxed) + 1;
+            shared.flushes.store(flushes, Ordering::Relaxed);
+            let recorded = meta::set_flushes(&shared.root, &shared.meta, flushes);
             // Recounted: a shard whose clearing failed keeps its hints.
             shared.hints().recount(&shared.shards);
             barrier.wait();
-            result
+            result.and(recorded)
         })
         .await
         .map_err(|_| Error::ShuttingDown)??;
@@ -680,6 +688,40 @@ impl Store {
         self.shared.stats.total()
     }
 
+    /// How many times FLUSHALL emptied this node.
+    #[must_use]
+    pub fn flushes(&self) -> u64 {
+        self.shared.flushes.load(Ordering::Relaxed)
+    }
+
+    /// [`merge`](Self::merge), unless this node has seen a FLUSHALL since
+    /// it had seen `flushes` (then it is false, and nothing is written): a
+    /// repair that read its object before a flush must not bring it back.
+    ///
+    /// # Errors
+    /// As [`update`](Self::update).
+    pub async fn merge_unless_flushed(&self, flushes: u64, hash: u64, key: &[u8], object: Arc<Object>) -> Result<bool> {
+        let k = data_key(hash, key);
+        self.run(hash, move |w| {
+            if w.shared.flushes.load(Ordering::Relaxed) != flushes {
+                return Ok(false);
+            }
+            let before = w.read(&k)?;
+            let change = match before.as_deref() {
+                Some(b) if !b.changed_by(&object) => return Ok(false),
+                Some(b) => {
+                    let mut merged = b.clone();
+                    merged.merge(&object);
+                    Change::Put(Encoded::new(merged))
+                }
+                None => Change::Put(Encoded::new(Arc::unwrap_or_clone(object))),
+            };
+            w.write(hash, k, before.as_deref(), change)?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// Partition `p`'s hash tree root and branches.
     #[must_use]
     pub fn tree_branches(&self, p: u32) -> (u64, [u64; crate::antientropy::tree::BRANCHES]) {
@@ -719,8 +761,12 @@ impl Store {
                 for kv in shard.data.range::<Vec<u8>, _>((lower, upper)) {
                     let (k, v) = kv.into_inner().map_err(storage)?;
                     let Some((hash, key)) = split_data_key(&k) else { continue };
-                    let object = decode(v)?;
-                    out.push((Bytes::copy_from_slice(key), hash, object.digest()));
+                    match decode(v) {
+                        Ok(object) => out.push((Bytes::copy_from_slice(key), hash, object.digest())),
+                        Err(e) => {
+                            tracing::error!(key = %String::from_utf8_lossy(key), "skipping unreadable object: {e}");
+                        }
+                    }
                 }
             }
             Ok(out)
