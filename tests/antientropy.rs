@@ -90,10 +90,9 @@ fn a_replica_that_missed_writes_without_hints_converges_by_itself() {
     }
 }
 
-/// Equal replicas exchange only roots: once converged, the exchanges go
-/// on and repair nothing.
-#[test]
-fn equal_replicas_repair_nothing() {
+/// Three nodes (N = 3) comparing every partition every second, and 200
+/// keys written through the first.
+fn three_with_keys(prefix: &str) -> (TestCluster, Connection) {
     let cluster = TestCluster::start_with(3, |c| {
         c.n = Some(3);
         c.anti_entropy_interval = 1;
@@ -101,8 +100,16 @@ fn equal_replicas_repair_nothing() {
     cluster.wait_all_up(WAIT);
     let mut c0 = cluster.client(0);
     for i in 0..200 {
-        set(&mut c0, &format!("same:{i}"), "v");
+        set(&mut c0, &format!("{prefix}:{i}"), "v");
     }
+    (cluster, c0)
+}
+
+/// Equal replicas exchange only roots: once converged, the exchanges go
+/// on and repair nothing.
+#[test]
+fn equal_replicas_repair_nothing() {
+    let (cluster, _) = three_with_keys("same");
     // Every write reached all three (W = 2, the third in the background).
     for i in 0..3 {
         let mut c = cluster.client(i);
@@ -119,15 +126,7 @@ fn equal_replicas_repair_nothing() {
 /// so flushed keys stay gone.
 #[test]
 fn a_flushall_stays_flushed() {
-    let cluster = TestCluster::start_with(3, |c| {
-        c.n = Some(3);
-        c.anti_entropy_interval = 1;
-    });
-    cluster.wait_all_up(WAIT);
-    let mut c0 = cluster.client(0);
-    for i in 0..200 {
-        set(&mut c0, &format!("flushed:{i}"), "v");
-    }
+    let (cluster, mut c0) = three_with_keys("flushed");
     let _: () = redis::cmd("FLUSHALL").query(&mut c0).expect("FLUSHALL");
     let mut c1 = cluster.client(1);
     let exchanges = field(&mut c1, "exchanges");
