@@ -46,6 +46,9 @@ pub struct Metrics {
     pub ae_exchanges: AtomicU64,
     /// Keys anti-entropy changed, on either side.
     pub ae_keys_repaired: AtomicU64,
+    /// When the partition of this node compared longest ago was last
+    /// compared with every replica (ms since the epoch; 0: one never was).
+    pub ae_oldest_comparison_ms: AtomicU64,
     /// Error replies sent to clients.
     pub errors: ErrorStats,
     /// Requests that missed their quorum.
@@ -98,6 +101,7 @@ impl Default for Metrics {
             hints_refused: AtomicU64::new(0),
             ae_exchanges: AtomicU64::new(0),
             ae_keys_repaired: AtomicU64::new(0),
+            ae_oldest_comparison_ms: AtomicU64::new(0),
             errors: ErrorStats::default(),
             noquorums: AtomicU64::new(0),
             last_noquorum: Mutex::new(String::new()),

@@ -269,4 +269,15 @@ fn hints_past_the_window_are_refused_and_reported() {
     cluster.stop(0);
     cluster.restart(0);
     assert_eq!(hints(&mut cluster.client(0), "partitions_needing_repair"), marked);
+    // Anti-entropy compares the marked partitions first, with every
+    // replica, and then forgets the marks.
+    cluster.stop(0);
+    cluster.restart_with(0, |c| c.anti_entropy_interval = 1);
+    cluster.wait_all_up(WAIT);
+    let mut c0 = cluster.client(0);
+    wait_for("the marks to go", WAIT, || (hints(&mut c0, "partitions_needing_repair") == 0).then_some(()));
+    wait_for("every partition compared", WAIT, || {
+        let age: i64 = info(&mut c0, "antientropy", "oldest_comparison_age_seconds").parse().expect("a number");
+        (age >= 0).then_some(())
+    });
 }

@@ -4,7 +4,8 @@
 //!
 //! One partition at a time, paced so that every partition is compared at
 //! least once per `anti-entropy-interval`; partitions recorded as needing
-//! repair (a hint refused) go first in each pass. A comparison asks for
+//! repair (a hint refused) go first in each pass, and the record goes once
+//! the partition was compared with every other replica. A comparison asks for
 //! the other replica's root and branches; if the roots are equal it is
 //! done (one message each way). Otherwise it asks for the leaves of the
 //! branches that differ, then for the keys (with their digests) of the
@@ -19,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -52,6 +54,8 @@ pub struct AntiEntropy {
 impl AntiEntropy {
     /// Compares partitions until `stop` fires.
     pub async fn run(self, mut stop: Stop) {
+        // When each partition was last compared with every replica (ms).
+        let mut compared: Vec<u64> = Vec::new();
         loop {
             let view = self.membership.view();
             let mine = self.replicated(&view);
@@ -63,34 +67,61 @@ impl AntiEntropy {
             }
             let pause = (self.interval / u32::try_from(mine.len()).unwrap_or(u32::MAX)).max(MIN_PAUSE);
             let marked = self.store.partitions_needing_repair();
-            let (first, rest): (Vec<u32>, Vec<u32>) = mine.into_iter().partition(|p| marked.contains(p));
+            // A mark for a partition this node does not replicate (a
+            // fallback refused a hint) is for the replicas to repair.
+            for &p in marked.iter().filter(|p| !mine.contains(p)) {
+                let _ = self.store.unmark_repaired(p).await;
+            }
+            compared.resize(view.partitioner().count() as usize, 0);
+            let (first, rest): (Vec<u32>, Vec<u32>) = mine.iter().partition(|p| marked.contains(p));
             for p in first.into_iter().chain(rest) {
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
                     () = stop.stopped() => return,
                 }
-                let view = self.membership.view();
-                let me = self.store.node_id();
-                for &i in view.replica_indices(p) {
-                    let replica = &view.members[i];
-                    if replica.id == me || !view.up[i] {
-                        continue;
+                if self.compare(p).await {
+                    compared[p as usize] = crate::clock::now_ms();
+                    if marked.contains(&p) && self.store.unmark_repaired(p).await.unwrap_or(false) {
+                        tracing::info!(partition = p, "partition compared with every replica; no longer marked");
                     }
-                    match self.exchange(p, replica).await {
-                        Ok(repaired) => {
-                            metrics::add(&self.metrics.ae_exchanges, 1);
-                            metrics::add(&self.metrics.ae_keys_repaired, repaired);
-                            if repaired > 0 {
-                                tracing::info!(partition = p, peer = %replica.peer_addr, repaired, "anti-entropy repaired keys");
-                            }
-                        }
-                        Err(e) => {
-                            tracing::debug!(partition = p, peer = %replica.peer_addr, "anti-entropy exchange failed: {e}")
-                        }
+                }
+                let oldest = mine.iter().map(|&q| compared.get(q as usize).copied().unwrap_or(0)).min();
+                self.metrics.ae_oldest_comparison_ms.store(oldest.unwrap_or(0), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Compares partition `p` with each other replica that is up and
+    /// repairs what differs: true if every other replica was up and
+    /// compared.
+    async fn compare(&self, p: u32) -> bool {
+        let view = self.membership.view();
+        let me = self.store.node_id();
+        let mut everyone = true;
+        for &i in view.replica_indices(p) {
+            let replica = &view.members[i];
+            if replica.id == me {
+                continue;
+            }
+            if !view.up[i] {
+                everyone = false;
+                continue;
+            }
+            match self.exchange(p, replica).await {
+                Ok(repaired) => {
+                    metrics::add(&self.metrics.ae_exchanges, 1);
+                    metrics::add(&self.metrics.ae_keys_repaired, repaired);
+                    if repaired > 0 {
+                        tracing::info!(partition = p, peer = %replica.peer_addr, repaired, "anti-entropy repaired keys");
                     }
+                }
+                Err(e) => {
+                    everyone = false;
+                    tracing::debug!(partition = p, peer = %replica.peer_addr, "anti-entropy exchange failed: {e}");
                 }
             }
         }
+        everyone
     }
 
     /// The partitions this node is a replica of.

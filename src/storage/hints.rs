@@ -440,8 +440,9 @@ impl Store {
     }
 
     /// Records that partition `p` needs repair (a hint was refused), in
-    /// `meta`, for anti-entropy to compare first (the record is not
-    /// cleared yet). True if it was not recorded yet.
+    /// `meta`, for anti-entropy to compare first, until it has compared
+    /// the partition with every other replica. True if it was not
+    /// recorded yet.
     ///
     /// # Errors
     /// Storage failures.
@@ -451,6 +452,28 @@ impl Store {
             // Its own lock, not the hints' (which the storage workers take).
             let mut repair = shared.repair.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if !repair.insert(p) {
+                return Ok(false);
+            }
+            let list: Vec<u8> = repair.iter().flat_map(|p| p.to_be_bytes()).collect();
+            shared.meta.insert(REPAIR, list).map_err(storage)?;
+            drop(repair);
+            shared.root.persist(fjall::PersistMode::SyncAll).map_err(storage)?;
+            Ok(true)
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Forgets that partition `p` needs repair (anti-entropy repaired it
+    /// on every replica). True if it was recorded.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn unmark_repaired(&self, p: u32) -> Result<bool> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            let mut repair = shared.repair.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !repair.remove(&p) {
                 return Ok(false);
             }
             let list: Vec<u8> = repair.iter().flat_map(|p| p.to_be_bytes()).collect();

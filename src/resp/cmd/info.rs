@@ -235,6 +235,11 @@ fn section(s: &Session, name: &str, disk: u64, out: &mut String) {
             line("anti_entropy_interval_seconds", &server.config.anti_entropy_interval);
             line("exchanges", &get(&m.ae_exchanges));
             line("keys_repaired", &get(&m.ae_keys_repaired));
+            // -1 while some partition has not been compared with every
+            // replica since the node started.
+            let oldest = get(&m.ae_oldest_comparison_ms);
+            let age = if oldest == 0 { -1 } else { (crate::clock::now_ms().saturating_sub(oldest) / 1000) as i64 };
+            line("oldest_comparison_age_seconds", &age);
             line("partitions_needing_repair", &s.coordinator().store().partitions_needing_repair().len());
         }
         "keyspace" if tally.keys > 0 => {
