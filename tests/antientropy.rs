@@ -7,19 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::TestCluster;
-use common::reply::{info, set, where_is};
+use common::reply::{info, local_keys, set, where_is};
 use common::wait_for;
 use redis::Connection;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn local_keys(c: &mut Connection) -> u64 {
-    let all: String = redis::cmd("INFO").arg("keyspace").query(c).expect("INFO");
-    all.lines()
-        .find_map(|l| l.strip_prefix("db0:keys="))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().expect("a count"))
-}
 
 fn field(c: &mut Connection, name: &str) -> u64 {
     info(c, "antientropy", name).parse().expect("a number")

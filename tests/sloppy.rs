@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::cluster::TestCluster;
-use common::reply::{call, err, info, int, members, text, where_is};
+use common::reply::{call, err, info, int, local_keys, members, text, where_is};
 use common::wait_for;
 use redis::Connection;
 use shoal::ring::{Partitioner, Ring, key_hash};
@@ -22,15 +22,6 @@ const Q: u32 = 64;
 
 fn hints(c: &mut Connection, field: &str) -> u64 {
     info(c, "hints", field).parse().expect("a number")
-}
-
-/// The keys node `c` holds itself, as INFO keyspace counts them.
-fn local_keys(c: &mut Connection) -> u64 {
-    let all: String = redis::cmd("INFO").arg("keyspace").query(c).expect("INFO");
-    all.lines()
-        .find_map(|l| l.strip_prefix("db0:keys="))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().expect("a count"))
 }
 
 /// Each node's id, by index.

@@ -447,21 +447,7 @@ impl Store {
     /// # Errors
     /// Storage failures.
     pub async fn mark_for_repair(&self, p: u32) -> Result<bool> {
-        let shared = Arc::clone(&self.shared);
-        tokio::task::spawn_blocking(move || {
-            // Its own lock, not the hints' (which the storage workers take).
-            let mut repair = shared.repair.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !repair.insert(p) {
-                return Ok(false);
-            }
-            let list: Vec<u8> = repair.iter().flat_map(|p| p.to_be_bytes()).collect();
-            shared.meta.insert(REPAIR, list).map_err(storage)?;
-            drop(repair);
-            shared.root.persist(fjall::PersistMode::SyncAll).map_err(storage)?;
-            Ok(true)
-        })
-        .await
-        .map_err(|_| Error::ShuttingDown)?
+        self.change_repair_record(move |record| record.insert(p)).await
     }
 
     /// Forgets that partition `p` needs repair (anti-entropy repaired it
@@ -470,15 +456,25 @@ impl Store {
     /// # Errors
     /// Storage failures.
     pub async fn unmark_repaired(&self, p: u32) -> Result<bool> {
+        self.change_repair_record(move |record| record.remove(&p)).await
+    }
+
+    /// Applies `change` to the record of partitions needing repair and, if
+    /// it changed anything, saves the record in `meta` durably.
+    async fn change_repair_record(
+        &self,
+        change: impl FnOnce(&mut BTreeSet<u32>) -> bool + Send + 'static,
+    ) -> Result<bool> {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
-            let mut repair = shared.repair.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !repair.remove(&p) {
+            // Its own lock, not the hints' (which the storage workers take).
+            let mut record = shared.repair.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !change(&mut record) {
                 return Ok(false);
             }
-            let list: Vec<u8> = repair.iter().flat_map(|p| p.to_be_bytes()).collect();
+            let list: Vec<u8> = record.iter().flat_map(|p| p.to_be_bytes()).collect();
             shared.meta.insert(REPAIR, list).map_err(storage)?;
-            drop(repair);
+            drop(record);
             shared.root.persist(fjall::PersistMode::SyncAll).map_err(storage)?;
             Ok(true)
         })

@@ -303,6 +303,21 @@ fn data_key(hash: u64, key: &[u8]) -> Bytes {
     k.freeze()
 }
 
+/// What merging `object` into `before` stores, and whether it changes
+/// anything (judged by dots first, so a copy that already holds
+/// everything is neither cloned nor written).
+fn merged(before: Option<&Object>, object: Arc<Object>) -> (Change, bool) {
+    match before {
+        Some(b) if !b.changed_by(&object) => (Change::Keep, false),
+        Some(b) => {
+            let mut merged = b.clone();
+            merged.merge(&object);
+            (Change::Put(Encoded::new(merged)), true)
+        }
+        None => (Change::Put(Encoded::new(Arc::unwrap_or_clone(object))), true),
+    }
+}
+
 fn split_data_key(k: &[u8]) -> Option<(u64, &[u8])> {
     let (head, key) = k.split_first_chunk::<8>()?;
     Some((u64::from_be_bytes(*head), key))
@@ -559,16 +574,7 @@ impl Store {
     /// # Errors
     /// As [`update`](Self::update).
     pub async fn merge(&self, hash: u64, key: &[u8], object: Arc<Object>) -> Result<bool> {
-        self.apply(hash, key, move |before| match before {
-            Some(b) if !b.changed_by(&object) => (Change::Keep, false),
-            Some(b) => {
-                let mut merged = b.clone();
-                merged.merge(&object);
-                (Change::Put(Encoded::new(merged)), true)
-            }
-            None => (Change::Put(Encoded::new(Arc::unwrap_or_clone(object))), true),
-        })
-        .await
+        self.apply(hash, key, move |before| merged(before, object)).await
     }
 
     /// Up to `limit` keys with ring positions in `from..=to`, in ring order,
@@ -707,17 +713,9 @@ impl Store {
                 return Ok(false);
             }
             let before = w.read(&k)?;
-            let change = match before.as_deref() {
-                Some(b) if !b.changed_by(&object) => return Ok(false),
-                Some(b) => {
-                    let mut merged = b.clone();
-                    merged.merge(&object);
-                    Change::Put(Encoded::new(merged))
-                }
-                None => Change::Put(Encoded::new(Arc::unwrap_or_clone(object))),
-            };
+            let (change, changed) = merged(before.as_deref(), object);
             w.write(hash, k, before.as_deref(), change)?;
-            Ok(true)
+            Ok(changed)
         })
         .await
     }

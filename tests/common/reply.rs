@@ -237,3 +237,17 @@ pub fn members(c: &mut impl ConnectionLike) -> Vec<HashMap<String, Value>> {
     let top = fields(&reply);
     array(&top["members"]).iter().map(fields).collect()
 }
+
+/// The keys a node holds itself, as its INFO keyspace counts them.
+#[track_caller]
+pub fn local_keys(c: &mut impl ConnectionLike) -> u64 {
+    let all = match call!(c, "INFO", "keyspace") {
+        Value::BulkString(b) => String::from_utf8(b).expect("utf-8 INFO"),
+        Value::VerbatimString { text, .. } => text,
+        other => panic!("INFO keyspace: expected text, got {other:?}"),
+    };
+    all.lines()
+        .find_map(|l| l.strip_prefix("db0:keys="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("a count"))
+}
