@@ -146,6 +146,10 @@ pub struct Config {
     /// Seconds within which every partition a node replicates is compared
     /// with each other replica (anti-entropy); 0 turns it off.
     pub anti_entropy_interval: u64,
+    /// Bytes per second anti-entropy exchanges put on the wire, at most.
+    pub anti_entropy_rate: ByteSize,
+    /// Keys per second anti-entropy exchanges read or send, at most.
+    pub anti_entropy_keys_rate: u64,
     /// Whether a fallback may stand in for a replica that is down, its
     /// acknowledgement counting towards W (sloppy quorum); else only a
     /// key's own replicas count.
@@ -187,6 +191,8 @@ impl Default for Config {
             hint_max_bytes: ByteSize(1024 * 1024 * 1024),
             sloppy_quorum: true,
             anti_entropy_interval: 600,
+            anti_entropy_rate: ByteSize(10 * 1024 * 1024),
+            anti_entropy_keys_rate: 10_000,
             shutdown_timeout: 10,
         }
     }
@@ -261,6 +267,9 @@ impl Config {
         }
         if self.hint_window == 0 {
             return bad("hint-window must be at least 1 second".into());
+        }
+        if self.anti_entropy_rate.0 == 0 || self.anti_entropy_keys_rate == 0 {
+            return bad("anti-entropy-rate and anti-entropy-keys-rate must be at least 1".into());
         }
         if self.bind.parse::<std::net::IpAddr>().is_err() {
             return bad(format!("bind = {:?} is not an IP address", self.bind));

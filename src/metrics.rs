@@ -46,6 +46,13 @@ pub struct Metrics {
     pub ae_exchanges: AtomicU64,
     /// Keys anti-entropy changed, on either side.
     pub ae_keys_repaired: AtomicU64,
+    /// Keys listed, with their digests, by either side of an exchange in
+    /// leaves that differed.
+    pub ae_keys_compared: AtomicU64,
+    /// Requests exchanges sent, and their bytes on the wire each way.
+    pub ae_messages: AtomicU64,
+    pub ae_bytes_sent: AtomicU64,
+    pub ae_bytes_received: AtomicU64,
     /// When the partition of this node compared longest ago was last
     /// compared with every replica (ms since the epoch; 0: one never was).
     pub ae_oldest_comparison_ms: AtomicU64,
@@ -101,6 +108,10 @@ impl Default for Metrics {
             hints_refused: AtomicU64::new(0),
             ae_exchanges: AtomicU64::new(0),
             ae_keys_repaired: AtomicU64::new(0),
+            ae_keys_compared: AtomicU64::new(0),
+            ae_messages: AtomicU64::new(0),
+            ae_bytes_sent: AtomicU64::new(0),
+            ae_bytes_received: AtomicU64::new(0),
             ae_oldest_comparison_ms: AtomicU64::new(0),
             errors: ErrorStats::default(),
             noquorums: AtomicU64::new(0),

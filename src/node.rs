@@ -119,7 +119,13 @@ impl Node {
             workers: config.storage_threads(),
             tombstone_grace_ms: config.tombstone_grace.saturating_mul(1000),
             // Membership decides once it knows the cluster's size.
-            reap_objects: false,
+            sole_replica: false,
+            // Removals wait for anti-entropy's evidence: look again about
+            // once per pass (hourly with anti-entropy off, when none comes).
+            settle_retry_ms: match config.anti_entropy_interval {
+                0 => 3_600_000,
+                s => s.saturating_mul(1000),
+            },
             cache_bytes: config.cache_size.0,
             object_cache_bytes: config.object_cache_size.0,
             hint_bounds: storage::HintBounds {
@@ -168,10 +174,12 @@ impl Node {
             Arc::clone(&metrics),
             settings,
         ));
+        let repairs = Arc::new(antientropy::Repairs::default());
         let server = Arc::new(resp::Server::new(
             Arc::clone(&coordinator),
             Arc::clone(&config),
             Arc::clone(&metrics),
+            Arc::clone(&repairs),
             addr,
             run_id(),
         ));
@@ -198,16 +206,19 @@ impl Node {
             rate: config.hint_delivery_rate.0,
         };
         tasks.push(tokio::spawn(handoff.run(stop.clone())));
-        if config.anti_entropy_interval > 0 {
-            let exchange = antientropy::AntiEntropy {
-                store: Arc::clone(&store),
-                membership: Arc::clone(&membership),
-                peers: peers.clone(),
-                metrics: Arc::clone(&metrics),
-                interval: Duration::from_secs(config.anti_entropy_interval),
-            };
-            tasks.push(tokio::spawn(exchange.run(stop.clone())));
-        }
+        let exchange = antientropy::AntiEntropy {
+            store: Arc::clone(&store),
+            membership: Arc::clone(&membership),
+            peers: peers.clone(),
+            metrics: Arc::clone(&metrics),
+            interval: Duration::from_secs(config.anti_entropy_interval),
+            bytes_per_second: config.anti_entropy_rate.0,
+            keys_per_second: config.anti_entropy_keys_rate,
+            // Bulk requests may wait behind others of their kind.
+            timeout: Duration::from_millis(config.request_timeout.saturating_mul(5)).max(Duration::from_secs(10)),
+            repairs: Arc::clone(&repairs),
+        };
+        tasks.push(tokio::spawn(exchange.run(stop.clone())));
         tasks.push(tokio::spawn(reaper(Arc::clone(&store), stop)));
         let client_task = tokio::spawn(resp::serve(listener, server, client_stop));
         let cluster = membership.cluster().map_or_else(|| "joining".to_string(), |c| format!("{:016x}", c.id));

@@ -3,41 +3,58 @@
 //! repairs the keys they differ on, both ways.
 //!
 //! One partition at a time, paced so that every partition is compared at
-//! least once per `anti-entropy-interval`; partitions recorded as needing
-//! repair (a hint refused) go first in each pass, and the record goes once
-//! the partition was compared with every other replica. A comparison asks for
-//! the other replica's root and branches; if the roots are equal it is
-//! done (one message each way). Otherwise it asks for the leaves of the
-//! branches that differ, then for the keys (with their digests) of the
-//! leaves that differ, and for each key whose digests differ reads the
-//! other's copy, merges it into its own, and sends the merge back when the
-//! other lacked some of it. Merging follows the version rules, so what two
-//! replicas end with is the same whoever repairs, and deletes and expiries
-//! take part like any version. A FLUSHALL is not a version: replicas that
-//! have not seen the same number of flushes do not compare, and a merge of
-//! an exchange is dropped if a flush came since the exchange began, on
-//! either side (`Store::merge_unless_flushed`, `KvRequest::Repair`).
+//! least once per `anti-entropy-interval`; partitions an operator asked for
+//! (`SHOAL.REPAIR`, see `repairs.rs`) go before everything, then partitions
+//! recorded as needing repair (a hint refused), whose record goes once the
+//! partition was compared with every other replica.
+//!
+//! A comparison asks for the other replica's root and branches; if the
+//! roots are equal it is done (one message each way). Otherwise it asks for
+//! the leaves of the branches that differ, then for the keys (with their
+//! digests) of the leaves that differ, a page of leaves at a time, and for
+//! each key whose digests differ reads the other's copy, merges it into its
+//! own, and sends the merge back when the other lacked some of it. Merging
+//! follows the version rules, so what two replicas end with is the same
+//! whoever repairs, and deletes and expiries take part like any version.
+//! All of it travels on the bulk lane (its own connection per peer, its
+//! own timeout), within `anti-entropy-rate` bytes and
+//! `anti-entropy-keys-rate` keys a second.
+//!
+//! A FLUSHALL is not a version: replicas that have not seen the same number
+//! of flushes do not compare, and a merge of an exchange is dropped if a
+//! flush came since the exchange began, on either side
+//! (`Store::merge_unless_flushed`, `KvRequest::Repair`).
+//!
+//! Tombstones: a round that compared a partition with every other replica
+//! tells the store which leaves needed no repair (`Store::settle_round`),
+//! the evidence it needs to remove dead objects (`storage/settled.rs`). A
+//! dead object past its grace period is not copied to a replica that holds
+//! nothing of its key: that replica removed it already, or never held
+//! anything a delete must stop, and the holder removes its own copy once
+//! its rounds allow.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::repairs::{Repairs, Round};
+use super::tree::{BRANCHES, LEAVES_PER_BRANCH, leaf_of};
 use crate::join::join_all;
 use crate::membership::{Membership, View};
 use crate::metrics::{self, Metrics};
-use crate::rpc::{KvRequest, KvResponse, Member, Peers};
+use crate::rpc::{KvRequest, KvResponse, Member, Peers, Traffic};
 use crate::shutdown::Stop;
-use crate::storage::{MAX_KEY_LEN, Store};
+use crate::storage::{Leaves, MAX_KEY_LEN, Store};
 use crate::version::{Encoded, Object};
-
-use super::tree::BRANCHES;
 
 /// Keys repaired at once.
 const IN_FLIGHT: usize = 30;
-/// The shortest pause between two partitions.
+/// Leaves whose keys one request lists (a branch's worth).
+const LEAF_PAGE: usize = LEAVES_PER_BRANCH;
+/// The shortest pause between two partitions of a background pass.
 const MIN_PAUSE: Duration = Duration::from_millis(10);
 
 /// What the exchange needs.
@@ -47,8 +64,26 @@ pub struct AntiEntropy {
     pub peers: Peers,
     pub metrics: Arc<Metrics>,
     /// Every partition this node replicates is compared at least once per
-    /// this.
+    /// this; zero: only when an operator asks.
     pub interval: Duration,
+    /// At most this many bytes a second, on the wire both ways.
+    pub bytes_per_second: u64,
+    /// At most this many keys a second read or sent.
+    pub keys_per_second: u64,
+    /// How long one request of an exchange may take.
+    pub timeout: Duration,
+    /// What operators asked for, and the progress shown to them.
+    pub repairs: Arc<Repairs>,
+}
+
+/// What one exchange with one replica did.
+#[derive(Default)]
+struct Exchanged {
+    compared: u64,
+    repaired: u64,
+    bytes: u64,
+    /// Leaves in which some key was repaired.
+    unsettled: Vec<usize>,
 }
 
 impl AntiEntropy {
@@ -56,154 +91,201 @@ impl AntiEntropy {
     pub async fn run(self, mut stop: Stop) {
         // When each partition was last compared with every replica (ms).
         let mut compared: Vec<u64> = Vec::new();
+        let mut pass: VecDeque<u32> = VecDeque::new();
+        let mut pace = Pace::new(self.bytes_per_second, self.keys_per_second);
         loop {
             let view = self.membership.view();
-            let mine = self.replicated(&view);
-            if mine.is_empty() || view.members.len() < 2 {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    () = stop.stopped() => return,
-                }
-            }
-            let pause = (self.interval / u32::try_from(mine.len()).unwrap_or(u32::MAX)).max(MIN_PAUSE);
-            let marked = self.store.partitions_needing_repair();
-            // A mark for a partition this node does not replicate (a
-            // fallback refused a hint) is for the replicas to repair.
-            for &p in marked.iter().filter(|p| !mine.contains(p)) {
-                let _ = self.store.unmark_repaired(p).await;
-            }
             compared.resize(view.partitioner().count() as usize, 0);
-            let (first, rest): (Vec<u32>, Vec<u32>) = mine.iter().partition(|p| marked.contains(p));
-            for p in first.into_iter().chain(rest) {
+            let mine = view.replicated_by(self.store.node_id());
+            let (p, asked) = if let Some(p) = self.repairs.next() {
+                (p, true)
+            } else {
+                if pass.is_empty() && !self.interval.is_zero() && view.members.len() > 1 {
+                    pass = self.pass(&mine).into();
+                }
+                let pause = (self.interval / u32::try_from(mine.len().max(1)).unwrap_or(u32::MAX)).max(MIN_PAUSE);
+                let idle = pass.is_empty() || self.repairs.paused();
                 tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
+                    () = tokio::time::sleep(if idle { Duration::from_secs(1) } else { pause }) => {}
+                    () = self.repairs.asked() => continue,
                     () = stop.stopped() => return,
                 }
-                if self.compare(p).await {
-                    compared[p as usize] = crate::clock::now_ms();
-                    if marked.contains(&p) && self.store.unmark_repaired(p).await.unwrap_or(false) {
-                        tracing::info!(partition = p, "partition compared with every replica; no longer marked");
-                    }
+                if self.repairs.paused() {
+                    continue;
                 }
-                let oldest = mine.iter().map(|&q| compared.get(q as usize).copied().unwrap_or(0)).min();
-                self.metrics.ae_oldest_comparison_ms.store(oldest.unwrap_or(0), Ordering::Relaxed);
+                match pass.pop_front() {
+                    Some(p) => (p, false),
+                    None => continue,
+                }
+            };
+            let round =
+                if mine.contains(&p) { self.round(p, &view, &mut pace, &mut stop).await } else { Round::default() };
+            if round.everyone {
+                compared[p as usize] = crate::clock::now_ms();
+                if self.store.partitions_needing_repair().contains(&p)
+                    && self.store.unmark_repaired(p).await.unwrap_or(false)
+                {
+                    tracing::info!(partition = p, "partition compared with every replica; no longer marked");
+                }
             }
+            if asked {
+                self.repairs.finished(&round);
+            }
+            let oldest = mine.iter().map(|&q| compared.get(q as usize).copied().unwrap_or(0)).min();
+            self.metrics.ae_oldest_comparison_ms.store(oldest.unwrap_or(0), Ordering::Relaxed);
         }
     }
 
-    /// Compares partition `p` with each other replica that is up and
-    /// repairs what differs: true if every other replica was up and
-    /// compared.
-    async fn compare(&self, p: u32) -> bool {
-        let view = self.membership.view();
+    /// The order of a background pass: partitions marked as needing repair
+    /// first. A mark for a partition this node does not replicate (a
+    /// fallback refused a hint) is for the replicas to act on; it goes.
+    fn pass(&self, mine: &[u32]) -> Vec<u32> {
+        let marked = self.store.partitions_needing_repair();
+        for &p in marked.iter().filter(|p| !mine.contains(p)) {
+            let store = Arc::clone(&self.store);
+            tokio::spawn(async move { store.unmark_repaired(p).await });
+        }
+        let (mut first, rest): (Vec<u32>, Vec<u32>) = mine.iter().partition(|p| marked.contains(p));
+        first.extend(rest);
+        first
+    }
+
+    /// One round: compares partition `p` with each other replica that is
+    /// up and repairs what differs. If every other replica was compared,
+    /// the store learns which leaves needed no repair.
+    async fn round(&self, p: u32, view: &View, pace: &mut Pace, stop: &mut Stop) -> Round {
         let me = self.store.node_id();
-        let mut everyone = true;
+        let start = crate::clock::now_ms();
+        self.store.begin_round(p);
+        let mut round = Round { everyone: true, ..Round::default() };
+        let mut settled = Leaves::all();
         for &i in view.replica_indices(p) {
             let replica = &view.members[i];
             if replica.id == me {
                 continue;
             }
-            if !view.up[i] {
-                everyone = false;
+            if !view.up[i] || stop.is_stopped() {
+                round.everyone = false;
                 continue;
             }
-            match self.exchange(p, replica).await {
-                Ok(repaired) => {
+            match self.exchange(p, replica, pace).await {
+                Ok(done) => {
                     metrics::add(&self.metrics.ae_exchanges, 1);
-                    metrics::add(&self.metrics.ae_keys_repaired, repaired);
-                    if repaired > 0 {
-                        tracing::info!(partition = p, peer = %replica.peer_addr, repaired, "anti-entropy repaired keys");
+                    metrics::add(&self.metrics.ae_keys_compared, done.compared);
+                    metrics::add(&self.metrics.ae_keys_repaired, done.repaired);
+                    if done.repaired > 0 {
+                        tracing::info!(partition = p, peer = %replica.peer_addr, repaired = done.repaired, "anti-entropy repaired keys");
                     }
+                    for &leaf in &done.unsettled {
+                        settled.remove(leaf);
+                    }
+                    round.compared += done.compared;
+                    round.repaired += done.repaired;
+                    round.bytes += done.bytes;
                 }
                 Err(e) => {
-                    everyone = false;
+                    round.everyone = false;
                     tracing::debug!(partition = p, peer = %replica.peer_addr, "anti-entropy exchange failed: {e}");
                 }
             }
         }
-        everyone
+        if round.everyone {
+            self.store.settle_round(p, start, settled);
+        }
+        round
     }
 
-    /// The partitions this node is a replica of.
-    fn replicated(&self, view: &View) -> Vec<u32> {
-        let me = self.store.node_id();
-        (0..view.partitioner().count())
-            .filter(|&p| view.replica_indices(p).iter().any(|&i| view.members[i].id == me))
-            .collect()
-    }
-
-    /// Compares partition `p` with `replica`'s and repairs what differs:
-    /// the number of keys repaired (on either side).
-    async fn exchange(&self, p: u32, replica: &Member) -> Result<u64, String> {
+    /// Compares partition `p` with `replica`'s and repairs what differs.
+    async fn exchange(&self, p: u32, replica: &Member, pace: &mut Pace) -> Result<Exchanged, String> {
+        let mut done = Exchanged::default();
         // Both must have seen the same FLUSHALLs, now and at every merge,
         // or a repair could bring back what a flush removed.
         let flushes = self.store.flushes();
         let (root, branches) = self.store.tree_branches(p);
         let request = KvRequest::TreeBranches { partition: p, flushes };
-        let (their_root, their_branches) = match self.ask(replica, request).await? {
+        let (their_root, their_branches) = match self.ask(replica, request, &mut done).await? {
             KvResponse::Branches { root, branches } if branches.len() == BRANCHES => (root, branches),
             other => return Err(format!("unexpected answer {other:?}")),
         };
         if root == their_root {
-            return Ok(0);
+            return Ok(done);
         }
         let differing: Vec<usize> = (0..BRANCHES).filter(|&b| branches[b] != their_branches[b]).collect();
         if differing.is_empty() {
-            return Ok(0);
+            return Ok(done);
         }
         let request = KvRequest::TreeLeaves { partition: p, branches: differing.iter().map(|&b| b as u32).collect() };
-        let their_leaves = match self.ask(replica, request).await? {
+        let their_leaves = match self.ask(replica, request, &mut done).await? {
             KvResponse::Leaves(leaves) => leaves,
             other => return Err(format!("unexpected answer {other:?}")),
         };
         let mine = self.store.tree_leaves(p, &differing);
-        let per = super::tree::LEAVES_PER_BRANCH;
         let leaves: Vec<usize> = differing
             .iter()
             .enumerate()
-            .flat_map(|(n, &b)| (0..per).map(move |i| (n * per + i, b * per + i)))
+            .flat_map(|(n, &b)| {
+                (0..LEAVES_PER_BRANCH).map(move |i| (n * LEAVES_PER_BRANCH + i, b * LEAVES_PER_BRANCH + i))
+            })
             .filter(|&(at, _)| mine.get(at) != their_leaves.get(at))
             .map(|(_, leaf)| leaf)
             .collect();
-        if leaves.is_empty() {
-            return Ok(0);
-        }
-        let request = KvRequest::LeafKeys { partition: p, leaves: leaves.iter().map(|&l| l as u32).collect() };
-        let theirs = match self.ask(replica, request).await? {
-            KvResponse::KeyDigests(keys) => keys,
-            other => return Err(format!("unexpected answer {other:?}")),
-        };
-        let mine = self.store.leaf_digests(p, leaves).await.map_err(|e| e.to_string())?;
-        // The keys whose digests differ, or that one side lacks.
-        let digests = |list: &[(Bytes, u64, u64)]| -> HashMap<Bytes, u64> {
-            list.iter().map(|(k, _, d)| (k.clone(), *d)).collect()
-        };
-        let (mine, theirs) = (digests(&mine), digests(&theirs));
-        let mut keys: Vec<Bytes> =
-            mine.iter().filter(|(k, d)| theirs.get(*k) != Some(*d)).map(|(k, _)| k.clone()).collect();
-        keys.extend(theirs.keys().filter(|k| !mine.contains_key(*k)).cloned());
-        let mut repaired = 0;
-        for chunk in keys.chunks(IN_FLIGHT) {
-            let results = join_all(chunk.iter().map(|key| self.repair(replica, key, flushes)).collect()).await;
-            for r in results {
-                repaired += r?;
+        let partitioner = self.membership.view().partitioner();
+        for page in leaves.chunks(LEAF_PAGE) {
+            let request = KvRequest::LeafKeys { partition: p, leaves: page.iter().map(|&l| l as u32).collect() };
+            let theirs = match self.ask(replica, request, &mut done).await? {
+                KvResponse::KeyDigests(keys) => keys,
+                other => return Err(format!("unexpected answer {other:?}")),
+            };
+            let mine = self.store.leaf_digests(p, page.to_vec()).await.map_err(|e| e.to_string())?;
+            // The keys whose digests differ, or that one side lacks.
+            let digests = |list: &[(Bytes, u64, u64)]| -> HashMap<Bytes, u64> {
+                list.iter().map(|(k, _, d)| (k.clone(), *d)).collect()
+            };
+            done.compared += (mine.len() + theirs.len()) as u64;
+            let (mine, theirs) = (digests(&mine), digests(&theirs));
+            let mut keys: Vec<Bytes> =
+                mine.iter().filter(|(k, d)| theirs.get(*k) != Some(*d)).map(|(k, _)| k.clone()).collect();
+            keys.extend(theirs.keys().filter(|k| !mine.contains_key(*k)).cloned());
+            for chunk in keys.chunks(IN_FLIGHT) {
+                let results = join_all(chunk.iter().map(|key| self.repair(replica, key, flushes)).collect()).await;
+                let mut bytes = 0;
+                for (key, r) in chunk.iter().zip(results) {
+                    let (changed, traffic) = r?;
+                    bytes += traffic;
+                    if changed > 0 {
+                        done.repaired += changed;
+                        done.unsettled.push(leaf_of(partitioner, crate::ring::key_hash(key)));
+                    }
+                }
+                done.bytes += bytes;
+                pace.spend(chunk.len() as u64, bytes).await;
             }
         }
-        Ok(repaired)
+        pace.spend(0, done.bytes).await;
+        Ok(done)
     }
 
     /// Makes this node's copy of `key` and `replica`'s the merge of both:
-    /// how many of the two changed.
-    async fn repair(&self, replica: &Member, key: &Bytes, flushes: u64) -> Result<u64, String> {
+    /// how many of the two changed, and the bytes it took.
+    async fn repair(&self, replica: &Member, key: &Bytes, flushes: u64) -> Result<(u64, u64), String> {
         // The position is this node's own reckoning, not the peer's.
         if key.len() > MAX_KEY_LEN {
-            return Ok(0);
+            return Ok((0, 0));
         }
         let hash = crate::ring::key_hash(key);
-        let theirs = match self.ask(replica, KvRequest::Read { key: key.clone() }).await? {
+        let mut spent = Exchanged::default();
+        let mine = self.store.get(hash, key).await.map_err(|e| e.to_string())?;
+        let theirs = match self.ask(replica, KvRequest::Read { key: key.clone() }, &mut spent).await? {
             KvResponse::Object(o) => o,
             other => return Err(format!("unexpected answer {other:?}")),
         };
+        // A dead object past its grace is not copied to a side that holds
+        // nothing of the key (see the module docs).
+        let now = crate::clock::now_ms();
+        match (&mine, &theirs) {
+            (None, Some(t)) | (Some(t), None) if self.store.removable(t, now) => return Ok((0, spent.bytes)),
+            _ => {}
+        }
         let mut changed = 0;
         if let Some(t) = &theirs {
             let merged = self.store.merge_unless_flushed(flushes, hash, key, Arc::clone(t)).await;
@@ -219,15 +301,59 @@ impl AntiEntropy {
             && theirs.as_ref().is_none_or(|t| t.changed_by(&m))
         {
             let object = Encoded::new(Arc::unwrap_or_clone(m));
-            match self.ask(replica, KvRequest::Repair { key: key.clone(), object, flushes }).await? {
+            match self.ask(replica, KvRequest::Repair { key: key.clone(), object, flushes }, &mut spent).await? {
                 KvResponse::Done => changed += 1,
                 other => return Err(format!("unexpected answer {other:?}")),
             }
         }
-        Ok(changed)
+        Ok((changed, spent.bytes))
     }
 
-    async fn ask(&self, replica: &Member, request: KvRequest) -> Result<KvResponse, String> {
-        self.peers.kv(&replica.peer_addr, request).await.map_err(|e| e.to_string())
+    /// One request on the bulk lane, counted.
+    async fn ask(&self, replica: &Member, request: KvRequest, spent: &mut Exchanged) -> Result<KvResponse, String> {
+        let answer = self.peers.bulk_kv(&replica.peer_addr, request, self.timeout).await;
+        metrics::add(&self.metrics.ae_messages, 1);
+        let (response, Traffic { sent, received }) = answer.map_err(|e| e.to_string())?;
+        metrics::add(&self.metrics.ae_bytes_sent, sent as u64);
+        metrics::add(&self.metrics.ae_bytes_received, received as u64);
+        spent.bytes += (sent + received) as u64;
+        Ok(response)
+    }
+}
+
+/// Keeps the exchange within its rates: after each step, waits until the
+/// keys and bytes spent since the pace began fit in the time elapsed. An
+/// idle spell does not bank credit beyond a second.
+struct Pace {
+    bytes_per_second: f64,
+    keys_per_second: f64,
+    since: Instant,
+    bytes: f64,
+    keys: f64,
+}
+
+impl Pace {
+    fn new(bytes_per_second: u64, keys_per_second: u64) -> Self {
+        Self {
+            bytes_per_second: bytes_per_second.max(1) as f64,
+            keys_per_second: keys_per_second.max(1) as f64,
+            since: Instant::now(),
+            bytes: 0.0,
+            keys: 0.0,
+        }
+    }
+
+    /// Seconds the spending so far takes at these rates.
+    fn due(&self) -> f64 {
+        (self.bytes / self.bytes_per_second).max(self.keys / self.keys_per_second)
+    }
+
+    async fn spend(&mut self, keys: u64, bytes: u64) {
+        if self.since.elapsed().as_secs_f64() > self.due() + 1.0 {
+            (self.since, self.bytes, self.keys) = (Instant::now(), 0.0, 0.0);
+        }
+        self.bytes += bytes as f64;
+        self.keys += keys as f64;
+        tokio::time::sleep_until((self.since + Duration::from_secs_f64(self.due())).into()).await;
     }
 }

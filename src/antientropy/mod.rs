@@ -5,13 +5,14 @@
 //! - `tree.rs`: one partition's hash tree (pure). The store keeps one per
 //!   partition, updated by every change it makes (`storage::trees`).
 //! - `exchange.rs`: the background comparison with the other replicas,
-//!   and the repair of the keys that differ.
-//!
-//! Still to come: saving the trees on a clean stop (they are rebuilt at
-//! every start, in the pass that counts the keys), rate limits in bytes,
-//! SHOAL.REPAIR, and removing tombstones every replica holds.
+//!   the repair of the keys that differ, and the evidence that lets the
+//!   store remove tombstones every replica holds (`storage::settled`).
+//! - `repairs.rs`: what operators ask for (`SHOAL.REPAIR`) and its
+//!   progress.
 
 mod exchange;
+mod repairs;
 pub mod tree;
 
 pub use exchange::AntiEntropy;
+pub use repairs::{Progress, Repairs};

@@ -708,7 +708,7 @@ impl Membership {
         };
         let up = members.iter().map(|m| m.id == self.me.id || !st.down.contains(&m.id)).collect();
         let view = View::new(st.cluster, self.settings.n, members, up, ring);
-        self.store.set_reap_objects(st.cluster.is_some() && view.n == 1);
+        self.store.set_sole_replica(st.cluster.is_some() && view.n == 1);
         *self.view.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(view);
     }
 

@@ -59,6 +59,14 @@ impl View {
         &self.replicas[self.starts[p]..self.starts[p + 1]]
     }
 
+    /// The partitions member `id` is a replica of.
+    #[must_use]
+    pub fn replicated_by(&self, id: NodeId) -> Vec<u32> {
+        (0..self.partitioner().count())
+            .filter(|&p| self.replica_indices(p).iter().any(|&i| self.members[i].id == id))
+            .collect()
+    }
+
     #[must_use]
     pub fn member(&self, id: NodeId) -> Option<&Member> {
         self.index_of(id).map(|i| &self.members[i])

@@ -169,6 +169,7 @@ commands! {
     // administration
     ShoalStatus "shoal.status" 1 ["readonly"] 0 0 0 "@admin" => ref admin::status;
     ShoalWhere "shoal.where" 2 ["readonly"] 1 1 1 "@admin" => ref admin::where_is;
+    ShoalRepair "shoal.repair" -1 ["admin"] 0 0 0 "@admin" => ref admin::repair;
 }
 
 static BY_NAME: LazyLock<HashMap<&'static str, usize>> =

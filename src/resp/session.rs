@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::antientropy::Repairs;
 use crate::config::Config;
 use crate::coordinator::Coordinator;
 use crate::metrics::{CommandStats, Metrics};
@@ -22,6 +23,8 @@ pub struct Server {
     pub coordinator: Arc<Coordinator>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    /// Anti-entropy repairs operators ask for (SHOAL.REPAIR).
+    pub repairs: Arc<Repairs>,
     /// Calls, time and errors per command, for INFO commandstats.
     pub commands: CommandStats,
     pub clients: Clients,
@@ -39,11 +42,12 @@ impl Server {
         coordinator: Arc<Coordinator>,
         config: Arc<Config>,
         metrics: Arc<Metrics>,
+        repairs: Arc<Repairs>,
         addr: SocketAddr,
         run_id: String,
     ) -> Self {
         let commands = CommandStats::new(stat_names().len());
-        Self { coordinator, config, metrics, commands, clients: Clients::default(), addr, run_id }
+        Self { coordinator, config, metrics, repairs, commands, clients: Clients::default(), addr, run_id }
     }
 }
 

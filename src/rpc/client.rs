@@ -20,6 +20,12 @@
 //! is closed the same way, rather than held open for answers that do not
 //! come.
 //!
+//! Bulk traffic (anti-entropy, handoff) travels on a connection of its own
+//! to each peer ([`Lane::Bulk`]), with its own timeout, so a large answer
+//! or a backed-up bulk queue never sits in front of a client request's
+//! frames, and a bulk call that times out never closes or backs off the
+//! connection client requests use.
+//!
 //! [`Faults`] is the test seam: rules that drop, delay or refuse this
 //! node's calls to chosen addresses, so partitions are deterministic.
 
@@ -38,7 +44,7 @@ use crate::shutdown::Stop;
 
 use super::gossip::{GossipRequest, GossipResponse};
 use super::kv::{KvRequest, KvResponse};
-use super::wire::{Greeting, Hello, Request, Response, handshake, parse_handshake, split_frame};
+use super::wire::{Greeting, HEADER, Hello, Request, Response, handshake, parse_handshake, split_frame};
 
 /// Frames queued per connection before callers wait.
 const QUEUE: usize = 4096;
@@ -122,8 +128,28 @@ impl Faults {
     }
 }
 
+/// An answer and the size of its frame.
+type Answer = Result<(Response, usize), CallError>;
+
 /// Calls awaiting their response: the caller's channel and its deadline.
-type Pending = Arc<Mutex<HashMap<u64, (oneshot::Sender<Result<Response, CallError>>, Instant)>>>;
+type Pending = Arc<Mutex<HashMap<u64, (oneshot::Sender<Answer>, Instant)>>>;
+
+/// Which of the two connections to a peer a call travels on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Client requests, gossip: small frames that must not wait.
+    Client,
+    /// Anti-entropy and handoff: large frames, long waits allowed.
+    Bulk,
+}
+
+/// Bytes a call put on the wire and received back (frames, headers
+/// included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub sent: usize,
+    pub received: usize,
+}
 
 /// One live connection.
 struct Conn {
@@ -175,7 +201,7 @@ struct Inner {
     /// How often readers look for calls past their deadline.
     sweep: Duration,
     max_frame: usize,
-    links: Mutex<HashMap<String, Arc<Link>>>,
+    links: Mutex<HashMap<(String, Lane), Arc<Link>>>,
     faults: Faults,
     stop: Stop,
 }
@@ -239,8 +265,11 @@ impl Peers {
     /// to be back (its heartbeats arrive), so the backoff left by its
     /// absence would only fail requests it could serve.
     pub fn retry_now(&self, addr: &str) {
-        if let Some(link) = lock(&self.inner.links).get(addr) {
-            *lock(&link.retry) = (Instant::now(), FIRST_BACKOFF);
+        let links = lock(&self.inner.links);
+        for lane in [Lane::Client, Lane::Bulk] {
+            if let Some(link) = links.get(&(addr.to_string(), lane)) {
+                *lock(&link.retry) = (Instant::now(), FIRST_BACKOFF);
+            }
         }
     }
 
@@ -250,9 +279,9 @@ impl Peers {
         self.inner.timeout
     }
 
-    fn link(&self, addr: &str) -> Arc<Link> {
+    fn link(&self, addr: &str, lane: Lane) -> Arc<Link> {
         let mut links = lock(&self.inner.links);
-        Arc::clone(links.entry(addr.to_string()).or_insert_with(|| {
+        Arc::clone(links.entry((addr.to_string(), lane)).or_insert_with(|| {
             Arc::new(Link {
                 conn: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
@@ -266,7 +295,7 @@ impl Peers {
     /// if any were.
     #[must_use]
     pub fn latency(&self, addr: &str) -> Option<Duration> {
-        let us = lock(&self.inner.links).get(addr)?.rtt_us.load(Ordering::Relaxed);
+        let us = lock(&self.inner.links).get(&(addr.to_string(), Lane::Client))?.rtt_us.load(Ordering::Relaxed);
         (us > 0).then(|| Duration::from_micros(us))
     }
 
@@ -279,6 +308,24 @@ impl Peers {
             Response::Kv(r) => Ok(r),
             Response::Error(e) => Err(CallError::Remote(e)),
             other => Err(CallError::Remote(format!("ERR unexpected answer from {addr}: {other:?}"))),
+        }
+    }
+
+    /// A key-value request on the bulk lane, bounded by `timeout` rather
+    /// than the request timeout: the answer and the bytes it took.
+    ///
+    /// # Errors
+    /// As [`kv`](Self::kv).
+    pub async fn bulk_kv(
+        &self,
+        addr: &str,
+        request: KvRequest,
+        timeout: Duration,
+    ) -> Result<(KvResponse, Traffic), CallError> {
+        match self.call_on(addr, &Request::Kv(request), Lane::Bulk, timeout).await? {
+            (Response::Kv(r), traffic) => Ok((r, traffic)),
+            (Response::Error(e), _) => Err(CallError::Remote(e)),
+            (other, _) => Err(CallError::Remote(format!("ERR unexpected answer from {addr}: {other:?}"))),
         }
     }
 
@@ -300,8 +347,19 @@ impl Peers {
     /// The peer is unreachable or refuses, does not answer within the
     /// timeout, or the connection is lost before it does.
     pub async fn call(&self, addr: &str, request: &Request) -> Result<Response, CallError> {
+        Ok(self.call_on(addr, request, Lane::Client, self.inner.timeout).await?.0)
+    }
+
+    /// [`call`](Self::call) on `lane`, bounded by `timeout`.
+    async fn call_on(
+        &self,
+        addr: &str,
+        request: &Request,
+        lane: Lane,
+        timeout: Duration,
+    ) -> Result<(Response, Traffic), CallError> {
         let started = Instant::now();
-        let deadline = started + self.inner.timeout;
+        let deadline = started + timeout;
         match self.inner.faults.of(addr) {
             None => {}
             Some(Fault::Refuse) => {
@@ -313,13 +371,14 @@ impl Peers {
             }
             Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         }
-        let link = self.link(addr);
+        let link = self.link(addr, lane);
         let conn = self.connection(addr, &link).await?;
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&conn.pending).insert(id, (tx, deadline));
         let mut frame = BytesMut::with_capacity(64);
         request.encode(id, &mut frame);
+        let size = frame.len();
         let sent = match conn.frames.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(frame)) => {
@@ -343,11 +402,9 @@ impl Peers {
         }
         // The reader answers, the sweeper times out, or a lost connection
         // drops the sender: every pending call ends one of those ways.
-        let answer = rx.await.unwrap_or_else(|_| Err(CallError::Lost(addr.to_string())));
-        if answer.is_ok() {
-            link.sample(started.elapsed());
-        }
-        answer
+        let (answer, received) = rx.await.unwrap_or_else(|_| Err(CallError::Lost(addr.to_string())))?;
+        link.sample(started.elapsed());
+        Ok((answer, Traffic { sent: size, received }))
     }
 
     /// Who answers at `addr` (connecting if need be).
@@ -358,7 +415,7 @@ impl Peers {
         if self.inner.faults.of(addr).is_some() {
             return Err(CallError::Unreachable(addr.to_string(), "cut off (test seam)".into()));
         }
-        let link = self.link(addr);
+        let link = self.link(addr, Lane::Client);
         Ok(self.connection(addr, &link).await?.remote.clone())
     }
 
@@ -502,7 +559,7 @@ async fn read_responses(
                     Ok(response) => {
                         timeouts_in_a_row = 0;
                         if let Some((caller, _)) = lock(&pending).remove(&id) {
-                            let _ = caller.send(Ok(response));
+                            let _ = caller.send(Ok((response, HEADER + payload.len())));
                         }
                     }
                     Err(e) => {

@@ -16,7 +16,7 @@ pub mod kv;
 mod server;
 mod wire;
 
-pub use client::{CallError, Fault, Faults, Peers};
+pub use client::{CallError, Fault, Faults, Lane, Peers, Traffic};
 pub use gossip::{
     Beat, ClusterRecord, Delta, DigestItem, Entry, GossipRequest, GossipResponse, MAX_MEMBERS, Status, decode_entries,
     decode_record, encode_entries, encode_record,

@@ -26,6 +26,7 @@
 mod cache;
 mod hints;
 mod meta;
+mod settled;
 mod shard;
 mod stats;
 mod trees;
@@ -41,6 +42,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use shard::Shard;
 use tokio::sync::mpsc;
 
+use crate::antientropy::tree::leaf_of;
 use crate::error::{Error, Result};
 use crate::ring::Partitioner;
 use crate::version::{Actor, Dot, Encoded, NodeId, Object};
@@ -48,6 +50,7 @@ use cache::{Cache, Cached, PositionMap};
 use hints::Hints;
 pub use hints::{Hint, HintBounds, HintTally, Overflow};
 use meta::{Dots, storage};
+pub use settled::Leaves;
 pub use stats::Tally;
 
 /// The longest key shoal stores (fjall keys are at most 64 KiB, and the
@@ -71,12 +74,15 @@ pub struct Options {
     pub fsync: bool,
     pub workers: usize,
     pub tombstone_grace_ms: u64,
-    /// Remove whole objects once every sibling has been dead for the grace
-    /// period. Only safe when this node holds the only copy (N = 1): with
-    /// replicas, a copy that missed the delete would bring the value back,
-    /// so then only expired values are reclaimed and histories are kept.
-    /// The cluster decides ([`Store::set_reap_objects`]).
-    pub reap_objects: bool,
+    /// This node holds the only copy of its keys (N = 1): a dead object is
+    /// removed once the grace period has passed. Otherwise it is removed
+    /// only once anti-entropy has shown every replica holds it too (see
+    /// `settled.rs`). The cluster decides ([`Store::set_sole_replica`]).
+    pub sole_replica: bool,
+    /// How long a dead object past its grace waits before it is looked at
+    /// again, while no settled round allows its removal (about the
+    /// anti-entropy interval).
+    pub settle_retry_ms: u64,
     /// The storage engine's block cache.
     pub cache_bytes: u64,
     /// The object cache, shared out among the workers.
@@ -240,7 +246,12 @@ struct Shared {
     partitioner: Partitioner,
     persist_mode: PersistMode,
     grace_ms: u64,
-    reap_objects: AtomicBool,
+    sole_replica: AtomicBool,
+    settle_retry_ms: u64,
+    /// What anti-entropy has shown every replica holds.
+    settled: settled::Settled,
+    /// Dead objects removed since the store opened.
+    removed: std::sync::atomic::AtomicU64,
     stats: stats::Stats,
     /// Every partition's hash tree (anti-entropy).
     trees: trees::Trees,
@@ -262,10 +273,18 @@ struct Shared {
 }
 
 impl Shared {
-    /// When background work is next due on `object`: an expiry to reclaim,
-    /// or (if objects are reaped here) the object's removal.
+    /// When background work is next due on `object`: an expiry to reclaim
+    /// or the object's removal.
     fn due(&self, object: &Object) -> Option<u64> {
-        if self.reap_objects.load(Ordering::Relaxed) { object.next_due(self.grace_ms) } else { object.next_expiry() }
+        object.next_due(self.grace_ms)
+    }
+
+    /// Whether the dead object at `hash`, removable at `at` by its own
+    /// clock, may be removed: this node holds the only copy, or a settled
+    /// round shows every replica holds it.
+    fn may_remove(&self, hash: u64, at: u64) -> bool {
+        self.sole_replica.load(Ordering::Relaxed)
+            || self.settled.allows(self.partitioner.of(hash), leaf_of(self.partitioner, hash), at)
     }
 
     /// The shard (and so the worker) holding the key at `hash`.
@@ -400,7 +419,10 @@ impl Store {
             partitioner,
             persist_mode,
             grace_ms: opts.tombstone_grace_ms,
-            reap_objects: AtomicBool::new(opts.reap_objects),
+            sole_replica: AtomicBool::new(opts.sole_replica),
+            settle_retry_ms: opts.settle_retry_ms.max(1),
+            settled: settled::Settled::new(opts.partitions),
+            removed: std::sync::atomic::AtomicU64::new(0),
             stats,
             trees,
             flushes: std::sync::atomic::AtomicU64::new(flushes),
@@ -450,10 +472,38 @@ impl Store {
         self.shared.dots.resume(actor, last);
     }
 
-    /// Whether whole objects may be removed once dead for the grace period:
-    /// only while this node holds the only copy of its keys (N = 1).
-    pub fn set_reap_objects(&self, reap: bool) {
-        self.shared.reap_objects.store(reap, Ordering::Relaxed);
+    /// Whether this node holds the only copy of its keys (N = 1), so dead
+    /// objects go once their grace period has passed, with no evidence
+    /// from other replicas.
+    pub fn set_sole_replica(&self, sole: bool) {
+        self.shared.sole_replica.store(sole, Ordering::Relaxed);
+    }
+
+    /// A round of anti-entropy exchanges of partition `p` begins (see
+    /// `settled.rs`).
+    pub fn begin_round(&self, p: u32) {
+        self.shared.settled.begin(p);
+    }
+
+    /// The round of `p` that began at `start` compared it with every other
+    /// replica, and `leaves` needed no repair: every replica holds what
+    /// this node held of them at `start`.
+    pub fn settle_round(&self, p: u32, start: u64, leaves: Leaves) {
+        self.shared.settled.settle(p, start, leaves);
+    }
+
+    /// Whether `object` is dead and past its grace period at `now`: gone
+    /// once the replicas are known to hold it, and not to be copied to a
+    /// replica that holds nothing of its key.
+    #[must_use]
+    pub fn removable(&self, object: &Object, now: u64) -> bool {
+        object.reap_at(self.shared.grace_ms).is_some_and(|at| at <= now)
+    }
+
+    /// Dead objects removed since the store opened.
+    #[must_use]
+    pub fn removed(&self) -> u64 {
+        self.shared.removed.load(Ordering::Relaxed)
     }
 
     /// A value other modules keep in `meta` (the cluster's record, its
@@ -643,6 +693,7 @@ impl Store {
             });
             shared.stats.reset();
             shared.trees.clear();
+            shared.settled.clear();
             let flushes = shared.flushes.load(Ordering::Relaxed) + 1;
             shared.flushes.store(flushes, Ordering::Relaxed);
             let recorded = meta::set_flushes(&shared.root, &shared.meta, flushes);
@@ -929,6 +980,11 @@ impl Worker<'_> {
                 if let Some(due) = due.filter(|&d| before.and_then(|b| shared.due(b)) != Some(d)) {
                     self.shard.reap.insert(reap_key(due, &k), []).map_err(storage)?;
                 }
+                if object.reap_at(shared.grace_ms).is_some_and(|at| at <= crate::clock::now_ms()) {
+                    // Dead past its grace already: not in the leaves
+                    // compared so far (see `settled.rs`).
+                    shared.settled.arrived_late(partition, leaf_of(shared.partitioner, hash));
+                }
                 // One buffer, exactly sized, shared by the memtable, the
                 // cache and any replica message.
                 self.shard.data.insert(k.clone(), encoded.bytes().clone()).map_err(storage)?;
@@ -961,16 +1017,18 @@ impl Worker<'_> {
         let Some(before) = self.read(&k)? else { return Ok(()) };
         let mut after = (*before).clone();
         let stripped = after.strip_expired(now);
-        if shared.reap_objects.load(Ordering::Relaxed) && after.reap_at(shared.grace_ms).is_some_and(|at| at <= now) {
+        if after.reap_at(shared.grace_ms).is_some_and(|at| at <= now && shared.may_remove(hash, at)) {
+            shared.removed.fetch_add(1, Ordering::Relaxed);
             return self.write(hash, k, Some(&before), Change::Remove);
+        }
+        // This entry is used up: the object's next due moment needs one of
+        // its own (a removal not yet allowed is looked at again later).
+        if let Some(due) = shared.due(&after) {
+            let due = if due <= now { now.saturating_add(shared.settle_retry_ms) } else { due };
+            self.shard.reap.insert(reap_key(due, &k), []).map_err(storage)?;
         }
         if stripped {
             return self.write(hash, k, Some(&before), Change::Put(Encoded::new(after)));
-        }
-        // Nothing due yet (the entry was stale, or the grace period grew):
-        // make sure the object's next due moment is scheduled.
-        if let Some(due) = shared.due(&after).filter(|&d| d > now) {
-            self.shard.reap.insert(reap_key(due, &k), []).map_err(storage)?;
         }
         Ok(())
     }
@@ -1000,7 +1058,8 @@ mod tests {
             fsync: false,
             workers,
             tombstone_grace_ms: 1_000,
-            reap_objects: true,
+            sole_replica: true,
+            settle_retry_ms: 1_000,
             cache_bytes: 8 << 20,
             object_cache_bytes: 1 << 20,
             hint_bounds: HintBounds::default(),

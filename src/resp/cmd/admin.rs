@@ -1,10 +1,10 @@
 //! shoal's own commands, under the `SHOAL.` prefix so that redis-cli can
 //! administer a cluster: SHOAL.STATUS (the cluster and its members, up or
-//! down) and SHOAL.WHERE (where a key lives and what each node holds of
-//! it).
+//! down), SHOAL.WHERE (where a key lives and what each node holds of it)
+//! and SHOAL.REPAIR (anti-entropy now, and its progress).
 
 use crate::clock::now_ms;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::resp::args::Args;
 use crate::resp::reply::Reply;
 use crate::resp::session::Session;
@@ -96,4 +96,61 @@ pub async fn where_is(s: &Session, mut args: Args) -> Result<Reply> {
         })
         .collect();
     Ok(Reply::Map(vec![field("partition", Reply::Int(i64::from(partition))), field("nodes", Reply::Array(nodes))]))
+}
+
+/// SHOAL.REPAIR [partition | STATUS | PAUSE | RESUME]: with no argument,
+/// compares every partition this node replicates with the other replicas
+/// now, ahead of the background pass, and repairs what differs; with a
+/// partition number, that partition. Either way, and with STATUS, the
+/// reply is the repair's progress. PAUSE and RESUME stop and restart the
+/// background pass (repairs asked for still run).
+pub async fn repair(s: &Session, mut args: Args) -> Result<Reply> {
+    let repairs = &s.server.repairs;
+    let progress = match args.keyword().as_deref() {
+        None => {
+            let view = s.coordinator().view();
+            repairs.request(&view.replicated_by(s.coordinator().store().node_id()))
+        }
+        Some("status") => repairs.progress(),
+        Some(pause @ ("pause" | "resume")) => {
+            args.finish()?;
+            repairs.set_paused(pause == "pause");
+            return Ok(Reply::OK);
+        }
+        Some(other) => {
+            let view = s.coordinator().view();
+            let q = view.partitioner().count();
+            let p = other.parse::<u32>().ok().filter(|&p| p < q).ok_or_else(|| {
+                Error::err(format!("SHOAL.REPAIR takes a partition (0 to {}), STATUS, PAUSE or RESUME", q - 1))
+            })?;
+            if !view.replicated_by(s.coordinator().store().node_id()).contains(&p) {
+                return Err(Error::err(format!(
+                    "this node is not a replica of partition {p}; ask one of its replicas"
+                )));
+            }
+            repairs.request(&[p])
+        }
+    };
+    args.finish()?;
+    let end = if progress.running { now_ms() } else { progress.finished_ms };
+    let elapsed = if progress.started_ms == 0 { 0 } else { end.saturating_sub(progress.started_ms) };
+    let int = |v: u64| Reply::Int(i64::try_from(v).unwrap_or(i64::MAX));
+    let background = if s.server.config.anti_entropy_interval == 0 {
+        "off"
+    } else if repairs.paused() {
+        "paused"
+    } else {
+        "running"
+    };
+    Ok(Reply::Map(vec![
+        field("running", Reply::Int(i64::from(progress.running))),
+        field("partitions_done", int(progress.partitions_done)),
+        field("partitions_total", int(progress.partitions_total)),
+        field("partitions_incomplete", int(progress.partitions_incomplete)),
+        field("keys_compared", int(progress.keys_compared)),
+        field("keys_repaired", int(progress.keys_repaired)),
+        field("bytes", int(progress.bytes)),
+        field("elapsed_ms", int(elapsed)),
+        field("background", Reply::bulk(background)),
+    ]))
 }

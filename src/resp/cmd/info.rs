@@ -233,8 +233,23 @@ fn section(s: &Session, name: &str, disk: u64, out: &mut String) {
         }
         "antientropy" => {
             line("anti_entropy_interval_seconds", &server.config.anti_entropy_interval);
+            line("anti_entropy_rate", &server.config.anti_entropy_rate.0);
+            line("anti_entropy_keys_rate", &server.config.anti_entropy_keys_rate);
+            let background = match (server.config.anti_entropy_interval, server.repairs.paused()) {
+                (0, _) => "off",
+                (_, true) => "paused",
+                _ => "running",
+            };
+            line("background", &background);
+            line("repair_running", &i32::from(server.repairs.progress().running));
             line("exchanges", &get(&m.ae_exchanges));
+            line("keys_compared", &get(&m.ae_keys_compared));
             line("keys_repaired", &get(&m.ae_keys_repaired));
+            line("messages_sent", &get(&m.ae_messages));
+            line("bytes_sent", &get(&m.ae_bytes_sent));
+            line("bytes_received", &get(&m.ae_bytes_received));
+            line("tombstones", &tally.tombstones);
+            line("tombstones_removed", &s.coordinator().store().removed());
             // -1 while some partition has not been compared with every
             // replica since the node started.
             let oldest = get(&m.ae_oldest_comparison_ms);

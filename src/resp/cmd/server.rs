@@ -211,6 +211,9 @@ fn config_items(s: &Session) -> Vec<(&'static str, String)> {
         ("cache-size", c.cache_size.0.to_string()),
         ("object-cache-size", c.object_cache_size.0.to_string()),
         ("tombstone-grace", c.tombstone_grace.to_string()),
+        ("anti-entropy-interval", c.anti_entropy_interval.to_string()),
+        ("anti-entropy-rate", c.anti_entropy_rate.0.to_string()),
+        ("anti-entropy-keys-rate", c.anti_entropy_keys_rate.to_string()),
         ("max-siblings", c.max_siblings.to_string()),
         ("shutdown-timeout", c.shutdown_timeout.to_string()),
     ]
