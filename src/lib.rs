@@ -35,9 +35,9 @@
 //! | [`mutation`] | what plain Redis writes do to a value, as data (pure) | — |
 //! | [`version`] | dots, version vectors, sibling sets, contexts and their encoding (pure) | — |
 //! | [`ring`] | MD5 positions, partitions, claim, preference lists (pure) | `version` (node ids) |
-//! | [`storage`] | the only module that touches fjall: shards (a fjall database each, with keyspaces `data`, `reap` and `hints`, holding a share of the partitions) and the root's `meta`; a worker thread per shard with group commit; the object cache; every partition's hash tree, updated by each write; the actor this process writes as | `version`, `ring`, `antientropy::tree` (pure) |
+//! | [`storage`] | the only module that touches fjall: shards (a fjall database each, with keyspaces `data`, `reap` and `hints`, holding a share of the partitions) and the root's `meta`; a worker thread per shard with group commit; the object cache; every partition's hash tree, updated by each write; the evidence that every replica holds a dead object (`settled`), which reaping needs; the actor this process writes as | `version`, `ring`, `antientropy::tree` (pure) |
 //! | [`handoff`] | hinted handoff: delivering the hints this node keeps (as a coordinator for replicas that missed a write, or as a fallback standing in for a replica that was down) once their node is back, or to the key's current replicas once the ring moved | `storage`, `membership`, `rpc`, `metrics` |
-//! | [`antientropy`] | per-partition hash trees (Tictac: XOR of per-key hashes of position and version summary, O(1) to update; pure, `tree`) and the background exchange that compares them with the other replicas' and repairs the keys that differ, both ways | `storage`, `membership`, `rpc`, `metrics` |
+//! | [`antientropy`] | per-partition hash trees (Tictac: XOR of per-key hashes of position and version summary, O(1) to update; pure, `tree`) and the background exchange that compares them with the other replicas' and repairs the keys that differ, both ways, on the peer layer's bulk lane, rate-limited; what operators ask of it (SHOAL.REPAIR, `repairs`) | `storage`, `membership`, `rpc`, `metrics` |
 //! | [`metrics`] | counters behind INFO; the hook through which the binary's allocator reports its count | — |
 //! | [`glob`] | Redis glob patterns (pure) | — |
 //! | [`join`] | running borrowed futures concurrently | — |
@@ -46,8 +46,7 @@
 //! | [`random`] | random 64-bit numbers (ids, gossip partners) | — |
 //!
 //! Still to come, each in the module ../shared/DESIGN.md names: ownership
-//! transfer (`handoff`); in `antientropy`, saving trees across restarts,
-//! byte rate limits, SHOAL.REPAIR and removing tombstones.
+//! transfer (`handoff`); in `storage`, saving trees across restarts.
 //!
 //! # Rules
 //!
@@ -90,8 +89,8 @@
 //!   A single node bounds them at once: with no other copy to reconcile, a
 //!   write forgets the actors whose values it superseded
 //!   (`Object::forget_superseded`). In a cluster the entries are
-//!   tombstones of dots and go when tombstones go: once anti-entropy shows
-//!   every replica holds them. Contexts fold a new dot into their vector
+//!   tombstones of dots and go when their key's tombstone goes (once
+//!   anti-entropy shows every replica holds it); a live key keeps them. Contexts fold a new dot into their vector
 //!   when they already covered every dot of that actor for the key.
 //! - **A member's version is a persisted generation with the clock as its
 //!   floor.** DESIGN says never the wall clock. A generation read from disk
@@ -133,13 +132,15 @@
 //!   (NOQUORUM, nothing written), as a context write needs the
 //!   coordinator's own copy to hold what it supersedes. With N = 3 that
 //!   takes three nodes of one preference list down at once.
-//! - **Tombstones in a cluster are kept for now.** DESIGN reaps a tombstone
-//!   once all replicas have it; nothing yet tells a node that (anti-entropy
-//!   compares replicas, but does not yet record that a partition was found
-//!   equal on all of them). Until then, with N > 1 a node
-//!   reclaims expired values but keeps every object's history, since a
-//!   replica that missed a delete would otherwise bring the value back. A
-//!   single node (N = 1) reaps after `tombstone-grace`.
+//! - **Tombstones go on evidence, bounded by a grace period.** DESIGN
+//!   removes a tombstone once all replicas have it. Here a node removes a
+//!   dead object (tombstone or expired value) once `tombstone-grace` has
+//!   passed and a round of anti-entropy exchanges that began after that
+//!   compared its partition with every other replica and repaired nothing
+//!   in its leaf (`storage/settled.rs`); a single node (N = 1) needs no
+//!   evidence. A copy that missed the delete and arrives from outside the
+//!   replica set later than the grace period (a backup restored late)
+//!   can bring the value back, as in Cassandra (`gc_grace_seconds`).
 
 #![forbid(unsafe_code)]
 

@@ -1,7 +1,9 @@
-//! The `shoal` command: runs a node (`shoal` or `shoal server`), or prints
-//! the cluster as a running node sees it (`shoal status`).
+//! The `shoal` command: runs a node (`shoal` or `shoal server`), prints
+//! the cluster as a running node sees it (`shoal status`), or has a node
+//! repair its partitions now (`shoal repair`).
 
 mod alloc_count;
+mod repair;
 mod status;
 
 use std::path::PathBuf;
@@ -27,9 +29,37 @@ enum Command {
     Server(ServerArgs),
     /// Show the cluster as a node sees it: members up or down, what each owns and holds.
     Status(StatusArgs),
+    /// Have a node compare its partitions with the other replicas now and repair what differs.
+    Repair(RepairArgs),
 }
 
-/// Where `shoal status` asks.
+/// What `shoal repair` asks of which node.
+#[derive(Args)]
+struct RepairArgs {
+    #[command(flatten)]
+    node: StatusArgs,
+    /// Only this partition (see SHOAL.WHERE for a key's); default: every
+    /// partition the node replicates.
+    partition: Option<u32>,
+}
+
+impl RepairArgs {
+    fn run(self) -> ExitCode {
+        let password = self.node.password.or_else(|| std::env::var("REDISCLI_AUTH").ok());
+        let mut out = |line: &str| {
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), format!("{line}\n").as_bytes());
+        };
+        match repair::run(&self.node.host, self.node.port, password.as_deref(), self.partition, &mut out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("shoal repair: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Which node `shoal status` (and `shoal repair`) asks.
 #[derive(Args)]
 struct StatusArgs {
     /// The node's host.
@@ -156,6 +186,7 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Server(args)) => args,
         Some(Command::Status(args)) => return args.run(),
+        Some(Command::Repair(args)) => return args.run(),
         None => cli.server,
     };
     // The runtime's size is a setting, so the config is read before it.

@@ -1,5 +1,6 @@
 //! `shoal status`: asks one node for `SHOAL.STATUS` and prints the cluster
 //! as that node sees it, one member a line, as `nodetool status` does.
+//! Its client ([`Client`]) is also what `shoal repair` asks through.
 //!
 //! The client is small and blocking on purpose: one connection, `AUTH` if
 //! a password is given, one request, and a reader for only the RESP types
@@ -26,22 +27,44 @@ const MAX_DEPTH: usize = 8;
 /// Connects to `host:port`, authenticates with `password` if given, and
 /// returns SHOAL.STATUS as a table, or what went wrong, in a sentence.
 pub fn run(host: &str, port: u16, password: Option<&str>) -> Result<String, String> {
-    let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-    let stream = connect(host, port).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let mut conn = BufReader::new(stream);
-    let mut ask = |args: &[&[u8]]| match request(&mut conn, args) {
-        Ok(Value::Error(e)) => Err(format!("{addr}: {e}")),
-        Ok(reply) => Ok(reply),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-            Err(format!("{addr} did not answer within {} s", TIMEOUT.as_secs()))
-        }
-        Err(e) => Err(format!("talking to {addr}: {e}")),
-    };
-    if let Some(password) = password {
-        ask(&[b"AUTH", password.as_bytes()])?;
-    }
-    let status = Status::from_reply(ask(&[b"SHOAL.STATUS"])?).map_err(|e| format!("{addr}: unexpected reply: {e}"))?;
+    let mut client = Client::connect(host, port, password)?;
+    let reply = client.ask(&[b"SHOAL.STATUS"])?;
+    let status = Status::from_reply(reply).map_err(|e| format!("{}: unexpected reply: {e}", client.addr))?;
     Ok(status.table())
+}
+
+/// One connection to a node, authenticated; also what `shoal repair` asks
+/// through.
+pub struct Client {
+    conn: BufReader<TcpStream>,
+    /// `host:port`, for messages.
+    pub addr: String,
+}
+
+impl Client {
+    /// Connects to `host:port` and authenticates with `password` if given.
+    pub fn connect(host: &str, port: u16, password: Option<&str>) -> Result<Self, String> {
+        let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        let stream = connect(host, port).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let mut client = Self { conn: BufReader::new(stream), addr };
+        if let Some(password) = password {
+            client.ask(&[b"AUTH", password.as_bytes()])?;
+        }
+        Ok(client)
+    }
+
+    /// Sends a request and reads its reply; an error reply is an error.
+    pub fn ask(&mut self, args: &[&[u8]]) -> Result<Value, String> {
+        let addr = &self.addr;
+        match request(&mut self.conn, args) {
+            Ok(Value::Error(e)) => Err(format!("{addr}: {e}")),
+            Ok(reply) => Ok(reply),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(format!("{addr} did not answer within {} s", TIMEOUT.as_secs()))
+            }
+            Err(e) => Err(format!("talking to {addr}: {e}")),
+        }
+    }
 }
 
 fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
@@ -73,7 +96,7 @@ fn request(conn: &mut BufReader<TcpStream>, args: &[&[u8]]) -> io::Result<Value>
 
 /// A reply, as far as this client needs to tell replies apart.
 #[derive(Clone, Debug, PartialEq)]
-enum Value {
+pub enum Value {
     Simple(String),
     Error(String),
     Int(i64),
@@ -146,10 +169,10 @@ fn read_value(r: &mut impl BufRead, depth: usize) -> io::Result<Value> {
 
 /// The fields of a map reply (a flat array of pairs in RESP2), taken by
 /// name.
-struct Fields(Vec<(String, Value)>);
+pub struct Fields(Vec<(String, Value)>);
 
 impl Fields {
-    fn of(v: Value) -> Result<Self, String> {
+    pub fn of(v: Value) -> Result<Self, String> {
         let pairs = match v {
             Value::Map(pairs) => pairs,
             Value::Array(items) if items.len() % 2 == 0 => {
@@ -166,11 +189,11 @@ impl Fields {
         Ok(self.0.swap_remove(at).1)
     }
 
-    fn text(&mut self, name: &str) -> Result<String, String> {
+    pub fn text(&mut self, name: &str) -> Result<String, String> {
         text(self.take(name)?).map_err(|e| format!("{name}: {e}"))
     }
 
-    fn int(&mut self, name: &str) -> Result<i64, String> {
+    pub fn int(&mut self, name: &str) -> Result<i64, String> {
         match self.take(name)? {
             Value::Int(n) => Ok(n),
             other => Err(format!("{name}: expected an integer, got {other:?}")),

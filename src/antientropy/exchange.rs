@@ -82,8 +82,18 @@ struct Exchanged {
     compared: u64,
     repaired: u64,
     bytes: u64,
+    /// Of those bytes, the ones the pace has been told of.
+    paced: u64,
     /// Leaves in which some key was repaired.
     unsettled: Vec<usize>,
+}
+
+impl Exchanged {
+    /// Keeps to the pace: `keys` more keys, and the bytes since last time.
+    async fn pace(&mut self, pace: &mut Pace, keys: u64) {
+        pace.spend(keys, self.bytes - self.paced).await;
+        self.paced = self.bytes;
+    }
 }
 
 impl AntiEntropy {
@@ -236,6 +246,7 @@ impl AntiEntropy {
                 KvResponse::KeyDigests(keys) => keys,
                 other => return Err(format!("unexpected answer {other:?}")),
             };
+            done.pace(pace, 0).await;
             let mine = self.store.leaf_digests(p, page.to_vec()).await.map_err(|e| e.to_string())?;
             // The keys whose digests differ, or that one side lacks.
             let digests = |list: &[(Bytes, u64, u64)]| -> HashMap<Bytes, u64> {
@@ -248,20 +259,18 @@ impl AntiEntropy {
             keys.extend(theirs.keys().filter(|k| !mine.contains_key(*k)).cloned());
             for chunk in keys.chunks(IN_FLIGHT) {
                 let results = join_all(chunk.iter().map(|key| self.repair(replica, key, flushes)).collect()).await;
-                let mut bytes = 0;
                 for (key, r) in chunk.iter().zip(results) {
-                    let (changed, traffic) = r?;
-                    bytes += traffic;
+                    let (changed, bytes) = r?;
+                    done.bytes += bytes;
                     if changed > 0 {
                         done.repaired += changed;
                         done.unsettled.push(leaf_of(partitioner, crate::ring::key_hash(key)));
                     }
                 }
-                done.bytes += bytes;
-                pace.spend(chunk.len() as u64, bytes).await;
+                done.pace(pace, chunk.len() as u64).await;
             }
         }
-        pace.spend(0, done.bytes).await;
+        done.pace(pace, 0).await;
         Ok(done)
     }
 

@@ -18,6 +18,7 @@ use super::quorum::Need;
 use super::replicas::{self, Placement};
 
 /// Why anti-entropy requests are refused across a FLUSHALL.
+const NOT_A_REPLICA: &str = "this node is not a replica of the partition (as it sees the ring)";
 const FLUSHED: &str = "the replicas have not seen the same FLUSHALLs; no repair across a flush";
 
 /// A peer's list of branch or leaf numbers, each below `below`, without
@@ -57,6 +58,12 @@ impl Coordinator {
             KvRequest::TreeBranches { partition, flushes } => {
                 if flushes != self.store.flushes() {
                     return Response::Error(Error::TryAgain(FLUSHED.into()).resp_message());
+                }
+                // Only a replica compares: what another node holds of the
+                // partition (a leftover, a fallback's own copy) is not a
+                // replica's copy to repair, nor to vouch for tombstones.
+                if !self.view().is_replica(partition, self.store.node_id()) {
+                    return Response::Error(Error::TryAgain(NOT_A_REPLICA.into()).resp_message());
                 }
                 let (root, branches) = self.store.tree_branches(partition);
                 Response::Kv(KvResponse::Branches { root, branches: branches.to_vec() })

@@ -59,12 +59,17 @@ impl View {
         &self.replicas[self.starts[p]..self.starts[p + 1]]
     }
 
+    /// Whether member `id` is a replica of partition `p` (false for a
+    /// partition that does not exist).
+    #[must_use]
+    pub fn is_replica(&self, p: u32, id: NodeId) -> bool {
+        p < self.partitioner().count() && self.replica_indices(p).iter().any(|&i| self.members[i].id == id)
+    }
+
     /// The partitions member `id` is a replica of.
     #[must_use]
     pub fn replicated_by(&self, id: NodeId) -> Vec<u32> {
-        (0..self.partitioner().count())
-            .filter(|&p| self.replica_indices(p).iter().any(|&i| self.members[i].id == id))
-            .collect()
+        (0..self.partitioner().count()).filter(|&p| self.is_replica(p, id)).collect()
     }
 
     #[must_use]

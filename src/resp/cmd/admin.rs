@@ -111,10 +111,10 @@ pub async fn repair(s: &Session, mut args: Args) -> Result<Reply> {
             let view = s.coordinator().view();
             repairs.request(&view.replicated_by(s.coordinator().store().node_id()))
         }
-        Some("status") => repairs.progress(),
-        Some(pause @ ("pause" | "resume")) => {
+        Some("STATUS") => repairs.progress(),
+        Some(pause @ ("PAUSE" | "RESUME")) => {
             args.finish()?;
-            repairs.set_paused(pause == "pause");
+            repairs.set_paused(pause == "PAUSE");
             return Ok(Reply::OK);
         }
         Some(other) => {
