@@ -5,7 +5,8 @@
 //! One partition at a time, paced so that every partition is compared at
 //! least once per `anti-entropy-interval`; partitions an operator asked for
 //! (`SHOAL.REPAIR`, see `repairs.rs`) go before everything, then partitions
-//! recorded as needing repair (a hint refused), whose record goes once the
+//! recorded as needing repair (a hint refused, a start after a crash),
+//! one after another, paced only by the rates; their record goes once the
 //! partition was compared with every other replica.
 //!
 //! A comparison asks for the other replica's root and branches; if the
@@ -113,7 +114,14 @@ impl AntiEntropy {
                 if pass.is_empty() && !self.interval.is_zero() && view.members.len() > 1 {
                     pass = self.pass(&mine).into();
                 }
-                let pause = (self.interval / u32::try_from(mine.len().max(1)).unwrap_or(u32::MAX)).max(MIN_PAUSE);
+                // A marked partition is not paced by the interval, only by
+                // the rates: it may hold writes that were lost or refused.
+                let marked = pass.front().is_some_and(|p| self.store.needs_repair(*p));
+                let pause = if marked {
+                    MIN_PAUSE
+                } else {
+                    (self.interval / u32::try_from(mine.len().max(1)).unwrap_or(u32::MAX)).max(MIN_PAUSE)
+                };
                 let idle = pass.is_empty() || self.repairs.paused();
                 tokio::select! {
                     () = tokio::time::sleep(if idle { Duration::from_secs(1) } else { pause }) => {}
@@ -132,8 +140,7 @@ impl AntiEntropy {
                 if mine.contains(&p) { self.round(p, &view, &mut pace, &mut stop).await } else { Round::default() };
             if round.everyone {
                 compared[p as usize] = crate::clock::now_ms();
-                if self.store.partitions_needing_repair().contains(&p)
-                    && self.store.unmark_repaired(p).await.unwrap_or(false)
+                if self.store.needs_repair(p) && self.store.unmark_repaired(p).await.unwrap_or(false)
                 {
                     tracing::info!(partition = p, "partition compared with every replica; no longer marked");
                 }

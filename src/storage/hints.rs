@@ -487,4 +487,10 @@ impl Store {
     pub fn partitions_needing_repair(&self) -> Vec<u32> {
         self.shared.repair.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().copied().collect()
     }
+
+    /// Whether partition `p` is recorded as needing repair.
+    #[must_use]
+    pub fn needs_repair(&self, p: u32) -> bool {
+        self.shared.repair.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&p)
+    }
 }
