@@ -95,6 +95,9 @@ impl AntiEntropy {
     /// repairs what differs: true if every other replica was up and
     /// compared.
     async fn compare(&self, p: u32) -> bool {
+        if !self.store.tree_ready(p) {
+            return false; // still being rebuilt after a crash
+        }
         let view = self.membership.view();
         let me = self.store.node_id();
         let mut everyone = true;

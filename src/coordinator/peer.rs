@@ -19,6 +19,15 @@ use super::replicas::{self, Placement};
 
 /// Why anti-entropy requests are refused across a FLUSHALL.
 const FLUSHED: &str = "the replicas have not seen the same FLUSHALLs; no repair across a flush";
+/// Why anti-entropy requests are refused for a partition whose tree is
+/// still being rebuilt after a crash: a partial tree would look like
+/// missing keys. The asker counts the partition as not compared.
+const REBUILDING: &str = "this partition's hash tree is still being rebuilt; compare it later";
+
+/// Refuses a peer's request with TRYAGAIN.
+fn refused(why: &str) -> Response {
+    Response::Error(Error::TryAgain(why.into()).resp_message())
+}
 
 /// A peer's list of branch or leaf numbers, each below `below`, without
 /// repeats, in order (so a request costs at most one pass over each).
@@ -54,9 +63,16 @@ impl Coordinator {
             KvRequest::HintRead { key, target } => answer(self.fallback_read(&key, target).await, KvResponse::Object),
             KvRequest::Hinted { key } => answer(self.hinted(&key).await, KvResponse::Hinted),
             // Anti-entropy: this node's hash trees and what their leaves hold.
+            KvRequest::TreeBranches { partition, .. }
+            | KvRequest::TreeLeaves { partition, .. }
+            | KvRequest::LeafKeys { partition, .. }
+                if !self.store.tree_ready(partition) =>
+            {
+                refused(REBUILDING)
+            }
             KvRequest::TreeBranches { partition, flushes } => {
                 if flushes != self.store.flushes() {
-                    return Response::Error(Error::TryAgain(FLUSHED.into()).resp_message());
+                    return refused(FLUSHED);
                 }
                 let (root, branches) = self.store.tree_branches(partition);
                 Response::Kv(KvResponse::Branches { root, branches: branches.to_vec() })
@@ -75,9 +91,7 @@ impl Coordinator {
                     Err(e) => Err(e),
                 };
                 match repaired {
-                    Ok(_) if flushes != self.store.flushes() => {
-                        Response::Error(Error::TryAgain(FLUSHED.into()).resp_message())
-                    }
+                    Ok(_) if flushes != self.store.flushes() => refused(FLUSHED),
                     other => answer(other, |_| KvResponse::Done),
                 }
             }
