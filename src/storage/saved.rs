@@ -6,16 +6,21 @@
 //! workers have stopped and every shard is durable, and it is taken away
 //! (deleted, and the deletion made durable) as the next start reads it,
 //! before the store accepts a write: a crash after that start finds no
-//! save and rebuilds, never reusing a stale one. A save that does not check
-//! out (another format version or partition count, a short file, a bad
-//! checksum) is ignored, and the store rebuilds as after a crash.
+//! save and rebuilds, never reusing a stale one. A save also names the
+//! clean-stop record it was written with (the actor and its last counter,
+//! see `meta.rs`), and is used only beside that record: a run that did not
+//! know of the file (an older build) and left it behind leaves another
+//! record or none. A save that does not check out (another format version
+//! or partition count, a short file, a bad checksum) is ignored, and the
+//! store rebuilds as after a crash.
 //!
 //! One file in the data directory, [`FILE`], written to a temporary name,
 //! fsynced, renamed over and the directory fsynced, so it is whole or
 //! absent. Only partitions holding something are written. Little-endian:
 //!
 //! ```text
-//! "SHOALTRS"  version u32  partitions u32  max_siblings u64  saved u32
+//! "SHOALTRS"  version u32  partitions u32  actor u64  last counter u64
+//! max_siblings u64  saved u32
 //! saved × (partition u32, keys i64, expires i64, tombstones i64,
 //!          with_siblings i64, LEAVES × leaf u64)
 //! MD5 of everything before it (16 bytes)
@@ -30,34 +35,37 @@ use super::stats::{Stats, Tally};
 use super::trees::Trees;
 use crate::antientropy::tree::{LEAVES, Tree};
 use crate::error::Result;
+use crate::version::Actor;
 
 /// The save's name in the data directory.
 pub(super) const FILE: &str = "saved-trees";
 const MAGIC: &[u8; 8] = b"SHOALTRS";
 /// Raised whenever what is saved (or how) changes.
 const VERSION: u32 = 1;
-const HEADER: usize = 8 + 4 + 4 + 8 + 4;
+const HEADER: usize = 8 + 4 + 4 + 16 + 8 + 4;
 const RECORD: usize = 4 + 4 * 8 + LEAVES * 8;
 const CHECKSUM: usize = 16;
 
-/// What a save holds: the most siblings seen, and each partition holding
-/// something with its counts and tree.
+/// What a save holds: the clean stop it goes with, the most siblings seen,
+/// and each partition holding something with its counts and tree.
 pub(super) struct Saved {
+    /// The clean-stop record written with it: the actor, its last counter.
+    pub stop: (Actor, u64),
     pub max_siblings: usize,
     pub partitions: Vec<(u32, Tally, Tree)>,
 }
 
 impl Saved {
     /// The state of every partition of `stats` and `trees` (which must all
-    /// be ready).
-    pub fn of(stats: &Stats, trees: &Trees, partitions: u32) -> Self {
+    /// be ready), saved with the clean-stop record `stop`.
+    pub fn of(stats: &Stats, trees: &Trees, partitions: u32, stop: (Actor, u64)) -> Self {
         let partitions = (0..partitions)
             .filter_map(|p| {
                 let (tally, tree) = (stats.partition(p), trees.get(p));
                 (tally != Tally::default() || tree.is_some()).then(|| (p, tally, tree.unwrap_or_default()))
             })
             .collect();
-        Self { max_siblings: stats.max_siblings(), partitions }
+        Self { stop, max_siblings: stats.max_siblings(), partitions }
     }
 
     /// Makes this the state of `stats` and `trees` (fresh ones), every
@@ -76,6 +84,8 @@ impl Saved {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(&partitions.to_le_bytes());
+        out.extend_from_slice(&self.stop.0.0.to_le_bytes());
+        out.extend_from_slice(&self.stop.1.to_le_bytes());
         out.extend_from_slice(&(self.max_siblings as u64).to_le_bytes());
         out.extend_from_slice(&u32::try_from(self.partitions.len()).unwrap_or(u32::MAX).to_le_bytes());
         for (p, tally, tree) in &self.partitions {
@@ -102,6 +112,7 @@ impl Saved {
         if r.take::<8>()? != *MAGIC || r.u32()? != VERSION || r.u32()? != partitions {
             return None;
         }
+        let stop = (Actor(r.u64()?), r.u64()?);
         let max_siblings = usize::try_from(r.u64()?).ok()?;
         let saved = r.u32()? as usize;
         if r.0.len() != saved.checked_mul(RECORD)? {
@@ -121,7 +132,7 @@ impl Saved {
             }
             out.push((p, Tally { keys, expires, tombstones, with_siblings }, Tree::from_leaves(leaves)));
         }
-        Some(Self { max_siblings, partitions: out })
+        Some(Self { stop, max_siblings, partitions: out })
     }
 }
 
@@ -201,7 +212,7 @@ mod tests {
         let other = Tally { keys: 0, expires: 0, tombstones: 1, with_siblings: 0 };
         let mut tomb = Tree::new();
         tomb.toggle(7, 9);
-        Saved { max_siblings: 3, partitions: vec![(2, tally, tree), (15, other, tomb)] }
+        Saved { stop: (Actor(5), 9), max_siblings: 3, partitions: vec![(2, tally, tree), (15, other, tomb)] }
     }
 
     fn state(stats: &Stats, trees: &Trees) -> Vec<(Tally, Option<Tree>)> {
@@ -214,11 +225,13 @@ mod tests {
         let (stats, trees) = (Stats::new(Q), Trees::new(Partitioner::new(Q)));
         sample().install(&stats, &trees);
         assert_eq!(trees.not_ready(), 0);
-        save(dir.path(), &Saved::of(&stats, &trees, Q), Q).expect("save");
+        save(dir.path(), &Saved::of(&stats, &trees, Q, (Actor(5), 9)), Q).expect("save");
 
         let (loaded_stats, loaded_trees) = (Stats::new(Q), Trees::new(Partitioner::new(Q)));
         assert_eq!(loaded_trees.not_ready(), Q as usize);
-        take(dir.path(), Q).expect("take").expect("a save").install(&loaded_stats, &loaded_trees);
+        let loaded = take(dir.path(), Q).expect("take").expect("a save");
+        assert_eq!(loaded.stop, (Actor(5), 9));
+        loaded.install(&loaded_stats, &loaded_trees);
         assert_eq!(state(&loaded_stats, &loaded_trees), state(&stats, &trees));
         assert_eq!(loaded_stats.max_siblings(), 3);
         assert_eq!(loaded_trees.not_ready(), 0);
