@@ -3,13 +3,18 @@
 //! the keys that differ (issue 12).
 //!
 //! - `tree.rs`: one partition's hash tree (pure). The store keeps one per
-//!   partition, updated by every change it makes (`storage::trees`).
+//!   partition, updated by every change it makes (`storage::trees`),
+//!   saved by a clean stop and loaded by the next start; after a crash it
+//!   is rebuilt in the background, partition by partition.
 //! - `exchange.rs`: the background comparison with the other replicas,
 //!   and the repair of the keys that differ.
 //!
-//! Still to come: saving the trees on a clean stop (they are rebuilt at
-//! every start, in the pass that counts the keys), rate limits in bytes,
-//! SHOAL.REPAIR, and removing tombstones every replica holds.
+//! A tree still being rebuilt is not compared: the exchange skips the
+//! partition on this node, and a peer asked for it refuses (TRYAGAIN), so
+//! the asker counts the partition as not compared, never as equal.
+//!
+//! Still to come: rate limits in bytes, SHOAL.REPAIR, and removing
+//! tombstones every replica holds.
 
 mod exchange;
 pub mod tree;
