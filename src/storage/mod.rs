@@ -17,7 +17,9 @@
 //! `fdatasync` for `fsync`) and only then answers the batch. So concurrent clients share one persist (group commit),
 //! no reply ever reflects a write that is not yet durable, and the
 //! read-modify-write of one key is serialized, which keeps dots unique.
-//! Long scans run on tokio's blocking pool instead, off the workers.
+//! Long scans run on tokio's blocking pool instead, off the workers (all
+//! but the rebuild below, which must be serialized with writes and so
+//! scans one partition per job).
 //!
 //! Each worker keeps a cache of decoded objects for its partitions (see
 //! `cache.rs`), updated once a batch is durable. Reads that hit it are
