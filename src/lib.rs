@@ -35,7 +35,7 @@
 //! | [`mutation`] | what plain Redis writes do to a value, as data (pure) | — |
 //! | [`version`] | dots, version vectors, sibling sets, contexts and their encoding (pure) | — |
 //! | [`ring`] | MD5 positions, partitions, claim, preference lists (pure) | `version` (node ids) |
-//! | [`storage`] | the only module that touches fjall: shards (a fjall database each, with keyspaces `data`, `reap` and `hints`, holding a share of the partitions) and the root's `meta`; a worker thread per shard with group commit; the object cache; every partition's hash tree, updated by each write; the evidence that every replica holds a dead object (`settled`), which reaping needs; the actor this process writes as | `version`, `ring`, `antientropy::tree` (pure) |
+//! | [`storage`] | the only module that touches fjall: shards (a fjall database each, with keyspaces `data`, `reap` and `hints`, holding a share of the partitions) and the root's `meta`; a worker thread per shard with group commit; the object cache; every partition's key counts and hash tree, updated by each write, saved by a clean stop and rebuilt in the background after a crash (start-up reads no keys); the evidence that every replica holds a dead object (`settled`), which reaping needs; the actor this process writes as | `version`, `ring`, `antientropy::tree` (pure) |
 //! | [`handoff`] | hinted handoff: delivering the hints this node keeps (as a coordinator for replicas that missed a write, or as a fallback standing in for a replica that was down) once their node is back, or to the key's current replicas once the ring moved | `storage`, `membership`, `rpc`, `metrics` |
 //! | [`antientropy`] | per-partition hash trees (Tictac: XOR of per-key hashes of position and version summary, O(1) to update; pure, `tree`) and the background exchange that compares them with the other replicas' and repairs the keys that differ, both ways, on the peer layer's bulk lane, rate-limited; what operators ask of it (SHOAL.REPAIR, `repairs`) | `storage`, `membership`, `rpc`, `metrics` |
 //! | [`metrics`] | counters behind INFO; the hook through which the binary's allocator reports its count | — |
@@ -46,7 +46,7 @@
 //! | [`random`] | random 64-bit numbers (ids, gossip partners) | — |
 //!
 //! Still to come, each in the module ../shared/DESIGN.md names: ownership
-//! transfer (`handoff`); in `storage`, saving trees across restarts.
+//! transfer (`handoff`).
 //!
 //! # Rules
 //!

@@ -49,6 +49,7 @@ fn kill_9_loses_no_acknowledged_write() {
     write_keys(&node, 300);
     node.kill9();
     let node = Shoal::start_in(&dir, &[]);
+    node.wait_counted();
     check_keys(&node, 300);
 }
 
@@ -117,6 +118,7 @@ fn fsync_durability_keeps_writes_through_kill_9() {
     write_keys(&node, 100);
     node.kill9();
     let node = Shoal::start_in(&dir, &["--durability", "fsync"]);
+    node.wait_counted();
     check_keys(&node, 100);
 }
 

@@ -453,6 +453,7 @@ fn versions_survive_kill_9() {
     let written = populate(&node);
     node.kill9();
     let node = Shoal::start_in(&dir, &[]);
+    node.wait_counted();
     verify(&node, &written);
 }
 

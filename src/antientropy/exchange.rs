@@ -140,8 +140,7 @@ impl AntiEntropy {
                 if mine.contains(&p) { self.round(p, &view, &mut pace, &mut stop).await } else { Round::default() };
             if round.everyone {
                 compared[p as usize] = crate::clock::now_ms();
-                if self.store.needs_repair(p) && self.store.unmark_repaired(p).await.unwrap_or(false)
-                {
+                if self.store.needs_repair(p) && self.store.unmark_repaired(p).await.unwrap_or(false) {
                     tracing::info!(partition = p, "partition compared with every replica; no longer marked");
                 }
             }

@@ -101,6 +101,24 @@ impl Tree {
         &self.branches
     }
 
+    /// Every leaf, in order (what is saved of a tree; the rest follows
+    /// from them).
+    #[must_use]
+    pub fn leaves(&self) -> &[u64; LEAVES] {
+        &self.leaves
+    }
+
+    /// The tree whose leaves are `leaves`.
+    #[must_use]
+    pub fn from_leaves(leaves: Box<[u64; LEAVES]>) -> Self {
+        let mut tree = Self { leaves, branches: [0; BRANCHES], root: 0 };
+        for (leaf, &hash) in tree.leaves.iter().enumerate() {
+            tree.branches[leaf / LEAVES_PER_BRANCH] ^= hash;
+            tree.root ^= hash;
+        }
+        tree
+    }
+
     /// The leaves of `branch`.
     #[must_use]
     pub fn leaves_of(&self, branch: usize) -> &[u64] {
@@ -232,6 +250,13 @@ mod tests {
             let leaves: BTreeSet<usize> =
                 branches.iter().flat_map(|&br| a.differing_leaves(br, b.leaves_of(br))).collect();
             prop_assert_eq!(leaves, differ);
+        }
+
+        /// A tree rebuilt from its leaves is the same tree.
+        #[test]
+        fn a_tree_is_rebuilt_from_its_leaves(keys in prop::collection::btree_map(any::<u64>(), any::<u64>(), 0..100)) {
+            let t = tree_of(&keys);
+            prop_assert_eq!(Tree::from_leaves(Box::new(*t.leaves())), t);
         }
 
         /// Removing every key leaves an empty tree.

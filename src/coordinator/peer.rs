@@ -20,6 +20,15 @@ use super::replicas::{self, Placement};
 /// Why anti-entropy requests are refused across a FLUSHALL.
 const NOT_A_REPLICA: &str = "this node is not a replica of the partition (as it sees the ring)";
 const FLUSHED: &str = "the replicas have not seen the same FLUSHALLs; no repair across a flush";
+/// Why anti-entropy requests are refused for a partition whose tree is
+/// still being rebuilt after a crash: a partial tree would look like
+/// missing keys. The asker counts the partition as not compared.
+const REBUILDING: &str = "this partition's hash tree is still being rebuilt; compare it later";
+
+/// Refuses a peer's request with TRYAGAIN.
+fn refused(why: &str) -> Response {
+    Response::Error(Error::TryAgain(why.into()).resp_message())
+}
 
 /// A peer's list of branch or leaf numbers, each below `below`, without
 /// repeats, in order (so a request costs at most one pass over each).
@@ -55,15 +64,22 @@ impl Coordinator {
             KvRequest::HintRead { key, target } => answer(self.fallback_read(&key, target).await, KvResponse::Object),
             KvRequest::Hinted { key } => answer(self.hinted(&key).await, KvResponse::Hinted),
             // Anti-entropy: this node's hash trees and what their leaves hold.
+            KvRequest::TreeBranches { partition, .. }
+            | KvRequest::TreeLeaves { partition, .. }
+            | KvRequest::LeafKeys { partition, .. }
+                if !self.store.tree_ready(partition) =>
+            {
+                refused(REBUILDING)
+            }
             KvRequest::TreeBranches { partition, flushes } => {
                 if flushes != self.store.flushes() {
-                    return Response::Error(Error::TryAgain(FLUSHED.into()).resp_message());
+                    return refused(FLUSHED);
                 }
                 // Only a replica compares: what another node holds of the
                 // partition (a leftover, a fallback's own copy) is not a
                 // replica's copy to repair, nor to vouch for tombstones.
                 if !self.view().is_replica(partition, self.store.node_id()) {
-                    return Response::Error(Error::TryAgain(NOT_A_REPLICA.into()).resp_message());
+                    return refused(NOT_A_REPLICA);
                 }
                 let (root, branches) = self.store.tree_branches(partition);
                 Response::Kv(KvResponse::Branches { root, branches: branches.to_vec() })
@@ -82,9 +98,7 @@ impl Coordinator {
                     Err(e) => Err(e),
                 };
                 match repaired {
-                    Ok(_) if flushes != self.store.flushes() => {
-                        Response::Error(Error::TryAgain(FLUSHED.into()).resp_message())
-                    }
+                    Ok(_) if flushes != self.store.flushes() => refused(FLUSHED),
                     other => answer(other, |_| KvResponse::Done),
                 }
             }

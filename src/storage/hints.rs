@@ -151,13 +151,46 @@ pub(super) struct Hints {
     pub bounds: HintBounds,
 }
 
-/// The partitions recorded in `meta` as needing repair.
+/// The key in `meta` recording that partition `p` needs repair: one key
+/// per partition, so marking or forgetting one writes a few bytes whatever
+/// the partition count.
+fn repair_key(p: u32) -> Vec<u8> {
+    let mut k = REPAIR.as_bytes().to_vec();
+    k.push(b':');
+    k.extend_from_slice(&p.to_be_bytes());
+    k
+}
+
+/// The partitions recorded in `meta` as needing repair. (An earlier build
+/// kept them as one list under `repair`: it is rewritten as keys of their
+/// own.)
 pub(super) fn needing_repair(meta: &Keyspace) -> Result<BTreeSet<u32>> {
-    Ok(meta
-        .get(REPAIR)
-        .map_err(storage)?
-        .map(|v| v.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().unwrap_or_default())).collect())
-        .unwrap_or_default())
+    if let Some(list) = meta.get(REPAIR).map_err(storage)? {
+        let old: Vec<u32> =
+            list.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().unwrap_or_default())).collect();
+        save_repair_record(meta, &old, &[])?;
+        meta.remove(REPAIR).map_err(storage)?;
+    }
+    let mut record = BTreeSet::new();
+    for kv in meta.prefix(repair_key(0).get(..REPAIR.len() + 1).unwrap_or_default()) {
+        let k = kv.key().map_err(storage)?;
+        if let Some(p) = k.get(REPAIR.len() + 1..).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+            record.insert(u32::from_be_bytes(p));
+        }
+    }
+    Ok(record)
+}
+
+/// Records `added` as needing repair and forgets `removed`, in `meta` (the
+/// caller persists it).
+pub(super) fn save_repair_record(meta: &Keyspace, added: &[u32], removed: &[u32]) -> Result<()> {
+    for &p in added {
+        meta.insert(repair_key(p), []).map_err(storage)?;
+    }
+    for &p in removed {
+        meta.remove(repair_key(p)).map_err(storage)?;
+    }
+    Ok(())
 }
 
 impl Hints {
@@ -447,7 +480,7 @@ impl Store {
     /// # Errors
     /// Storage failures.
     pub async fn mark_for_repair(&self, p: u32) -> Result<bool> {
-        self.change_repair_record(move |record| record.insert(p)).await
+        self.change_repair_record(p, true).await
     }
 
     /// Forgets that partition `p` needs repair (anti-entropy repaired it
@@ -456,24 +489,30 @@ impl Store {
     /// # Errors
     /// Storage failures.
     pub async fn unmark_repaired(&self, p: u32) -> Result<bool> {
-        self.change_repair_record(move |record| record.remove(&p)).await
+        self.change_repair_record(p, false).await
     }
 
-    /// Applies `change` to the record of partitions needing repair and, if
-    /// it changed anything, saves the record in `meta` durably.
-    async fn change_repair_record(
-        &self,
-        change: impl FnOnce(&mut BTreeSet<u32>) -> bool + Send + 'static,
-    ) -> Result<bool> {
+    /// Records (`needed`) or forgets that partition `p` needs repair, if
+    /// that changes anything. A mark is made durable at once (it may stand
+    /// for a refused hint); forgetting is not (a mark lost means one more
+    /// comparison).
+    async fn change_repair_record(&self, p: u32, needed: bool) -> Result<bool> {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
             // Its own lock, not the hints' (which the storage workers take).
             let mut record = shared.repair.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !change(&mut record) {
-                return Ok(false);
+            if needed {
+                if !record.insert(p) {
+                    return Ok(false);
+                }
+                save_repair_record(&shared.meta, &[p], &[])?;
+            } else {
+                if !record.remove(&p) {
+                    return Ok(false);
+                }
+                save_repair_record(&shared.meta, &[], &[p])?;
+                return Ok(true);
             }
-            let list: Vec<u8> = record.iter().flat_map(|p| p.to_be_bytes()).collect();
-            shared.meta.insert(REPAIR, list).map_err(storage)?;
             drop(record);
             shared.root.persist(fjall::PersistMode::SyncAll).map_err(storage)?;
             Ok(true)

@@ -67,14 +67,15 @@ pub(super) fn node_id(db: &Database, meta: &Keyspace) -> Result<NodeId> {
     Ok(NodeId(id))
 }
 
-/// Checks (or, for a new directory, records) the partition count.
-pub(super) fn check_partitions(db: &Database, meta: &Keyspace, q: u32) -> Result<()> {
+/// Checks (or, for a new directory, records) the partition count: true for
+/// a new directory (recorded before any key is written, so it holds none).
+pub(super) fn check_partitions(db: &Database, meta: &Keyspace, q: u32) -> Result<bool> {
     match read_u64(meta, PARTITIONS)? {
-        Some(stored) if stored == u64::from(q) => Ok(()),
+        Some(stored) if stored == u64::from(q) => Ok(false),
         Some(stored) => Err(Error::Config(format!(
             "the data directory was created with {stored} partitions, not {q}; the partition count is fixed when a cluster is created"
         ))),
-        None => write_u64(db, meta, PARTITIONS, u64::from(q)),
+        None => write_u64(db, meta, PARTITIONS, u64::from(q)).map(|()| true),
     }
 }
 

@@ -76,7 +76,8 @@ impl Shard {
 
 /// Opens the `wanted` shards under `path`, first moving every key to the
 /// shard that owns it if the directory was written with another count (or
-/// before shards). `root` is the database holding `meta`.
+/// before shards): the shards, and whether keys moved. `root` is the
+/// database holding `meta`.
 pub(super) fn open_all(
     path: &Path,
     root: &Database,
@@ -84,7 +85,7 @@ pub(super) fn open_all(
     partitioner: Partitioner,
     wanted: usize,
     cache_bytes: u64,
-) -> Result<Vec<Shard>> {
+) -> Result<(Vec<Shard>, bool)> {
     let cache = (cache_bytes / wanted as u64).max(1 << 20);
     // fjall flushes and compacts on threads of each database: the cores
     // shared out, at least one each.
@@ -94,6 +95,7 @@ pub(super) fn open_all(
     let target = meta::resharding(meta)?;
     let stored = meta::shard_count(meta)?;
     let mut current = stored.unwrap_or(0);
+    let mut moved = false;
     for to in target.into_iter().chain([wanted]) {
         let unsharded = root.keyspace_exists("data") || root.keyspace_exists("reap");
         if to == current && !unsharded {
@@ -112,10 +114,12 @@ pub(super) fn open_all(
         meta::set_resharding(root, meta, None)?;
         if current > 0 || unsharded {
             tracing::info!(from = current, to, "moved the stored keys to their shards");
+            moved = true;
         }
         current = to;
     }
-    (0..wanted).map(|i| Shard::open(&shard_path(path, i), cache, flush_threads)).collect()
+    let shards = (0..wanted).map(|i| Shard::open(&shard_path(path, i), cache, flush_threads)).collect::<Result<_>>()?;
+    Ok((shards, moved))
 }
 
 /// Entries moved between two persists while resharding.

@@ -1,6 +1,12 @@
-//! Per-partition counts of what the data keyspace holds, kept in memory:
-//! counted once when the store opens, then adjusted by every write from the
-//! object before and after it. They answer DBSIZE and INFO without a scan.
+//! Per-partition counts of what the data keyspace holds, kept in memory
+//! and adjusted by every write from the object before and after it. They
+//! answer DBSIZE and INFO without a scan.
+//!
+//! A clean stop saves them and the next start loads them (`saved.rs`);
+//! after a crash each partition is counted again in the background, with
+//! its hash tree (see `Store::open`). Until a partition is, its counts are
+//! zero and writes to it leave them alone (the scan will count what they
+//! wrote), so DBSIZE and INFO keyspace are partial for that while.
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
@@ -34,7 +40,7 @@ impl Tally {
         }
     }
 
-    fn add(&mut self, other: Self) {
+    pub(super) fn add(&mut self, other: Self) {
         self.keys += other.keys;
         self.expires += other.expires;
         self.tombstones += other.tombstones;
@@ -75,8 +81,23 @@ impl Stats {
             }
         }
         if let Some(o) = after {
-            self.max_siblings.fetch_max(o.siblings().len(), Ordering::Relaxed);
+            self.saw_siblings(o.siblings().len());
         }
+    }
+
+    /// Sets partition `p`'s counts: what a scan of it found, or what a
+    /// clean stop saved.
+    pub(super) fn set(&self, p: u32, tally: Tally) {
+        let cell = &self.partitions[p as usize];
+        cell.keys.store(tally.keys, Ordering::Relaxed);
+        cell.expires.store(tally.expires, Ordering::Relaxed);
+        cell.tombstones.store(tally.tombstones, Ordering::Relaxed);
+        cell.with_siblings.store(tally.with_siblings, Ordering::Relaxed);
+    }
+
+    /// Some object held `siblings` siblings.
+    pub(super) fn saw_siblings(&self, siblings: usize) {
+        self.max_siblings.fetch_max(siblings, Ordering::Relaxed);
     }
 
     pub(super) fn reset(&self) {

@@ -178,6 +178,16 @@ impl Shoal {
         wait_for("shoal to exit", Duration::from_secs(30), || child.try_wait().expect("wait"))
     }
 
+    /// Waits until the node has counted its keys: after a crash it serves
+    /// at once and counts them again in the background (with its hash
+    /// trees), so until then DBSIZE and INFO counts are partial.
+    pub fn wait_counted(&self) {
+        let mut c = self.client();
+        wait_for("the node to count its keys", Duration::from_secs(30), || {
+            (reply::info(&mut c, "antientropy", "trees_not_ready") == "0").then_some(())
+        });
+    }
+
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(mut self) {
         let mut child = self.child.take().expect("running");

@@ -256,6 +256,9 @@ fn section(s: &Session, name: &str, disk: u64, out: &mut String) {
             let age = if oldest == 0 { -1 } else { (crate::clock::now_ms().saturating_sub(oldest) / 1000) as i64 };
             line("oldest_comparison_age_seconds", &age);
             line("partitions_needing_repair", &s.coordinator().store().partitions_needing_repair().len());
+            // Partitions whose trees are still being rebuilt after a crash;
+            // anti-entropy skips them until then.
+            line("trees_not_ready", &s.coordinator().store().trees_not_ready());
         }
         "keyspace" if tally.keys > 0 => {
             line("db0", &format!("keys={},expires={},avg_ttl=0", tally.keys, tally.expires))
