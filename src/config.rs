@@ -183,7 +183,7 @@ impl Default for Config {
             storage_threads: 0,
             cache_size: ByteSize(64 * 1024 * 1024),
             object_cache_size: ByteSize(256 * 1024 * 1024),
-            tombstone_grace: 3600,
+            tombstone_grace: 3 * 3600,
             max_siblings: 100,
             hinted_handoff: true,
             hint_delivery_rate: ByteSize(10 * 1024 * 1024),

@@ -281,3 +281,45 @@ fn hints_past_the_window_are_refused_and_reported() {
         (age >= 0).then_some(())
     });
 }
+
+/// A write a fallback kept longer than the grace period (here 1 s) is not
+/// handed over: it could bring back a delete every replica has since
+/// forgotten. The fallback drops it, marks its partition for repair, and
+/// anti-entropy brings the write to the returning replica from the
+/// replicas that hold it.
+#[test]
+fn a_fallback_drops_a_write_kept_past_the_grace_and_anti_entropy_brings_it() {
+    let cluster = TestCluster::start_with(4, |c| {
+        c.n = Some(3);
+        c.w = Some(2);
+        c.tombstone_grace = 1;
+        c.anti_entropy_interval = 1;
+    });
+    cluster.wait_all_up(WAIT);
+    cluster.isolate(3);
+    let mut c0 = cluster.client(0);
+    wait_for("node 3 to be seen down", WAIT, || (info(&mut c0, "cluster", "shoal_members_up") == "3").then_some(()));
+    let keys: Vec<String> = (0..100).map(|i| format!("late:{i}")).collect();
+    for k in &keys {
+        set(&mut c0, k, "v");
+    }
+    let kept: u64 = (0..3).map(|i| hints(&mut cluster.client(i), "hints_pending")).sum();
+    assert!(kept > 0, "fallbacks keep writes for node 3");
+    std::thread::sleep(Duration::from_millis(2500));
+    cluster.heal();
+    cluster.wait_all_up(WAIT);
+    for i in 0..4 {
+        let mut c = cluster.client(i);
+        wait_for("the hints to go", WAIT, || (hints(&mut c, "hints_pending") == 0).then_some(()));
+        assert_eq!(hints(&mut c, "hints_delivered"), 0, "node {i} handed over a write kept past the grace");
+    }
+    // Anti-entropy brings node 3 every key it replicates (SHOAL.WHERE
+    // lists a fallback too, which holds nothing now).
+    for k in &keys {
+        wait_for(&format!("every replica to hold {k}"), WAIT, || {
+            let (_, holders) = where_is(&mut c0, k);
+            let copies: Vec<_> = holders.iter().filter(|h| h.primary).map(|h| h.copy.clone()).collect();
+            copies.iter().all(|c| c.as_ref().is_ok_and(|c| c.1 == 1) && *c == copies[0]).then_some(())
+        });
+    }
+}

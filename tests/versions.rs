@@ -346,7 +346,7 @@ fn tombstones_are_reaped_after_the_grace_period_only() {
     let short = Shoal::spawn(&temp.path().join("data"), &[], &[("SHOAL_TOMBSTONE_GRACE", "1")]);
     let mut l = long.client();
     let mut s = short.client3();
-    assert_eq!(versions(&mut l, "tombstone_grace_seconds"), 3600);
+    assert_eq!(versions(&mut l, "tombstone_grace_seconds"), 10_800);
     assert_eq!(versions(&mut s, "tombstone_grace_seconds"), 1);
 
     // The default-grace node deletes first, so by the time the short-grace

@@ -103,11 +103,16 @@ impl AntiEntropy {
         // When each partition was last compared with every replica (ms).
         let mut compared: Vec<u64> = Vec::new();
         let mut pass: VecDeque<u32> = VecDeque::new();
-        let mut pace = Pace::new(self.bytes_per_second, self.keys_per_second);
+        let mut pace = Pace::new(self.bytes_per_second, self.keys_per_second, stop.clone());
+        // The partitions this node replicates (in order), as of `seen`.
+        let (mut seen, mut mine): (Option<Arc<View>>, Vec<u32>) = (None, Vec::new());
         loop {
             let view = self.membership.view();
-            compared.resize(view.partitioner().count() as usize, 0);
-            let mine = view.replicated_by(self.store.node_id());
+            if !seen.as_ref().is_some_and(|v| Arc::ptr_eq(v, &view)) {
+                mine = view.replicated_by(self.store.node_id());
+                compared.resize(view.partitioner().count() as usize, 0);
+                seen = Some(Arc::clone(&view));
+            }
             let (p, asked) = if let Some(p) = self.repairs.next() {
                 (p, true)
             } else {
@@ -136,19 +141,30 @@ impl AntiEntropy {
                     None => continue,
                 }
             };
-            let round =
-                if mine.contains(&p) { self.round(p, &view, &mut pace, &mut stop).await } else { Round::default() };
+            // A mark made while the round runs (a hint refused meanwhile)
+            // must outlive it.
+            let marks = self.store.repair_marks();
+            let round = if mine.binary_search(&p).is_ok() {
+                self.round(p, &view, &mut pace, &mut stop).await
+            } else {
+                Round::default()
+            };
             if round.everyone {
                 compared[p as usize] = crate::clock::now_ms();
-                if self.store.needs_repair(p) && self.store.unmark_repaired(p).await.unwrap_or(false) {
+                if self.store.needs_repair(p)
+                    && self.store.repair_marks() == marks
+                    && self.store.unmark_repaired(p).await.unwrap_or(false)
+                {
                     tracing::info!(partition = p, "partition compared with every replica; no longer marked");
                 }
             }
             if asked {
                 self.repairs.finished(&round);
             }
-            let oldest = mine.iter().map(|&q| compared.get(q as usize).copied().unwrap_or(0)).min();
-            self.metrics.ae_oldest_comparison_ms.store(oldest.unwrap_or(0), Ordering::Relaxed);
+            if pass.is_empty() {
+                let oldest = mine.iter().map(|&q| compared.get(q as usize).copied().unwrap_or(0)).min();
+                self.metrics.ae_oldest_comparison_ms.store(oldest.unwrap_or(0), Ordering::Relaxed);
+            }
         }
     }
 
@@ -156,12 +172,13 @@ impl AntiEntropy {
     /// first. A mark for a partition this node does not replicate (a
     /// fallback refused a hint) is for the replicas to act on; it goes.
     fn pass(&self, mine: &[u32]) -> Vec<u32> {
+        // Both in order.
         let marked = self.store.partitions_needing_repair();
-        for &p in marked.iter().filter(|p| !mine.contains(p)) {
+        for &p in marked.iter().filter(|p| mine.binary_search(p).is_err()) {
             let store = Arc::clone(&self.store);
             tokio::spawn(async move { store.unmark_repaired(p).await });
         }
-        let (mut first, rest): (Vec<u32>, Vec<u32>) = mine.iter().partition(|p| marked.contains(p));
+        let (mut first, rest): (Vec<u32>, Vec<u32>) = mine.iter().partition(|p| marked.binary_search(p).is_ok());
         first.extend(rest);
         first
     }
@@ -170,6 +187,11 @@ impl AntiEntropy {
     /// up and repairs what differs. If every other replica was compared,
     /// the store learns which leaves needed no repair.
     async fn round(&self, p: u32, view: &View, pace: &mut Pace, stop: &mut Stop) -> Round {
+        if !self.store.tree_ready(p) {
+            // Still being rebuilt after a crash: a partial tree would look
+            // like missing keys. Not compared (and its mark stays).
+            return Round::default();
+        }
         let me = self.store.node_id();
         let start = crate::clock::now_ms();
         self.store.begin_round(p);
@@ -345,11 +367,14 @@ struct Pace {
     since: Instant,
     bytes: f64,
     keys: f64,
+    /// A wait ends early when the node stops.
+    stop: Stop,
 }
 
 impl Pace {
-    fn new(bytes_per_second: u64, keys_per_second: u64) -> Self {
+    fn new(bytes_per_second: u64, keys_per_second: u64, stop: Stop) -> Self {
         Self {
+            stop,
             bytes_per_second: bytes_per_second.max(1) as f64,
             keys_per_second: keys_per_second.max(1) as f64,
             since: Instant::now(),
@@ -369,6 +394,10 @@ impl Pace {
         }
         self.bytes += bytes as f64;
         self.keys += keys as f64;
-        tokio::time::sleep_until((self.since + Duration::from_secs_f64(self.due())).into()).await;
+        let until = self.since + Duration::from_secs_f64(self.due());
+        tokio::select! {
+            () = tokio::time::sleep_until(until.into()) => {}
+            () = self.stop.stopped() => {}
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! repair of some partitions now, ahead of the background pass, and its
 //! progress; and pausing the background pass.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -40,6 +40,8 @@ pub struct Progress {
 #[derive(Default)]
 struct State {
     queue: VecDeque<u32>,
+    /// What `queue` holds.
+    queued: HashSet<u32>,
     progress: Progress,
 }
 
@@ -64,7 +66,7 @@ impl Repairs {
             st.progress = Progress { running: true, started_ms: crate::clock::now_ms(), ..Progress::default() };
         }
         for &p in partitions {
-            if !st.queue.contains(&p) {
+            if st.queued.insert(p) {
                 st.queue.push_back(p);
                 st.progress.partitions_total += 1;
             }
@@ -106,7 +108,9 @@ impl Repairs {
     /// The partition [`next`](Self::next) gave is done.
     pub(super) fn finished(&self, round: &Round) {
         let mut st = self.state();
-        st.queue.pop_front();
+        if let Some(p) = st.queue.pop_front() {
+            st.queued.remove(&p);
+        }
         let progress = &mut st.progress;
         progress.partitions_done += 1;
         progress.partitions_incomplete += u64::from(!round.everyone);

@@ -498,7 +498,10 @@ pub(super) async fn read_standing_in(
     if !targets.contains(&target) {
         targets.push(target);
     }
-    let mut own = store.get(hash, key).await?;
+    // What this node holds of a partition it does not replicate is left
+    // over from an earlier ring: not a copy to answer with (a delete its
+    // replicas have since forgotten would come back through it).
+    let mut own = if view.is_replica(p, store.node_id()) { store.get(hash, key).await? } else { None };
     if let Some(kept) = store.kept_for_any(targets, hash, key).await? {
         merge_into(&mut own, &kept);
     }

@@ -192,7 +192,25 @@ impl Handoff {
             // The target still holds the key, and is down: it waits.
             return Ok(Handed::Kept);
         }
-        let mut object = self.store.get(hint.hash, &hint.key).await.map_err(|e| e.to_string())?;
+        let me = self.store.node_id();
+        let p = view.partitioner().of(hint.hash);
+        if hint.object.is_some() && crate::clock::now_ms().saturating_sub(hint.since) > self.store.grace_ms() {
+            // Kept longer than deletes are remembered: it could bring back
+            // a value deleted since, whose tombstones are gone. The write
+            // is also in the data of the replica that coordinated it; the
+            // partition is compared first instead (as Cassandra drops hints
+            // older than gc_grace_seconds).
+            self.store.mark_for_repair(p).await.map_err(|e| e.to_string())?;
+            self.store.remove_hint(target, hint).await.map_err(|e| e.to_string())?;
+            return Ok(Handed::Dropped);
+        }
+        // A coordinator's hint is about the write in this node's data. A
+        // fallback's own copy counts only if it replicates the key: else it
+        // is left over from an earlier ring (see `read_standing_in`).
+        let mut object = match hint.object.is_none() || view.is_replica(p, me) {
+            true => self.store.get(hint.hash, &hint.key).await.map_err(|e| e.to_string())?,
+            false => None,
+        };
         if let Some(kept) = &hint.object {
             match &mut object {
                 Some(own) if own.changed_by(kept) => Arc::make_mut(own).merge(kept),

@@ -20,7 +20,7 @@
 //! is closed the same way, rather than held open for answers that do not
 //! come.
 //!
-//! Bulk traffic (anti-entropy, handoff) travels on a connection of its own
+//! Bulk traffic (anti-entropy exchanges) travels on a connection of its own
 //! to each peer ([`Lane::Bulk`]), with its own timeout, so a large answer
 //! or a backed-up bulk queue never sits in front of a client request's
 //! frames, and a bulk call that times out never closes or backs off the
@@ -139,7 +139,7 @@ type Pending = Arc<Mutex<HashMap<u64, (oneshot::Sender<Answer>, Instant)>>>;
 pub enum Lane {
     /// Client requests, gossip: small frames that must not wait.
     Client,
-    /// Anti-entropy and handoff: large frames, long waits allowed.
+    /// Anti-entropy: large frames, long waits allowed.
     Bulk,
 }
 

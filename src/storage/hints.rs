@@ -502,6 +502,7 @@ impl Store {
             // Its own lock, not the hints' (which the storage workers take).
             let mut record = shared.repair.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if needed {
+                shared.repair_marks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if !record.insert(p) {
                     return Ok(false);
                 }
@@ -525,6 +526,14 @@ impl Store {
     #[must_use]
     pub fn partitions_needing_repair(&self) -> Vec<u32> {
         self.shared.repair.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().copied().collect()
+    }
+
+    /// How many times a partition was marked for repair (already marked or
+    /// not) since the store opened: a comparison that saw it unchanged
+    /// from its start to its end may forget its partition's mark.
+    #[must_use]
+    pub fn repair_marks(&self) -> u64 {
+        self.shared.repair_marks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether partition `p` is recorded as needing repair.

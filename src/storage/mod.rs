@@ -282,6 +282,8 @@ struct Shared {
     hints: Mutex<Hints>,
     /// Partitions recorded as needing repair (see `hints.rs`).
     repair: Mutex<std::collections::BTreeSet<u32>>,
+    /// Marks made since the store opened.
+    repair_marks: std::sync::atomic::AtomicU64,
     dots: Dots,
     /// What a clean stop of the previous process left: its actor and last
     /// counter, until membership takes it.
@@ -533,6 +535,7 @@ impl Store {
             flushes: std::sync::atomic::AtomicU64::new(flushes),
             hints: Mutex::new(hints),
             repair: Mutex::new(repair),
+            repair_marks: std::sync::atomic::AtomicU64::new(0),
             dots: Dots::new(),
             resumable: Mutex::new(resumable),
             node,
@@ -626,6 +629,12 @@ impl Store {
     #[must_use]
     pub fn removable(&self, object: &Object, now: u64) -> bool {
         object.reap_at(self.shared.grace_ms).is_some_and(|at| at <= now)
+    }
+
+    /// How long a dead object is remembered at least (`tombstone-grace`).
+    #[must_use]
+    pub fn grace_ms(&self) -> u64 {
+        self.shared.grace_ms
     }
 
     /// Dead objects removed since the store opened.
@@ -1208,7 +1217,10 @@ impl Worker<'_> {
         // This entry is used up: the object's next due moment needs one of
         // its own (a removal not yet allowed is looked at again later).
         if let Some(due) = shared.due(&after) {
-            let due = if due <= now { now.saturating_add(shared.settle_retry_ms) } else { due };
+            // Spread by key, so what was looked at together does not come
+            // due again all at once.
+            let retry = shared.settle_retry_ms + hash % (shared.settle_retry_ms / 4 + 1);
+            let due = if due <= now { now.saturating_add(retry) } else { due };
             self.shard.reap.insert(reap_key(due, &k), []).map_err(storage)?;
         }
         if stripped {
