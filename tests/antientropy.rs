@@ -1,15 +1,16 @@
 //! Anti-entropy: replicas that diverged without any hint to bring them
 //! together converge by comparing hash trees, with no client reading the
-//! keys.
+//! keys; and SHOAL.REPAIR.
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use common::cluster::TestCluster;
-use common::reply::{info, local_keys, set, where_is};
+use common::reply::{call, err, fields, info, int, local_keys, ok, set, text, where_is};
 use common::wait_for;
-use redis::Connection;
+use redis::{Connection, ConnectionLike, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -260,4 +261,111 @@ fn shoal_repair(port: u16) -> std::process::Output {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run shoal repair")
+}
+
+/// A SHOAL.REPAIR progress map, by field.
+type Progress = HashMap<String, Value>;
+
+fn num(progress: &Progress, name: &str) -> u64 {
+    u64::try_from(int(&progress[name])).expect("a count")
+}
+
+/// `SHOAL.REPAIR STATUS`.
+fn repair_status(c: &mut Connection) -> Progress {
+    fields(&call!(c, "SHOAL.REPAIR", "STATUS"))
+}
+
+/// `SHOAL.REPAIR [partition]`, then waits until the repair has finished:
+/// its last progress.
+fn repair(c: &mut Connection, partition: Option<u32>) -> Progress {
+    let reply = match partition {
+        Some(p) => call!(c, "SHOAL.REPAIR", p),
+        None => call!(c, "SHOAL.REPAIR"),
+    };
+    let started = fields(&reply);
+    assert!(num(&started, "partitions_total") > 0, "a repair of something: {reply:?}");
+    wait_for("the repair to finish", WAIT, || {
+        let progress = repair_status(c);
+        (num(&progress, "running") == 0).then_some(progress)
+    })
+}
+
+/// SHOAL.REPAIR refuses a partition that does not exist or that this node
+/// does not replicate (four nodes, N = 2), starting nothing; PAUSE and
+/// RESUME stop and restart the background pass.
+#[test]
+fn shoal_repair_refuses_what_it_cannot_repair_and_pauses_the_background() {
+    let cluster = TestCluster::start_with(4, |c| {
+        c.n = Some(2);
+        c.r = Some(1);
+        c.w = Some(1);
+        c.anti_entropy_interval = 1;
+    });
+    cluster.wait_all_up(WAIT);
+    let mut c0 = cluster.client(0);
+    // A partition node 0 replicates and one it does not, from where keys
+    // live.
+    let (mut mine, mut other) = (None, None);
+    for i in 0.. {
+        let (p, holders) = where_is(&mut c0, &format!("probe:{i}"));
+        let p = u32::try_from(p).expect("a partition");
+        if holders.iter().any(|h| h.primary && h.port == cluster.port(0)) {
+            mine.get_or_insert(p);
+        } else {
+            other.get_or_insert(p);
+        }
+        if mine.is_some() && other.is_some() {
+            break;
+        }
+    }
+    let (mine, other) = (mine.expect("mine"), other.expect("other"));
+    for bad in ["64", "-1", "4294967296", "1.5", "partition", ""] {
+        assert_eq!(
+            err(&call!(c0, "SHOAL.REPAIR", bad)),
+            "ERR SHOAL.REPAIR takes a partition (0 to 63), STATUS, PAUSE or RESUME",
+            "SHOAL.REPAIR {bad:?}"
+        );
+    }
+    assert_eq!(
+        err(&call!(c0, "SHOAL.REPAIR", other)),
+        format!("ERR this node is not a replica of partition {other}; ask one of its replicas")
+    );
+    for extra in
+        [vec![mine.to_string(), "now".into()], vec!["STATUS".into(), "now".into()], vec!["PAUSE".into(), "now".into()]]
+    {
+        let mut cmd = redis::cmd("SHOAL.REPAIR");
+        cmd.arg(&extra);
+        assert_eq!(err(&c0.req_command(&cmd).expect("connection")), "ERR syntax error", "SHOAL.REPAIR {extra:?}");
+    }
+    // None of that started a repair.
+    let status = repair_status(&mut c0);
+    assert_eq!((num(&status, "running"), num(&status, "partitions_total")), (0, 0), "{status:?}");
+    assert_eq!(text(&status["background"]), "running");
+    // A partition it replicates.
+    let done = repair(&mut c0, Some(mine));
+    assert_eq!(
+        (num(&done, "partitions_total"), num(&done, "partitions_done"), num(&done, "partitions_incomplete")),
+        (1, 1, 0),
+        "{done:?}"
+    );
+    // The background pass runs (every partition every second), stops
+    // while paused, and goes on once resumed.
+    assert_eq!(info(&mut c0, "antientropy", "background"), "running");
+    let exchanges = field(&mut c0, "exchanges");
+    wait_for("background exchanges", WAIT, || (field(&mut c0, "exchanges") >= exchanges + 5).then_some(()));
+    ok(&call!(c0, "SHOAL.REPAIR", "pause"));
+    assert_eq!(info(&mut c0, "antientropy", "background"), "paused");
+    assert_eq!(text(&repair_status(&mut c0)["background"]), "paused");
+    // The exchange under way, if one is, ends; then none for 2 s, when
+    // running it makes about 30 a second.
+    let paused = field(&mut c0, "exchanges");
+    let watch = std::time::Instant::now();
+    while watch.elapsed() < Duration::from_secs(2) {
+        assert!(field(&mut c0, "exchanges") <= paused + 1, "no background exchange while paused");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ok(&call!(c0, "SHOAL.REPAIR", "RESUME"));
+    assert_eq!(info(&mut c0, "antientropy", "background"), "running");
+    let resumed = field(&mut c0, "exchanges");
+    wait_for("exchanges again", WAIT, || (field(&mut c0, "exchanges") >= resumed + 5).then_some(()));
 }
