@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks shoal against redis-server on this machine, in the same run.
 #
-#   scripts/bench.sh [single|cluster|sweep|degraded|all] [ROUNDS]      (default: all 3)
+#   scripts/bench.sh [single|cluster|sweep|degraded|antientropy|all] [ROUNDS]      (default: all 3)
 #
 # Builds shoal in release mode and starts, side by side on loopback:
 # Debian's redis-server twice, without persistence ("redis") and with an
@@ -32,9 +32,22 @@
 # healthy cluster in the same run, and the hints handed back, how long that
 # took and the rate (keys/s).
 #
-# "all" runs the cluster table, then the sweep, then degraded.
+# antientropy: (a) a three-node cluster without hints or background
+# anti-entropy, its third node killed (SIGKILL) while AE_KEYS distinct keys
+# are written through the first (redis-cli --pipe), then restarted and
+# repaired with SHOAL.REPAIR: how long until it holds every key the others
+# hold, keys/s, and the repair's messages and bytes (its INFO antientropy).
+# (b) a fresh cluster with background anti-entropy every 5 s
+# (SHOAL_ANTI_ENTROPY_INTERVAL=5; the benchmark's writes keep the replicas'
+# trees apart while they are in flight), measured as cluster/one with the
+# background pass paused on every node (SHOAL.REPAIR PAUSE) and running,
+# alternately in each round: x_paused = rps running / rps paused.
 #
-# Environment: N1, N16 requests per run at -P 1 / -P 16; SHOAL_ARGS extra
+# "all" runs the cluster table, then the sweep, then degraded, then
+# antientropy.
+#
+# Environment: N1, N16 requests per run at -P 1 / -P 16; AE_KEYS the keys
+# written while the node is down in antientropy (default 100000); SHOAL_ARGS extra
 # flags for every shoal node (e.g. "--durability fsync"); BENCH_PORT the
 # first client port (default 16390; the servers take it and the next
 # 5 + nproc, shoal's peer ports are 10000 above). The script stops if one
@@ -49,7 +62,12 @@ N16=${N16:-1000000}
 BASE=${BENCH_PORT:-16390}
 CORES=$(nproc)
 
-case "$MODE" in single | cluster | sweep | degraded | all) ;; *) echo "usage: scripts/bench.sh [single|cluster|sweep|degraded|all] [ROUNDS]"; exit 2 ;; esac
+AE_KEYS=${AE_KEYS:-100000}
+
+case "$MODE" in
+  single | cluster | sweep | degraded | antientropy | all) ;;
+  *) echo "usage: scripts/bench.sh [single|cluster|sweep|degraded|antientropy|all] [ROUNDS]"; exit 2 ;;
+esac
 for tool in redis-server redis-benchmark redis-cli; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool is missing (apt-get install redis-server redis-tools)"; exit 1; }
 done
@@ -105,12 +123,15 @@ start_shoal() {
   pids+=("$!")
 }
 
+# Extra ENV=VALUE settings of the cluster's nodes (antientropy's).
+CLUSTER_ENV=()
+
 # start_cluster_node PORT: one node of the three-node cluster (again, on
 # its data directory, after a restart).
 start_cluster_node() {
   local seeds
   seeds=$(printf '127.0.0.1:%s,' $((BASE + 10002)) $((BASE + 10003)) $((BASE + 10004)))
-  start_shoal "cluster-$1" "$1" SHOAL_N=3 SHOAL_R=2 SHOAL_W=2 SHOAL_SEEDS="${seeds%,}"
+  start_shoal "cluster-$1" "$1" SHOAL_N=3 SHOAL_R=2 SHOAL_W=2 SHOAL_SEEDS="${seeds%,}" "${CLUSTER_ENV[@]}"
 }
 
 start_cluster() {
@@ -165,6 +186,11 @@ run() {
   local -a watch ports
   read -ra watch <<<"${PIDS[$target]}"
   read -ra ports <<<"${PORTS[$target]}"
+  # antientropy's targets: one cluster, its background pass paused or not.
+  case "$target" in
+    ae/paused) background PAUSE "${ports[@]}" ;;
+    ae/running) background RESUME "${ports[@]}" ;;
+  esac
   a0=$(allocations "$target")
   t0=$(cpu_ticks "${watch[@]}")
   case "$target" in
@@ -316,10 +342,144 @@ degraded() {
     "$hints" "$(ratio "($t1 - $t0)" 1)" "$(ratio "$hints" "($t1 - $t0)")"
 }
 
+# background PAUSE|RESUME PORT...: the background anti-entropy pass of
+# every node.
+background() {
+  local verb=$1 port
+  shift
+  for port in "$@"; do
+    [ "$(redis-cli -p "$port" shoal.repair "$verb")" = OK ] || { echo "bench.sh: SHOAL.REPAIR $verb failed on $port"; exit 1; }
+  done
+}
+
+# info_field FIELD PORT: one INFO field of one node.
+info_field() { redis-cli -p "$2" info all | tr -d '\r' | awk -F: -v f="$1" '$1 == f { print $2 }'; }
+
+# local_keys PORT: the keys a node holds itself (INFO keyspace).
+local_keys() {
+  local n
+  n=$(redis-cli -p "$1" info keyspace | tr -d '\r' | sed -n 's/^db0:keys=\([0-9]*\),.*/\1/p')
+  echo "${n:-0}"
+}
+
+# members_up PORT COUNT: waits until the node sees COUNT members up.
+members_up() {
+  for _ in $(seq 600); do
+    [ "$(info_field shoal_members_up "$1")" = "$2" ] && return 0
+    sleep 0.05
+  done
+  echo "bench.sh: the node on port $1 does not see $2 members up"; exit 1
+}
+
+# write_keys PORT COUNT: SET ae:0 … ae:COUNT-1 to 64 bytes each through
+# one node, pipelined (redis-cli --pipe); every write must succeed.
+write_keys() {
+  local out
+  out=$(awk -v n="$2" 'BEGIN {
+    v = sprintf("%064d", 0)
+    for (i = 0; i < n; i++) {
+      k = "ae:" i
+      printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$64\r\n%s\r\n", length(k), k, v
+    }
+  }' | redis-cli -p "$1" --pipe)
+  echo "$out" | grep -q "errors: 0, replies: $2" || { echo "bench.sh: writes failed: $out"; exit 1; }
+}
+
+# repair_field PORT FIELD: one field of a node's SHOAL.REPAIR STATUS.
+repair_field() { redis-cli -p "$1" shoal.repair status | awk -v f="$2" 'NR % 2 == 1 && $0 == f { getline; print }'; }
+
+AE_FIELDS=(exchanges messages_sent keys_compared keys_fetched keys_sent keys_repaired bytes_sent bytes_received)
+
+# ae_repair: a node that missed AE_KEYS writes, repaired by SHOAL.REPAIR
+# alone (no hints, no background pass).
+ae_repair() {
+  local ports nodes expected t0 t1 t2 keys f again=0 short=""
+  rm -rf "$work"/data-cluster-*
+  CLUSTER_ENV=(SHOAL_HINTED_HANDOFF=false SHOAL_ANTI_ENTROPY_INTERVAL=0)
+  start_cluster
+  read -ra ports <<<"${PORTS[cluster/one]}"
+  read -ra nodes <<<"${PIDS[cluster/one]}"
+  echo "anti-entropy, $CORES cores, $(date -u +%Y-%m-%d): a three-node cluster (N=3, R=W=2), hints off"
+  kill -9 "${nodes[2]}"
+  wait "${nodes[2]}" 2>/dev/null || true
+  members_up "${ports[0]}" 2
+  write_keys "${ports[0]}" "$AE_KEYS"
+  expected=$(local_keys "${ports[0]}")
+  [ "$(local_keys "${ports[1]}")" = "$expected" ] || { echo "bench.sh: nodes 1 and 2 hold different counts"; exit 1; }
+  t0=$(date +%s.%N)
+  start_cluster_node "${ports[2]}"
+  wait_up "${ports[2]}" "$!"
+  members_up "${ports[2]}" 3
+  t1=$(date +%s.%N)
+  [ "$(redis-cli -p "${ports[2]}" shoal.repair | head -1)" = running ] || { echo "bench.sh: SHOAL.REPAIR failed"; exit 1; }
+  for _ in $(seq 6000); do
+    keys=$(local_keys "${ports[2]}")
+    [ "$keys" = "$expected" ] && break
+    # A repair that ended short (some replica it could not compare): again.
+    if [ "$(repair_field "${ports[2]}" running)" = 0 ]; then
+      again=$((again + 1))
+      short+=" $(repair_field "${ports[2]}" partitions_incomplete)"
+      redis-cli -p "${ports[2]}" shoal.repair >/dev/null
+    fi
+    sleep 0.05
+  done
+  t2=$(date +%s.%N)
+  [ "$keys" = "$expected" ] || { echo "bench.sh: the node holds $keys of $expected keys after 300 s"; exit 1; }
+  # The counters once the repair has ended.
+  for _ in $(seq 600); do [ "$(repair_field "${ports[2]}" running)" = 0 ] && break; sleep 0.05; done
+  printf 'repair of a node that missed every write (hints off, kill -9, restart, SHOAL.REPAIR):\n'
+  printf '  %d keys in %.1f s from the repair (%.0f keys/s); %.1f s from the restart\n' \
+    "$expected" "$(ratio "($t2 - $t1)" 1)" "$(ratio "$expected" "($t2 - $t1)")" "$(ratio "($t2 - $t0)" 1)"
+  [ "$again" = 0 ] || printf '  asked again %d times: the repairs before ended with%s partitions incomplete\n' "$again" "$short"
+  printf '  the repairing node'\''s INFO antientropy:'
+  for f in "${AE_FIELDS[@]}"; do printf ' %s=%s' "$f" "$(info_field "$f" "${ports[2]}")"; done
+  printf '\n  bytes per key repaired: %.0f\n' \
+    "$(ratio "($(info_field bytes_sent "${ports[2]}") + $(info_field bytes_received "${ports[2]}"))" "$expected")"
+}
+
+# ae_load: throughput through the first node with the background pass
+# running hard on every node, and paused, alternately.
+ae_load() {
+  local ports pipeline test target f paused running before after
+  rm -rf "$work"/data-cluster-*
+  CLUSTER_ENV=(SHOAL_HINTED_HANDOFF=false SHOAL_ANTI_ENTROPY_INTERVAL=5)
+  start_cluster
+  read -ra ports <<<"${PORTS[cluster/one]}"
+  for target in ae/paused ae/running; do PORTS[$target]=${PORTS[cluster/one]}; PIDS[$target]=${PIDS[cluster/one]}; done
+  echo "background anti-entropy every 5 s (SHOAL_ANTI_ENTROPY_INTERVAL=5) running on every node, or paused (SHOAL.REPAIR PAUSE)"
+  echo "redis-benchmark -c 50 -d 64 -r 100000 through the first node; median of $ROUNDS rounds, alternating; x_paused = rps running / rps paused;"
+  echo "p50, p99 with it running; cpu = server CPU µs per request, all nodes"
+  printf '%-10s %12s %12s %10s %8s %8s %11s %12s\n' test paused_rps running_rps x_paused p50_ms p99_ms cpu_us_paused cpu_us_running
+  # Counters read while paused, so that they stand still.
+  background PAUSE "${ports[@]}"
+  before=$(for f in "${AE_FIELDS[@]}"; do info_sum "$f" "${ports[@]}"; done)
+  for pipeline in 1 16; do
+    for test in set get; do
+      measure "$test" "$pipeline" ae/paused ae/running
+      paused=$(col "$(file_of ae/paused)" 1); running=$(col "$(file_of ae/running)" 1); f=$(file_of ae/running)
+      printf '%-10s %12.0f %12.0f %10.2f %8s %8s %11s %12s\n' "${test^^}/P$pipeline" "$paused" "$running" \
+        "$(ratio "$running" "$paused")" "$(col "$f" 2)" "$(col "$f" 3)" "$(col "$(file_of ae/paused)" 4)" "$(col "$f" 4)"
+    done
+  done
+  background PAUSE "${ports[@]}"
+  after=$(for f in "${AE_FIELDS[@]}"; do info_sum "$f" "${ports[@]}"; done)
+  printf 'anti-entropy meanwhile, summed over the nodes:'
+  paste <(printf '%s\n' "${AE_FIELDS[@]}") <(echo "$before") <(echo "$after") | while read -r f b a; do printf ' %s=%d' "$f" $((a - b)); done
+  echo
+}
+
+antientropy() {
+  ae_repair
+  stop_all
+  echo
+  ae_load
+}
+
 case "$MODE" in
   single | cluster) compare ;;
   sweep) sweep ;;
   degraded) degraded ;;
+  antientropy) antientropy ;;
   all)
     compare
     # The sweep runs alone: the servers above would take their share of
@@ -330,5 +490,8 @@ case "$MODE" in
     stop_all
     echo
     degraded
+    stop_all
+    echo
+    antientropy
     ;;
 esac

@@ -49,6 +49,10 @@ pub struct Metrics {
     /// Keys listed, with their digests, by either side of an exchange in
     /// leaves that differed.
     pub ae_keys_compared: AtomicU64,
+    /// Keys whose digests differed that an exchange read from the other
+    /// replica, and merged copies it sent back to it.
+    pub ae_keys_fetched: AtomicU64,
+    pub ae_keys_sent: AtomicU64,
     /// Requests exchanges sent, and their bytes on the wire each way.
     pub ae_messages: AtomicU64,
     pub ae_bytes_sent: AtomicU64,
@@ -109,6 +113,8 @@ impl Default for Metrics {
             ae_exchanges: AtomicU64::new(0),
             ae_keys_repaired: AtomicU64::new(0),
             ae_keys_compared: AtomicU64::new(0),
+            ae_keys_fetched: AtomicU64::new(0),
+            ae_keys_sent: AtomicU64::new(0),
             ae_messages: AtomicU64::new(0),
             ae_bytes_sent: AtomicU64::new(0),
             ae_bytes_received: AtomicU64::new(0),

@@ -316,6 +316,7 @@ impl AntiEntropy {
             KvResponse::Object(o) => o,
             other => return Err(format!("unexpected answer {other:?}")),
         };
+        metrics::add(&self.metrics.ae_keys_fetched, 1);
         // A dead object past its grace is not copied to a side that holds
         // nothing of the key (see the module docs).
         let now = crate::clock::now_ms();
@@ -342,6 +343,7 @@ impl AntiEntropy {
                 KvResponse::Done => changed += 1,
                 other => return Err(format!("unexpected answer {other:?}")),
             }
+            metrics::add(&self.metrics.ae_keys_sent, 1);
         }
         Ok((changed, spent.bytes))
     }

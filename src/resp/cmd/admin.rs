@@ -106,14 +106,16 @@ pub async fn where_is(s: &Session, mut args: Args) -> Result<Reply> {
 /// background pass (repairs asked for still run).
 pub async fn repair(s: &Session, mut args: Args) -> Result<Reply> {
     let repairs = &s.server.repairs;
-    let progress = match args.keyword().as_deref() {
+    let keyword = args.keyword();
+    // At most one argument, checked before anything starts.
+    args.finish()?;
+    let progress = match keyword.as_deref() {
         None => {
             let view = s.coordinator().view();
             repairs.request(&view.replicated_by(s.coordinator().store().node_id()))
         }
         Some("STATUS") => repairs.progress(),
         Some(pause @ ("PAUSE" | "RESUME")) => {
-            args.finish()?;
             repairs.set_paused(pause == "PAUSE");
             return Ok(Reply::OK);
         }
@@ -131,7 +133,6 @@ pub async fn repair(s: &Session, mut args: Args) -> Result<Reply> {
             repairs.request(&[p])
         }
     };
-    args.finish()?;
     let end = if progress.running { now_ms() } else { progress.finished_ms };
     let elapsed = if progress.started_ms == 0 { 0 } else { end.saturating_sub(progress.started_ms) };
     let int = |v: u64| Reply::Int(i64::try_from(v).unwrap_or(i64::MAX));

@@ -245,6 +245,8 @@ fn section(s: &Session, name: &str, disk: u64, out: &mut String) {
             line("exchanges", &get(&m.ae_exchanges));
             line("keys_compared", &get(&m.ae_keys_compared));
             line("keys_repaired", &get(&m.ae_keys_repaired));
+            line("keys_fetched", &get(&m.ae_keys_fetched));
+            line("keys_sent", &get(&m.ae_keys_sent));
             line("messages_sent", &get(&m.ae_messages));
             line("bytes_sent", &get(&m.ae_bytes_sent));
             line("bytes_received", &get(&m.ae_bytes_received));
