@@ -11,7 +11,9 @@
 //!
 //! A comparison asks for the other replica's root and branches; if the
 //! roots are equal it is done (one message each way). Otherwise it asks for
-//! the leaves of the branches that differ, then for the keys (with their
+//! the leaves of the branches that differ, twice, 100 ms apart (a write on
+//! its way to the other replica makes a leaf differ for a moment; only
+//! leaves that differ both times count), then for the keys (with their
 //! digests) of the leaves that differ, a page of leaves at a time, and for
 //! each key whose digests differ reads the other's copy, merges it into its
 //! own, and sends the merge back when the other lacked some of it. Merging
@@ -55,6 +57,9 @@ use crate::version::{Encoded, Object};
 const IN_FLIGHT: usize = 30;
 /// Leaves whose keys one request lists (a branch's worth).
 const LEAF_PAGE: usize = LEAVES_PER_BRANCH;
+/// How long an exchange waits before it looks again at leaves that
+/// differ (see `exchange`).
+const IN_FLIGHT_WAIT: Duration = Duration::from_millis(100);
 /// The shortest pause between two partitions of a background pass.
 const MIN_PAUSE: Duration = Duration::from_millis(10);
 
@@ -252,21 +257,16 @@ impl AntiEntropy {
         if differing.is_empty() {
             return Ok(done);
         }
-        let request = KvRequest::TreeLeaves { partition: p, branches: differing.iter().map(|&b| b as u32).collect() };
-        let their_leaves = match self.ask(replica, request, &mut done).await? {
-            KvResponse::Leaves(leaves) => leaves,
-            other => return Err(format!("unexpected answer {other:?}")),
-        };
-        let mine = self.store.tree_leaves(p, &differing);
-        let leaves: Vec<usize> = differing
-            .iter()
-            .enumerate()
-            .flat_map(|(n, &b)| {
-                (0..LEAVES_PER_BRANCH).map(move |i| (n * LEAVES_PER_BRANCH + i, b * LEAVES_PER_BRANCH + i))
-            })
-            .filter(|&(at, _)| mine.get(at) != their_leaves.get(at))
-            .map(|(_, leaf)| leaf)
-            .collect();
+        let mut leaves = self.differing_leaves(p, replica, &differing, &mut done).await?;
+        if !leaves.is_empty() {
+            // Writes still on their way to the third replica make leaves
+            // differ for a moment: look again shortly, and list only the
+            // leaves that still differ, rather than repair what replication
+            // is about to bring anyway.
+            tokio::time::sleep(IN_FLIGHT_WAIT).await;
+            let again = self.differing_leaves(p, replica, &differing, &mut done).await?;
+            leaves.retain(|l| again.binary_search(l).is_ok());
+        }
         let partitioner = self.membership.view().partitioner();
         for page in leaves.chunks(LEAF_PAGE) {
             let request = KvRequest::LeafKeys { partition: p, leaves: page.iter().map(|&l| l as u32).collect() };
@@ -300,6 +300,32 @@ impl AntiEntropy {
         }
         done.pace(pace, 0).await;
         Ok(done)
+    }
+
+    /// The leaves of `branches` of partition `p` in which this node's tree
+    /// and `replica`'s differ, in order.
+    async fn differing_leaves(
+        &self,
+        p: u32,
+        replica: &Member,
+        branches: &[usize],
+        done: &mut Exchanged,
+    ) -> Result<Vec<usize>, String> {
+        let request = KvRequest::TreeLeaves { partition: p, branches: branches.iter().map(|&b| b as u32).collect() };
+        let theirs = match self.ask(replica, request, done).await? {
+            KvResponse::Leaves(leaves) => leaves,
+            other => return Err(format!("unexpected answer {other:?}")),
+        };
+        let mine = self.store.tree_leaves(p, branches);
+        Ok(branches
+            .iter()
+            .enumerate()
+            .flat_map(|(n, &b)| {
+                (0..LEAVES_PER_BRANCH).map(move |i| (n * LEAVES_PER_BRANCH + i, b * LEAVES_PER_BRANCH + i))
+            })
+            .filter(|&(at, _)| mine.get(at) != theirs.get(at))
+            .map(|(_, leaf)| leaf)
+            .collect())
     }
 
     /// Makes this node's copy of `key` and `replica`'s the merge of both:
