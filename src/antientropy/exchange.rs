@@ -11,9 +11,10 @@
 //!
 //! A comparison asks for the other replica's root and branches; if the
 //! roots are equal it is done (one message each way). Otherwise it asks for
-//! the leaves of the branches that differ, twice, 100 ms apart (a write on
-//! its way to the other replica makes a leaf differ for a moment; only
-//! leaves that differ both times count), then for the keys (with their
+//! the leaves of the branches that differ (in a background pass, when few
+//! differ, twice, 100 ms apart: a write on its way to the other replica
+//! makes a leaf differ for a moment; only leaves that differ both times
+//! count), then for the keys (with their
 //! digests) of the leaves that differ, a page of leaves at a time, and for
 //! each key whose digests differ reads the other's copy, merges it into its
 //! own, and sends the merge back when the other lacked some of it. Merging
@@ -150,7 +151,7 @@ impl AntiEntropy {
             // must outlive it.
             let marks = self.store.repair_marks();
             let round = if mine.binary_search(&p).is_ok() {
-                self.round(p, &view, &mut pace, &mut stop).await
+                self.round(p, &view, &mut pace, &mut stop, !asked).await
             } else {
                 Round::default()
             };
@@ -191,7 +192,7 @@ impl AntiEntropy {
     /// One round: compares partition `p` with each other replica that is
     /// up and repairs what differs. If every other replica was compared,
     /// the store learns which leaves needed no repair.
-    async fn round(&self, p: u32, view: &View, pace: &mut Pace, stop: &mut Stop) -> Round {
+    async fn round(&self, p: u32, view: &View, pace: &mut Pace, stop: &mut Stop, background: bool) -> Round {
         if !self.store.tree_ready(p) {
             // Still being rebuilt after a crash: a partial tree would look
             // like missing keys. Not compared (and its mark stays).
@@ -211,7 +212,7 @@ impl AntiEntropy {
                 round.everyone = false;
                 continue;
             }
-            match self.exchange(p, replica, pace).await {
+            match self.exchange(p, replica, pace, background).await {
                 Ok(done) => {
                     metrics::add(&self.metrics.ae_exchanges, 1);
                     metrics::add(&self.metrics.ae_keys_compared, done.compared);
@@ -239,7 +240,9 @@ impl AntiEntropy {
     }
 
     /// Compares partition `p` with `replica`'s and repairs what differs.
-    async fn exchange(&self, p: u32, replica: &Member, pace: &mut Pace) -> Result<Exchanged, String> {
+    /// In the `background`, a small difference is looked at twice (see
+    /// below); an operator's repair goes straight on.
+    async fn exchange(&self, p: u32, replica: &Member, pace: &mut Pace, background: bool) -> Result<Exchanged, String> {
         let mut done = Exchanged::default();
         // Both must have seen the same FLUSHALLs, now and at every merge,
         // or a repair could bring back what a flush removed.
@@ -258,11 +261,11 @@ impl AntiEntropy {
             return Ok(done);
         }
         let mut leaves = self.differing_leaves(p, replica, &differing, &mut done).await?;
-        if !leaves.is_empty() {
-            // Writes still on their way to the third replica make leaves
-            // differ for a moment: look again shortly, and list only the
-            // leaves that still differ, rather than repair what replication
-            // is about to bring anyway.
+        if background && (1..=LEAF_PAGE).contains(&leaves.len()) {
+            // Writes still on their way to the third replica make a few
+            // leaves differ for a moment: look again shortly, and list only
+            // the leaves that still differ, rather than repair what
+            // replication is about to bring anyway.
             tokio::time::sleep(IN_FLIGHT_WAIT).await;
             let again = self.differing_leaves(p, replica, &differing, &mut done).await?;
             leaves.retain(|l| again.binary_search(l).is_ok());
