@@ -1174,7 +1174,7 @@ impl Worker<'_> {
     /// if it was ready already (a FLUSHALL came first). Every write to `p`
     /// runs on this thread too: before the scan, which sees what it wrote,
     /// or after, which updates what the scan installed.
-    fn rebuild(&self, p: u32) -> Result<Option<u64>> {
+    fn rebuild(&mut self, p: u32) -> Result<Option<u64>> {
         let shared = self.shared;
         if shared.trees.ready(p) {
             return Ok(None);
@@ -1186,6 +1186,14 @@ impl Worker<'_> {
             let Some((hash, key)) = split_data_key(&k) else { continue };
             match decode(v) {
                 Ok(o) => {
+                    // A dead object gets its removal scheduled: builds
+                    // before removal in clusters scheduled none.
+                    if o.reap_at(shared.grace_ms).is_some()
+                        && let Some(due) = shared.due(&o)
+                    {
+                        self.shard.reap.insert(reap_key(due, &k), []).map_err(storage)?;
+                        self.dirty = true;
+                    }
                     tally.add(Tally::of(Some(&o)));
                     shared.trees.add(&mut tree, hash, &o);
                     shared.stats.saw_siblings(o.siblings().len());
@@ -1707,6 +1715,24 @@ mod tests {
         until_ready(&store).await;
         assert_eq!(state(&store), before);
         assert_eq!(store.max_siblings(), 2);
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_schedules_the_removal_of_dead_objects_left_unscheduled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path(), 1);
+        let h = crate::ring::key_hash(b"gone");
+        store.update(h, b"gone", put(None, 100, None)).await.expect("delete");
+        // As a build that kept tombstones in clusters left them: no
+        // removal scheduled.
+        store.shared.shards[0].reap.clear().expect("clear");
+        assert_eq!(store.reap_due(10_000, 10).await.expect("reap"), 0);
+        crash(store);
+        let store = open(dir.path(), 1);
+        until_ready(&store).await;
+        assert_eq!(store.reap_due(10_000, 10).await.expect("reap"), 1);
+        assert!(store.get(h, b"gone").await.expect("get").is_none(), "removed (a single node: no evidence needed)");
         store.close().await.expect("close");
     }
 
