@@ -8,19 +8,24 @@
 //! of a partition walks the ring clockwise from it and collects distinct
 //! owners: the first N are the replicas, the rest fallbacks.
 //!
-//! Claim is a pure function of the member list: partition `p` belongs to
-//! the `p mod S`-th member in id order. Every member owns Q/S partitions
-//! ±1, and any run of up to S consecutive partitions that does not cross
-//! the end of the ring is on distinct members. A run that crosses from the
-//! last partition to the first can repeat a member when S does not divide Q
-//! (with N = S that is unavoidable: no cyclic sequence of length Q over S
-//! members has every S consecutive entries distinct unless S divides Q);
-//! the preference list skips repeats, so every key still has N distinct
-//! replicas whenever S >= N.
+//! A [`Ring`] is built from its owner vector ([`Ring::from_owners`]); which
+//! node owns which partition is decided by [`claim`]: [`claim::initial`]
+//! for a cluster started from scratch (round robin in id order, which is
+//! what [`Ring::new`] builds), [`claim::rebalance`] when nodes join or
+//! leave (moving as few partitions as balance requires). [`transfer`] lists
+//! what a change of ring moves. Every member owns Q/S partitions ±1, and a
+//! run of up to N consecutive partitions is on distinct members wherever
+//! claim could arrange it (see [`claim`] for when it cannot: with N = S, no
+//! cyclic sequence of length Q over S members has every S consecutive
+//! entries distinct unless S divides Q); the preference list skips repeats,
+//! so every key still has N distinct replicas whenever S >= N.
 
 use md5::{Digest, Md5};
 
 use crate::version::NodeId;
+
+pub mod claim;
+pub mod transfer;
 
 /// The most partitions a ring may have (positions keep 16 bits of
 /// partition).
@@ -90,16 +95,6 @@ pub struct Ring {
     lists: Vec<Vec<NodeId>>,
 }
 
-/// Owners of `q` partitions among `members`: round robin in id order.
-/// `members` must not be empty.
-#[must_use]
-pub fn claim(members: &[NodeId], q: u32) -> Vec<NodeId> {
-    let mut sorted = members.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    (0..q as usize).map(|p| sorted[p % sorted.len()]).collect()
-}
-
 impl Ring {
     /// A ring of `q` partitions all owned by `node`: a cluster of one.
     #[must_use]
@@ -107,21 +102,30 @@ impl Ring {
         Self::new(&[node], q)
     }
 
-    /// The ring of `members` (in any order; at least one).
+    /// The ring of `members` (in any order; at least one) for a cluster
+    /// started from scratch: [`claim::initial`]'s round robin in id order.
     ///
     /// # Panics
     /// If `members` is empty or `q` is not a valid partition count.
     #[must_use]
     pub fn new(members: &[NodeId], q: u32) -> Self {
         assert!(!members.is_empty(), "a ring needs a member");
+        assert!(valid_partition_count(q), "partition count must be a power of two up to {MAX_PARTITIONS}");
+        Self::from_owners(claim::initial(members, q))
+    }
+
+    /// The ring whose partition `p` is owned by `owners[p]`: the form a
+    /// stored ring takes, since ownership changes only by explicit
+    /// decisions ([`claim::rebalance`]), not as a function of the members.
+    ///
+    /// # Panics
+    /// If `owners.len()` is not a valid partition count (a power of two up
+    /// to [`MAX_PARTITIONS`]; at least one).
+    #[must_use]
+    pub fn from_owners(owners: Vec<NodeId>) -> Self {
+        let q = u32::try_from(owners.len()).unwrap_or(u32::MAX);
         let partitioner = Partitioner::new(q);
-        let owners = claim(members, q);
-        let distinct = {
-            let mut d = owners.clone();
-            d.sort_unstable();
-            d.dedup();
-            d.len()
-        };
+        let distinct = distinct(&owners).len();
         let lists = (0..owners.len())
             .map(|p| {
                 let mut list: Vec<NodeId> = Vec::with_capacity(distinct);
@@ -169,11 +173,31 @@ impl Ring {
         &list[..n.min(list.len())]
     }
 
+    /// The owner of every partition, in partition order.
+    #[must_use]
+    pub fn owners(&self) -> &[NodeId] {
+        &self.owners
+    }
+
+    /// The distinct owners, sorted.
+    #[must_use]
+    pub fn members(&self) -> Vec<NodeId> {
+        distinct(&self.owners)
+    }
+
     /// How many partitions `node` owns.
     #[must_use]
     pub fn owned_by(&self, node: NodeId) -> usize {
         self.owners.iter().filter(|&&o| o == node).count()
     }
+}
+
+/// The distinct nodes of `owners`, sorted.
+fn distinct(owners: &[NodeId]) -> Vec<NodeId> {
+    let mut d = owners.to_vec();
+    d.sort_unstable();
+    d.dedup();
+    d
 }
 
 #[cfg(test)]
