@@ -150,6 +150,14 @@ pub struct Config {
     pub anti_entropy_rate: ByteSize,
     /// Keys per second anti-entropy exchanges read or send, at most.
     pub anti_entropy_keys_rate: u64,
+    /// Bytes per second of partitions transferred to this node when the
+    /// ring changes, at most.
+    pub transfer_rate: ByteSize,
+    /// Partitions transferred to this node at once, at most.
+    pub transfers: usize,
+    /// Seconds a node keeps its copy of a partition it no longer
+    /// replicates before dropping it.
+    pub transfer_drop_delay: u64,
     /// Whether a fallback may stand in for a replica that is down, its
     /// acknowledgement counting towards W (sloppy quorum); else only a
     /// key's own replicas count.
@@ -193,6 +201,9 @@ impl Default for Config {
             anti_entropy_interval: 600,
             anti_entropy_rate: ByteSize(10 * 1024 * 1024),
             anti_entropy_keys_rate: 10_000,
+            transfer_rate: ByteSize(20 * 1024 * 1024),
+            transfers: 2,
+            transfer_drop_delay: 60,
             shutdown_timeout: 10,
         }
     }
@@ -270,6 +281,9 @@ impl Config {
         }
         if self.anti_entropy_rate.0 == 0 || self.anti_entropy_keys_rate == 0 {
             return bad("anti-entropy-rate and anti-entropy-keys-rate must be at least 1".into());
+        }
+        if self.transfer_rate.0 == 0 || self.transfers == 0 {
+            return bad("transfer-rate and transfers must be at least 1".into());
         }
         if self.bind.parse::<std::net::IpAddr>().is_err() {
             return bad(format!("bind = {:?} is not an IP address", self.bind));

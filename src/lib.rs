@@ -156,6 +156,7 @@ pub mod membership;
 pub mod metrics;
 pub mod mutation;
 pub mod node;
+pub mod pace;
 pub mod random;
 pub mod resp;
 pub mod ring;

@@ -1,8 +1,10 @@
 //! The `shoal` command: runs a node (`shoal` or `shoal server`), prints
-//! the cluster as a running node sees it (`shoal status`), or has a node
-//! repair its partitions now (`shoal repair`).
+//! the cluster as a running node sees it (`shoal status`), has a node
+//! repair its partitions now (`shoal repair`), or changes the members
+//! (`shoal join`, `leave`, `remove`, `plan`, `commit`).
 
 mod alloc_count;
+mod change;
 mod repair;
 mod status;
 
@@ -31,6 +33,77 @@ enum Command {
     Status(StatusArgs),
     /// Have a node compare its partitions with the other replicas now and repair what differs.
     Repair(RepairArgs),
+    /// Make an empty node (started on its own) join the cluster of the member at a peer address.
+    Join(JoinArgs),
+    /// Have a node hand all its data over to the others, then stop being a member.
+    Leave(NowArgs),
+    /// Take out a member that is gone for good (its partitions are rebuilt from the other replicas).
+    Remove(RemoveArgs),
+    /// Show what the staged changes (or the change in progress) move; --clear takes them back.
+    Plan(PlanArgs),
+    /// Start the staged changes.
+    Commit(StatusArgs),
+}
+
+/// `shoal join`.
+#[derive(Args)]
+struct JoinArgs {
+    #[command(flatten)]
+    node: StatusArgs,
+    /// A member's peer address, host:port (its client port + 10000).
+    seed: String,
+    /// Commit at once rather than staging the join.
+    #[arg(long)]
+    now: bool,
+}
+
+/// `shoal leave`.
+#[derive(Args)]
+struct NowArgs {
+    #[command(flatten)]
+    node: StatusArgs,
+    /// Commit at once rather than staging the change.
+    #[arg(long)]
+    now: bool,
+}
+
+/// `shoal remove`.
+#[derive(Args)]
+struct RemoveArgs {
+    #[command(flatten)]
+    node: StatusArgs,
+    /// The member's id, as `shoal status` shows it.
+    id: String,
+    /// Commit at once rather than staging the change.
+    #[arg(long)]
+    now: bool,
+}
+
+/// `shoal plan`.
+#[derive(Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    node: StatusArgs,
+    /// Take back the staged changes not committed.
+    #[arg(long)]
+    clear: bool,
+}
+
+impl StatusArgs {
+    /// Sends `request` through [`change::run`] and prints the answer.
+    fn send(self, request: &[&[u8]]) -> ExitCode {
+        let password = self.password.or_else(|| std::env::var("REDISCLI_AUTH").ok());
+        match change::run(&self.host, self.port, password.as_deref(), request) {
+            Ok(text) => {
+                let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("shoal: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
 }
 
 /// What `shoal repair` asks of which node.
@@ -187,6 +260,27 @@ fn main() -> ExitCode {
         Some(Command::Server(args)) => args,
         Some(Command::Status(args)) => return args.run(),
         Some(Command::Repair(args)) => return args.run(),
+        Some(Command::Join(a)) => {
+            let mut request: Vec<&[u8]> = vec![b"SHOAL.JOIN", a.seed.as_bytes()];
+            request.extend(a.now.then_some(b"NOW".as_slice()));
+            return a.node.send(&request);
+        }
+        Some(Command::Leave(a)) => {
+            let mut request: Vec<&[u8]> = vec![b"SHOAL.LEAVE"];
+            request.extend(a.now.then_some(b"NOW".as_slice()));
+            return a.node.send(&request);
+        }
+        Some(Command::Remove(a)) => {
+            let mut request: Vec<&[u8]> = vec![b"SHOAL.REMOVE", a.id.as_bytes()];
+            request.extend(a.now.then_some(b"NOW".as_slice()));
+            return a.node.send(&request);
+        }
+        Some(Command::Plan(a)) => {
+            let mut request: Vec<&[u8]> = vec![b"SHOAL.PLAN"];
+            request.extend(a.clear.then_some(b"CLEAR".as_slice()));
+            return a.node.send(&request);
+        }
+        Some(Command::Commit(a)) => return a.send(&[b"SHOAL.COMMIT"]),
         None => cli.server,
     };
     // The runtime's size is a setting, so the config is read before it.

@@ -42,6 +42,10 @@ pub struct Metrics {
     pub hints_delivered: AtomicU64,
     /// Hints refused, past the bounds on hints for their target.
     pub hints_refused: AtomicU64,
+    /// Keys and bytes of partitions transferred to this node (ring
+    /// changes).
+    pub transfer_keys: AtomicU64,
+    pub transfer_bytes: AtomicU64,
     /// Anti-entropy comparisons of a partition with another replica.
     pub ae_exchanges: AtomicU64,
     /// Keys anti-entropy changed, on either side.
@@ -110,6 +114,8 @@ impl Default for Metrics {
             hints_stored: AtomicU64::new(0),
             hints_delivered: AtomicU64::new(0),
             hints_refused: AtomicU64::new(0),
+            transfer_keys: AtomicU64::new(0),
+            transfer_bytes: AtomicU64::new(0),
             ae_exchanges: AtomicU64::new(0),
             ae_keys_repaired: AtomicU64::new(0),
             ae_keys_compared: AtomicU64::new(0),

@@ -175,11 +175,13 @@ impl Node {
             settings,
         ));
         let repairs = Arc::new(antientropy::Repairs::default());
+        let transfer_progress = Arc::new(handoff::transfer::Progress::default());
         let server = Arc::new(resp::Server::new(
             Arc::clone(&coordinator),
             Arc::clone(&config),
             Arc::clone(&metrics),
             Arc::clone(&repairs),
+            Arc::clone(&transfer_progress),
             addr,
             run_id(),
         ));
@@ -206,6 +208,18 @@ impl Node {
             rate: config.hint_delivery_rate.0,
         };
         tasks.push(tokio::spawn(handoff.run(stop.clone())));
+        let transfers = handoff::transfer::Transfers {
+            store: Arc::clone(&store),
+            membership: Arc::clone(&membership),
+            peers: peers.clone(),
+            metrics: Arc::clone(&metrics),
+            rate: config.transfer_rate.0,
+            at_once: config.transfers,
+            timeout: Duration::from_millis(config.request_timeout.saturating_mul(5)).max(Duration::from_secs(10)),
+            drop_delay: Duration::from_secs(config.transfer_drop_delay),
+            progress: Arc::clone(&transfer_progress),
+        };
+        tasks.push(tokio::spawn(transfers.run(stop.clone())));
         let exchange = antientropy::AntiEntropy {
             store: Arc::clone(&store),
             membership: Arc::clone(&membership),

@@ -184,7 +184,7 @@ impl Fields {
         pairs.into_iter().map(|(k, v)| Ok((text(k)?, v))).collect::<Result<_, String>>().map(Self)
     }
 
-    fn take(&mut self, name: &str) -> Result<Value, String> {
+    pub fn take(&mut self, name: &str) -> Result<Value, String> {
         let at = self.0.iter().position(|(k, _)| k == name).ok_or_else(|| format!("no field {name:?}"))?;
         Ok(self.0.swap_remove(at).1)
     }
@@ -209,7 +209,7 @@ impl Fields {
     }
 }
 
-fn text(v: Value) -> Result<String, String> {
+pub fn text(v: Value) -> Result<String, String> {
     match v {
         Value::Bulk(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
         Value::Simple(s) => Ok(s),
@@ -226,6 +226,52 @@ struct Status {
     n: i64,
     effective_n: i64,
     members: Vec<Member>,
+    /// The ring's epoch, what is staged and how far the change in
+    /// progress is (moves 0: none).
+    ring_epoch: i64,
+    staged: i64,
+    change_moves: i64,
+    change_moves_done: i64,
+    /// This node's transfers of the partitions it gains.
+    transfers: Transfers,
+}
+
+/// SHOAL.STATUS's `transfers`.
+#[derive(Debug, PartialEq, Default)]
+struct Transfers {
+    total: i64,
+    done: i64,
+    bytes: i64,
+    rate: i64,
+    eta_seconds: i64,
+    waiting: bool,
+    /// Partition, source, bytes so far.
+    running: Vec<(i64, String, i64)>,
+}
+
+impl Transfers {
+    fn from_reply(reply: Value) -> Result<Self, String> {
+        let mut f = Fields::of(reply)?;
+        let running = match f.take("running")? {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|r| {
+                    let mut r = Fields::of(r)?;
+                    Ok((r.int("partition")?, r.text("from")?, r.int("bytes")?))
+                })
+                .collect::<Result<_, String>>()?,
+            other => return Err(format!("running: expected an array, got {other:?}")),
+        };
+        Ok(Self {
+            total: f.int("partitions_total")?,
+            done: f.int("partitions_done")?,
+            bytes: f.int("bytes")?,
+            rate: f.int("bytes_per_second")?,
+            eta_seconds: f.int("eta_seconds")?,
+            waiting: f.int("waiting_for_members")? != 0,
+            running,
+        })
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -263,6 +309,15 @@ impl Status {
             n: f.int("n")?,
             effective_n: f.int("effective_n")?,
             members,
+            // Absent from a node of a build without a stored ring.
+            ring_epoch: f.int("ring_epoch").unwrap_or(0),
+            staged: f.int("staged").unwrap_or(0),
+            change_moves: f.int("change_moves").unwrap_or(0),
+            change_moves_done: f.int("change_moves_done").unwrap_or(0),
+            transfers: match f.take("transfers") {
+                Ok(t) => Transfers::from_reply(t)?,
+                Err(_) => Transfers::default(),
+            },
         })
     }
 
@@ -327,6 +382,39 @@ impl Status {
         line(&header, false);
         for (row, m) in rows.iter().zip(&members) {
             line(&row.each_ref().map(String::as_str), m.me);
+        }
+        if self.ring_epoch > 0 {
+            let _ = write!(out, "Ring epoch {}", self.ring_epoch);
+            if self.staged > 0 {
+                let _ = write!(out, "; {} change(s) staged (shoal plan shows them)", self.staged);
+            }
+            if self.change_moves > 0 {
+                let _ = write!(
+                    out,
+                    "; change in progress: {} of {} partition copies done",
+                    self.change_moves_done, self.change_moves
+                );
+            }
+            out.push('\n');
+        }
+        let t = &self.transfers;
+        if t.total > 0 {
+            let eta = if t.eta_seconds < 0 { "unknown".to_string() } else { format!("{} s", t.eta_seconds) };
+            let _ = write!(
+                out,
+                "Transfers to this node: {} of {} partitions, {} at {}/s, ETA {eta}",
+                t.done,
+                t.total,
+                size(t.bytes),
+                size(t.rate)
+            );
+            if t.waiting {
+                out.push_str(" (waiting for every member to learn the change)");
+            }
+            for (p, from, bytes) in &t.running {
+                let _ = write!(out, "; partition {p} from {from}: {}", size(*bytes));
+            }
+            out.push('\n');
         }
         out
     }

@@ -1034,11 +1034,15 @@ fn context_writes_need_only_the_w_they_ask_for() {
     }
 }
 
-/// Polls a binary's INFO until it sees `n` members.
+/// Polls a binary's INFO until it sees `n` members, all in its ring, with
+/// no change staged or in progress.
 fn wait_members(node: &Shoal, n: i64) {
-    wait_for(&format!("node on {} to see {n} members", node.port), Duration::from_secs(20), || {
+    wait_for(&format!("node on {} to see {n} members in a settled ring", node.port), Duration::from_secs(30), || {
         let mut c = node.client();
-        (info_int(&mut c, "cluster", "shoal_members") == n).then_some(())
+        let settled = info_int(&mut c, "cluster", "shoal_ring_change") == 0
+            && info_int(&mut c, "cluster", "shoal_ring_staged") == 0
+            && info_int(&mut c, "cluster", "shoal_ring_members") == n;
+        (info_int(&mut c, "cluster", "shoal_members") == n && settled).then_some(())
     });
 }
 

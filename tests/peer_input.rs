@@ -84,7 +84,7 @@ fn entry(id: u64, client: &str, peer: &str, status: Status, version: u64) -> Ent
 }
 
 fn delta(e: Entry, heartbeat: u64) -> Delta {
-    Delta { id: e.id, version: e.version, entry: Some(e), beat: Beat { heartbeat, keys: 0, bytes: 0 } }
+    Delta { id: e.id, version: e.version, entry: Some(e), beat: Beat { heartbeat, keys: 0, bytes: 0, ring_epoch: 0 } }
 }
 
 /// A removal tombstone of a made-up member, with addresses of `pad` bytes.

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::cluster::TestCluster;
-use common::reply::{call, err, info, int, local_keys, members, text, where_is};
+use common::reply::{call, err, info, int, local_keys, members, ring_of, text, where_is};
 use common::wait_for;
 use redis::Connection;
 use shoal::ring::{Partitioner, Ring, key_hash};
@@ -89,7 +89,7 @@ fn with_any_two_of_five_nodes_cut_off_writes_and_reads_go_on_and_the_fallbacks_h
     let cluster = TestCluster::start(5, 3, 2, 2);
     cluster.wait_all_up(WAIT);
     let ids = ids(&cluster);
-    let ring = Ring::new(&ids, Q);
+    let ring = ring_of(&mut cluster.client(0));
     let partitioner = Partitioner::new(Q);
     let replicas = |k: &str| ring.replicas(partitioner.of(key_hash(k.as_bytes())), 3).to_vec();
 
@@ -181,7 +181,7 @@ fn without_sloppy_quorum_or_with_pw_only_the_keys_own_replicas_count() {
     });
     cluster.wait_all_up(WAIT);
     let ids = ids(&cluster);
-    let ring = Ring::new(&ids, Q);
+    let ring = ring_of(&mut cluster.client(0));
     let partitioner = Partitioner::new(Q);
     // A key of which nodes 0, 1 and 2 are the replicas, and node 3 the
     // fallback.
@@ -253,7 +253,7 @@ fn a_replica_that_fails_before_it_is_seen_down_is_stood_in_for_at_once() {
     });
     cluster.wait_all_up(WAIT);
     let ids = ids(&cluster);
-    let ring = Ring::new(&ids, Q);
+    let ring = ring_of(&mut cluster.client(0));
     let partitioner = Partitioner::new(Q);
     let replicas = |k: &str| ring.replicas(partitioner.of(key_hash(k.as_bytes())), 3).to_vec();
     cluster.stop(1);
@@ -292,7 +292,7 @@ fn hints_whose_keys_moved_go_to_their_current_replicas() {
     let old_ids = ids(&cluster);
     let partitioner = Partitioner::new(Q);
     let replicas_in = |ring: &Ring, k: &str| ring.replicas(partitioner.of(key_hash(k.as_bytes())), 3).to_vec();
-    let old = Ring::new(&old_ids, Q);
+    let old = ring_of(&mut cluster.client(0));
     let hinted: Vec<&String> = keys.iter().filter(|k| replicas_in(&old, k).contains(&old_ids[down])).collect();
     assert!(hinted.len() > 100, "{} keys had the stopped node as a replica", hinted.len());
 
@@ -300,8 +300,7 @@ fn hints_whose_keys_moved_go_to_their_current_replicas() {
     let joined = cluster.add();
     cluster.wait_converged();
     wait_members_up(&cluster, &[0, 1, 2, joined], 4);
-    let new_ids = ids(&cluster);
-    let new = Ring::new(&new_ids, Q);
+    let new = ring_of(&mut cluster.client(0));
     let (moved, stayed): (Vec<&String>, Vec<&String>) =
         hinted.into_iter().partition(|k| !replicas_in(&new, k).contains(&old_ids[down]));
     assert!(!moved.is_empty() && !stayed.is_empty(), "{} moved, {} stayed", moved.len(), stayed.len());

@@ -40,7 +40,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -49,6 +49,7 @@ use super::tree::{BRANCHES, LEAVES_PER_BRANCH, leaf_of};
 use crate::join::join_all;
 use crate::membership::{Membership, View};
 use crate::metrics::{self, Metrics};
+use crate::pace::Pace;
 use crate::rpc::{KvRequest, KvResponse, Member, Peers, Traffic};
 use crate::shutdown::Stop;
 use crate::storage::{Leaves, MAX_KEY_LEN, Store};
@@ -386,49 +387,5 @@ impl AntiEntropy {
         metrics::add(&self.metrics.ae_bytes_received, received as u64);
         spent.bytes += (sent + received) as u64;
         Ok(response)
-    }
-}
-
-/// Keeps the exchange within its rates: after each step, waits until the
-/// keys and bytes spent since the pace began fit in the time elapsed. An
-/// idle spell does not bank credit beyond a second.
-struct Pace {
-    bytes_per_second: f64,
-    keys_per_second: f64,
-    since: Instant,
-    bytes: f64,
-    keys: f64,
-    /// A wait ends early when the node stops.
-    stop: Stop,
-}
-
-impl Pace {
-    fn new(bytes_per_second: u64, keys_per_second: u64, stop: Stop) -> Self {
-        Self {
-            stop,
-            bytes_per_second: bytes_per_second.max(1) as f64,
-            keys_per_second: keys_per_second.max(1) as f64,
-            since: Instant::now(),
-            bytes: 0.0,
-            keys: 0.0,
-        }
-    }
-
-    /// Seconds the spending so far takes at these rates.
-    fn due(&self) -> f64 {
-        (self.bytes / self.bytes_per_second).max(self.keys / self.keys_per_second)
-    }
-
-    async fn spend(&mut self, keys: u64, bytes: u64) {
-        if self.since.elapsed().as_secs_f64() > self.due() + 1.0 {
-            (self.since, self.bytes, self.keys) = (Instant::now(), 0.0, 0.0);
-        }
-        self.bytes += bytes as f64;
-        self.keys += keys as f64;
-        let until = self.since + Duration::from_secs_f64(self.due());
-        tokio::select! {
-            () = tokio::time::sleep_until(until.into()) => {}
-            () = self.stop.stopped() => {}
-        }
     }
 }

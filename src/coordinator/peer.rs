@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::metrics;
 use crate::mutation::{Mutation, Outcome};
 use crate::rpc::{KvRequest, KvResponse, PartitionCount, Response};
-use crate::version::{Context, NodeId, Object};
+use crate::version::{Context, Encoded, NodeId, Object};
 
 use super::Coordinator;
 use super::quorum::Need;
@@ -24,6 +24,13 @@ const FLUSHED: &str = "the replicas have not seen the same FLUSHALLs; no repair 
 /// still being rebuilt after a crash: a partial tree would look like
 /// missing keys. The asker counts the partition as not compared.
 const REBUILDING: &str = "this partition's hash tree is still being rebuilt; compare it later";
+
+/// The most keys, and about the most bytes, a page of a transfer holds.
+const TRANSFER_PAGE_KEYS: usize = 1000;
+const TRANSFER_PAGE_BYTES: usize = 1 << 20;
+
+/// A page of a transfer: keys, positions, objects; where the next starts.
+type TransferPage = (Vec<(Bytes, u64, Encoded)>, Option<u64>);
 
 /// Refuses a peer's request with TRYAGAIN.
 fn refused(why: &str) -> Response {
@@ -124,7 +131,47 @@ impl Coordinator {
             }
             KvRequest::Tallies => Response::Kv(KvResponse::Tallies(self.local_tallies())),
             KvRequest::FlushAll => answer(self.store.flush_all().await, |()| KvResponse::Done),
+            KvRequest::TransferPage { partition, from, max_keys } => {
+                // Only a current replica's copy is whole enough to hand over.
+                if !self.view().is_replica(partition, self.store.node_id()) {
+                    return refused(NOT_A_REPLICA);
+                }
+                answer(self.transfer_page(partition, from, max_keys).await, |(entries, next)| KvResponse::Page {
+                    entries,
+                    next,
+                })
+            }
         }
+    }
+
+    /// A page of partition `p`'s objects from position `from` on, in key
+    /// order: at most `max_keys` keys (and [`TRANSFER_PAGE_KEYS`]), and no
+    /// more than [`TRANSFER_PAGE_BYTES`] of objects past the first
+    /// position; and the position the next page starts at.
+    async fn transfer_page(&self, p: u32, from: u64, max_keys: u32) -> Result<TransferPage> {
+        let partitioner = self.view().partitioner();
+        if p >= partitioner.count() {
+            return Err(Error::Command("ERR no such partition".into()));
+        }
+        let (start, end) = (from.max(partitioner.start(p)), partitioner.end(p));
+        if from > end {
+            return Ok((Vec::new(), None));
+        }
+        let limit = (max_keys as usize).clamp(1, TRANSFER_PAGE_KEYS);
+        let (entries, mut next) = self.store.scan(start, end, limit).await?;
+        let mut page = Vec::with_capacity(entries.len());
+        let mut bytes = 0;
+        for e in entries {
+            let last = page.last().map(|(_, hash, _): &(Bytes, u64, Encoded)| *hash);
+            if bytes >= TRANSFER_PAGE_BYTES && last != Some(e.hash) {
+                next = Some(e.hash);
+                break;
+            }
+            let object = Encoded::new(e.object);
+            bytes += e.key.len() + object.bytes().len();
+            page.push((e.key, e.hash, object));
+        }
+        Ok((page, next))
     }
 
     /// This node's copy of `key`.

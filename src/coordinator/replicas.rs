@@ -158,10 +158,10 @@ impl Placement {
         self.view.n
     }
 
-    /// True if this node holds the key's only copy (N is 1): no peer is
-    /// involved.
+    /// True if this node holds the key's only copy (N is 1) and no node is
+    /// gaining its partition: no peer is involved.
     pub fn local_only(&self) -> bool {
-        self.view.n == 1 && self.me == Some(0)
+        self.view.n == 1 && self.me == Some(0) && self.view.gaining_indices(self.partition).is_empty()
     }
 
     /// True if no other copy of the key can exist anywhere: this node is
@@ -870,6 +870,7 @@ impl Coordinator {
                 let _ = call.await;
             });
         }
+        self.send_to_gaining(key, place, &object);
         let primaries = calls.iter().filter(|(i, _)| place.primary(*i)).count();
         let quorum = Quorum::new(need.all.saturating_sub(1), calls.len(), need.primaries.saturating_sub(1), primaries);
         let (quorum, answers, pending) = until_quorum(calls, quorum, |i| place.primary(i)).await;
@@ -884,6 +885,41 @@ impl Coordinator {
             finish_later(&self.tasks, answers, pending, |_| Box::pin(async { Ok(()) }));
         }
         if reached { Ok(()) } else { Err(Error::NoQuorum { needed, got, outcome: Unmet::MaybeWritten }) }
+    }
+
+    /// Sends the write to the nodes gaining the key's partition in a ring
+    /// change in progress, in the background: they count towards no
+    /// quorum (an acknowledged write never depends on an unfinished
+    /// transfer), but a transfer copies only what its source held when it
+    /// read each page, so every write from the start of a transfer on must
+    /// reach the gaining node this way. One that does not is kept as a
+    /// hint for it (with hinted handoff on; this node holds the write).
+    fn send_to_gaining(&self, key: &Bytes, place: &Placement, object: &Encoded) {
+        let me = self.store.node_id();
+        let hint = self.settings.hinted_handoff && place.me.is_some();
+        for &g in place.view.gaining_indices(place.partition) {
+            let member = &place.view.members[g];
+            if member.id == me {
+                continue;
+            }
+            let (peers, addr) = (self.peers.clone(), PeerAddr { view: Arc::clone(&place.view), member: g });
+            let request = KvRequest::Merge { key: key.clone(), object: object.clone() };
+            let (store, metrics, target, hash, key) =
+                (Arc::clone(&self.store), Arc::clone(&self.metrics), member.id, place.hash, key.clone());
+            let partition = place.partition;
+            self.tasks.spawn(async move {
+                if let Err(e) = peers.kv(addr.as_str(), request).await {
+                    tracing::debug!(peer = addr.as_str(), "a write for a node gaining its partition failed: {e}");
+                    if hint {
+                        match store.add_hint(target, hash, &key).await {
+                            Ok(Ok(())) => metrics::add(&metrics.hints_stored, 1),
+                            Ok(Err(overflow)) => refused(&store, &metrics, target, partition, overflow).await,
+                            Err(e) => tracing::warn!("could not keep a hint for {target}: {e}"),
+                        }
+                    }
+                }
+            });
+        }
     }
 
     /// `call`, the write of `key` to replica `i`, and if it fails, a hint

@@ -24,6 +24,8 @@
 //! A key the target refuses (an error of its own) keeps its hint and is
 //! passed over until the next round.
 
+pub mod transfer;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -295,8 +297,10 @@ enum Handed {
     Kept,
 }
 
-/// Whether `node` is one of the replicas of the key at `hash` in `view`.
+/// Whether `node` is one of the replicas of the key at `hash` in `view`,
+/// or gains its partition in the ring change in progress (a write it
+/// missed during its transfer is handed to it, not to the others).
 fn holds(view: &View, node: NodeId, hash: u64) -> bool {
     let p = view.partitioner().of(hash);
-    view.replica_indices(p).iter().any(|&i| view.members[i].id == node)
+    view.replica_indices(p).iter().any(|&i| view.members[i].id == node) || view.is_gaining(p, node)
 }

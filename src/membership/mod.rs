@@ -35,6 +35,7 @@
 
 pub mod claim;
 pub mod detector;
+mod ring;
 pub mod table;
 mod view;
 
@@ -48,6 +49,7 @@ use bytes::Bytes;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::ring::Ring;
+use crate::ring::state::RingState;
 use crate::rpc::{
     CallError, ClusterRecord, Entry, GossipRequest, GossipResponse, Hello, Member, Peers, Response, Status,
     decode_entries, decode_record, encode_entries, encode_record,
@@ -136,6 +138,8 @@ struct State {
     /// This node's disk usage, refreshed every few rounds.
     bytes: u64,
     rng: u64,
+    /// The ring as this node holds it (see `ring.rs`).
+    ring: RingState,
 }
 
 pub struct Membership {
@@ -151,6 +155,11 @@ pub struct Membership {
     /// Held while a claim is decided and its grant saved, so grants reach
     /// the disk in the order they were given.
     granting: tokio::sync::Mutex<()>,
+    /// Held while a ring is saved and adopted, so rings reach the disk in
+    /// the order they are adopted.
+    ring_saving: tokio::sync::Mutex<()>,
+    /// `Some(commit)` while this node has to stage its join (see `ring.rs`).
+    joining: Mutex<Option<bool>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -182,6 +191,8 @@ impl Membership {
             Some(b) => Claims::decode(b).ok_or_else(|| storage_error("the granted claims", "corrupt"))?,
             None => Claims::default(),
         };
+        let saved_ring = ring::decode(store.meta_get(ring::RING).await?)?;
+        let joining = ring::read_joining(store.meta_get(ring::JOINING).await?);
         // The version of the last run, until `begin` raises it.
         let version = read_u64(store.meta_get(VERSION).await?);
         let entry = Entry {
@@ -205,7 +216,14 @@ impl Membership {
             })
             .collect();
         let rng = crate::random::random_u64() | 1;
+        let ring = saved_ring.unwrap_or_else(|| {
+            let mut members: Vec<NodeId> =
+                table.all().filter(|k| k.entry.status != Status::Removed).map(|k| k.entry.id).collect();
+            members.sort_unstable();
+            ring::initial(cluster.is_some(), &members, settings.partitions)
+        });
         let state = State {
+            ring,
             cluster,
             table,
             detectors,
@@ -224,6 +242,7 @@ impl Membership {
             vec![me.clone()],
             vec![true],
             Arc::new(Ring::single(me.id, settings.partitions)),
+            None,
         ));
         let membership = Arc::new(Self {
             me,
@@ -235,6 +254,8 @@ impl Membership {
             rounds: AtomicU64::new(0),
             raising: tokio::sync::Mutex::new(()),
             granting: tokio::sync::Mutex::new(()),
+            ring_saving: tokio::sync::Mutex::new(()),
+            joining: Mutex::new(joining),
         });
         match cluster {
             Some(record) => membership.enter(record),
@@ -386,7 +407,7 @@ impl Membership {
             for seed in &self.settings.seeds {
                 match self.peers.gossip(seed, GossipRequest::Join).await {
                     Ok(GossipResponse::Cluster(Some(record), entries)) => {
-                        if let Err(e) = self.adopt(record, entries, seed).await {
+                        if let Err(e) = self.adopt(record, entries, seed, true).await {
                             tracing::error!("cannot join cluster {:016x}: {e}", record.id);
                         } else {
                             return true;
@@ -421,20 +442,29 @@ impl Membership {
             partitions: self.settings.partitions,
             n: u32::try_from(self.settings.n).unwrap_or(u32::MAX),
         };
+        let first = RingState::first(self.me.id, record.partitions);
+        self.store.meta_put(ring::RING, crate::rpc::encode_ring(&first)).await?;
         self.store.meta_put(CLUSTER, encode_record(&record)).await?;
         tracing::info!(cluster = %format!("{:016x}", record.id), q = record.partitions, n = record.n, "created a cluster");
+        lock(&self.state).ring = first;
         self.enter(record);
         Ok(())
     }
 
     /// Adopts the cluster a seed answered with, and its members.
-    async fn adopt(&self, record: ClusterRecord, entries: Vec<Entry>, seed: &str) -> Result<()> {
+    /// `commit`: the join is committed at once (a node started with seeds)
+    /// rather than staged for an operator's commit (`SHOAL.JOIN`).
+    async fn adopt(&self, record: ClusterRecord, entries: Vec<Entry>, seed: &str, commit: bool) -> Result<()> {
         if record.partitions != self.settings.partitions {
             return Err(Error::Config(format!(
                 "the cluster has {} partitions and this node {}; set partitions = {}",
                 record.partitions, self.settings.partitions, record.partitions
             )));
         }
+        // Saved before the record, so a restart never takes this node's
+        // ring for one a build without rings made (see `ring::initial`).
+        self.store.meta_put(ring::RING, crate::rpc::encode_ring(&RingState::unknown())).await?;
+        self.will_join(commit).await?;
         self.store.meta_put(CLUSTER, encode_record(&record)).await?;
         let replaced = entries
             .iter()
@@ -497,7 +527,8 @@ impl Membership {
         let (targets, digest) = {
             let mut st = lock(&self.state);
             let bytes = st.bytes;
-            st.table.beat(keys, bytes);
+            let epoch = st.ring.epoch;
+            st.table.beat(keys, bytes, epoch);
             (self.targets(&mut st, round), st.table.digest())
         };
         // Concurrently, and each bounded by the interval: a partner that
@@ -505,7 +536,15 @@ impl Membership {
         // next heartbeat, or its peers would suspect it instead.
         let exchanges = targets
             .iter()
-            .map(|addr| tokio::time::timeout(self.settings.gossip_interval, self.exchange(addr, digest.clone())))
+            .map(|addr| {
+                tokio::time::timeout(self.settings.gossip_interval, async {
+                    let answered = self.exchange(addr, digest.clone()).await;
+                    if answered {
+                        self.sync_ring(addr).await;
+                    }
+                    answered
+                })
+            })
             .collect();
         for (addr, done) in targets.iter().zip(crate::join::join_all(exchanges).await) {
             let answered = done.unwrap_or(false);
@@ -527,6 +566,7 @@ impl Membership {
             }
         }
         self.judge();
+        self.ring_round().await;
         self.save().await;
     }
 
@@ -699,15 +739,26 @@ impl Membership {
                 peer_addr: k.entry.peer_addr.clone(),
             })
             .collect();
-        let ids: Vec<NodeId> = members.iter().map(|m| m.id).collect();
         let old = self.view();
-        let ring = if old.members.iter().map(|m| m.id).eq(ids.iter().copied()) {
-            Arc::clone(&old.ring)
+        // The rings are shared with the last view while they are the same.
+        let same = st.ring.is_known() && old.cluster.is_some() && old.ring.owners() == st.ring.owners.as_slice() && {
+            match (&old.next, st.ring.in_progress()) {
+                (Some(next), true) => next.owners() == st.ring.next.as_slice(),
+                (None, false) => true,
+                _ => false,
+            }
+        };
+        let (ring, next, cluster) = if same {
+            (Arc::clone(&old.ring), old.next.clone(), st.cluster)
         } else {
-            Arc::new(Ring::new(&ids, self.settings.partitions))
+            match ring::rings(&st.ring) {
+                (Some(ring), next) => (ring, next, st.cluster),
+                // No ring known yet: no data served.
+                (None, _) => (Arc::new(Ring::single(self.me.id, self.settings.partitions)), None, None),
+            }
         };
         let up = members.iter().map(|m| m.id == self.me.id || !st.down.contains(&m.id)).collect();
-        let view = View::new(st.cluster, self.settings.n, members, up, ring);
+        let view = View::new(cluster, self.settings.n, members, up, ring, next);
         self.store.set_sole_replica(st.cluster.is_some() && view.n == 1);
         *self.view.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(view);
     }
@@ -733,6 +784,16 @@ impl Membership {
             GossipRequest::Claim { .. } => Some(self.granting.lock().await),
             _ => None,
         };
+        if lock(&self.state).cluster.is_some_and(|c| c.id == from.cluster) {
+            match request {
+                GossipRequest::Decide(decision) => return self.decide(decision).await,
+                GossipRequest::Ring(ring) => {
+                    self.offer_ring(*ring).await;
+                    return Response::Gossip(GossipResponse::Done);
+                }
+                _ => {}
+            }
+        }
         let mut grant = None;
         let answer = {
             let mut st = lock(&self.state);
@@ -755,6 +816,10 @@ impl Membership {
                     let applied = st.table.apply(deltas);
                     self.absorb(&mut st, applied);
                     GossipResponse::Done
+                }
+                GossipRequest::RingStamp(epoch, claimant) => self.answer_stamp(&st, epoch, claimant),
+                GossipRequest::Ring(_) | GossipRequest::Decide(_) => {
+                    return Response::Error("TRYAGAIN not a member of this node's cluster".into());
                 }
                 GossipRequest::Claim { before, after, token } => {
                     let member = from.member.id;

@@ -125,10 +125,11 @@ impl Table {
         self.members.is_empty()
     }
 
-    /// Raises this node's heartbeat and records its load.
-    pub fn beat(&mut self, keys: u64, bytes: u64) {
+    /// Raises this node's heartbeat and records its load and the epoch of
+    /// the ring it holds.
+    pub fn beat(&mut self, keys: u64, bytes: u64, ring_epoch: u64) {
         if let Some(me) = self.members.get_mut(&self.me) {
-            me.beat = Beat { heartbeat: me.beat.heartbeat + 1, keys, bytes };
+            me.beat = Beat { heartbeat: me.beat.heartbeat + 1, keys, bytes, ring_epoch };
         }
     }
 
@@ -357,7 +358,7 @@ mod tests {
         let mut a = Table::new(entry(1, 1));
         let mut b = Table::new(entry(2, 1));
         b.learn(vec![entry(3, 4)]);
-        a.beat(10, 100);
+        a.beat(10, 100, 0);
         round(&mut a, &mut b);
         assert_eq!(view(&a), view(&b));
         assert_eq!(a.len(), 3);
@@ -366,7 +367,7 @@ mod tests {
         let (deltas, wants) = b.compare(&a.digest());
         assert!(deltas.is_empty() && wants.is_empty());
         // A new heartbeat travels as a beat alone.
-        a.beat(11, 100);
+        a.beat(11, 100, 0);
         let (deltas, wants) = b.compare(&a.digest());
         assert!(deltas.is_empty());
         assert_eq!(wants, [NodeId(1)]);
@@ -531,7 +532,7 @@ mod tests {
             rounds += 1;
             assert!(rounds <= 40, "not converged after 40 rounds");
             for i in 0..S {
-                tables[i].beat(0, 0);
+                tables[i].beat(0, 0, 0);
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
@@ -578,7 +579,7 @@ mod tests {
                     id: NodeId(id),
                     version,
                     entry: full.then(|| entry(id, version)),
-                    beat: Beat { heartbeat, keys: heartbeat, bytes: 0 },
+                    beat: Beat { heartbeat, keys: heartbeat, bytes: 0, ring_epoch: 0 },
                 })
                 .collect();
             let mut shuffled = deltas.clone();

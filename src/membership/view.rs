@@ -23,15 +23,23 @@ pub struct View {
     /// Replicas per key: the cluster's N, but never more than there are
     /// members (a cluster of one keeps one copy, of two keeps two).
     pub n: usize,
+    /// While a change of the ring is in progress, the ring it leads to.
+    pub next: Option<Arc<Ring>>,
     /// Every partition's replicas as indices into `members`, worked out
     /// once per view so that a request finds its replicas without
     /// allocating: partition `p`'s are `replicas[starts[p]..starts[p + 1]]`.
     replicas: Vec<usize>,
     starts: Vec<usize>,
+    /// Likewise, the nodes gaining each partition in the change in
+    /// progress (empty when none is): they are sent every write too.
+    gaining: Vec<usize>,
+    gaining_starts: Vec<usize>,
 }
 
 impl View {
-    /// A view of `members` (sorted by id, not empty) with `ring`.
+    /// A view of `members` (sorted by id, not empty) with `ring`, and
+    /// `next` while a change is in progress. The effective N is the
+    /// cluster's N, at most the ring's owners.
     #[must_use]
     pub fn new(
         cluster: Option<ClusterRecord>,
@@ -39,16 +47,40 @@ impl View {
         members: Vec<Member>,
         up: Vec<bool>,
         ring: Arc<Ring>,
+        next: Option<Arc<Ring>>,
     ) -> Self {
-        let n = cluster.map_or(configured_n, |c| c.n as usize).clamp(1, members.len().max(1));
+        let cluster_n = cluster.map_or(configured_n, |c| c.n as usize).max(1);
+        let n = cluster_n.min(ring.members().len().max(1));
         let index_of = |id: NodeId| members.binary_search_by_key(&id, |m| m.id).ok();
         let mut replicas = Vec::new();
         let mut starts = vec![0];
+        let mut gaining = Vec::new();
+        let mut gaining_starts = vec![0];
         for p in 0..ring.partitioner().count() {
-            replicas.extend(ring.replicas(p, n).iter().filter_map(|&id| index_of(id)));
+            let now = ring.replicas(p, n);
+            replicas.extend(now.iter().filter_map(|&id| index_of(id)));
             starts.push(replicas.len());
+            if let Some(next) = &next {
+                let gainers = next.replicas(p, cluster_n).iter().filter(|id| !now.contains(id));
+                gaining.extend(gainers.filter_map(|&id| index_of(id)));
+            }
+            gaining_starts.push(gaining.len());
         }
-        Self { cluster, members, up, ring, n, replicas, starts }
+        Self { cluster, members, up, ring, n, next, replicas, starts, gaining, gaining_starts }
+    }
+
+    /// The nodes gaining partition `p` in the change in progress, as
+    /// indices into [`members`](Self::members).
+    #[must_use]
+    pub fn gaining_indices(&self, p: u32) -> &[usize] {
+        let p = p as usize;
+        &self.gaining[self.gaining_starts[p]..self.gaining_starts[p + 1]]
+    }
+
+    /// Whether member `id` gains partition `p` in the change in progress.
+    #[must_use]
+    pub fn is_gaining(&self, p: u32, id: NodeId) -> bool {
+        p < self.partitioner().count() && self.gaining_indices(p).iter().any(|&i| self.members[i].id == id)
     }
 
     /// The replicas of partition `p`, as indices into
@@ -126,7 +158,7 @@ mod tests {
         let members: Vec<Member> = (1..=count).map(member).collect();
         let ids: Vec<NodeId> = members.iter().map(|m| m.id).collect();
         let up = vec![true; members.len()];
-        View::new(Some(ClusterRecord { id: 1, partitions: 16, n }), 3, members, up, Arc::new(Ring::new(&ids, 16)))
+        View::new(Some(ClusterRecord { id: 1, partitions: 16, n }), 3, members, up, Arc::new(Ring::new(&ids, 16)), None)
     }
 
     #[test]

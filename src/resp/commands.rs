@@ -19,7 +19,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 
 use super::args::{ArgList, Args};
-use super::cmd::{admin, connection, context, info, keys, server, strings};
+use super::cmd::{admin, connection, context, info, keys, ring, server, strings};
 use super::reply::Reply;
 use super::session::Session;
 use super::transaction;
@@ -170,6 +170,12 @@ commands! {
     ShoalStatus "shoal.status" 1 ["readonly"] 0 0 0 "@admin" => ref admin::status;
     ShoalWhere "shoal.where" 2 ["readonly"] 1 1 1 "@admin" => ref admin::where_is;
     ShoalRepair "shoal.repair" -1 ["admin"] 0 0 0 "@admin" => ref admin::repair;
+    ShoalRing "shoal.ring" 1 ["readonly"] 0 0 0 "@admin" => ref ring::ring;
+    ShoalJoin "shoal.join" -2 ["admin"] 0 0 0 "@admin" => ref ring::join;
+    ShoalLeave "shoal.leave" -1 ["admin"] 0 0 0 "@admin" => ref ring::leave;
+    ShoalRemove "shoal.remove" -2 ["admin"] 0 0 0 "@admin" => ref ring::remove;
+    ShoalPlan "shoal.plan" -1 ["admin"] 0 0 0 "@admin" => ref ring::plan;
+    ShoalCommit "shoal.commit" 1 ["admin"] 0 0 0 "@admin" => ref ring::commit;
 }
 
 static BY_NAME: LazyLock<HashMap<&'static str, usize>> =

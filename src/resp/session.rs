@@ -25,6 +25,8 @@ pub struct Server {
     pub metrics: Arc<Metrics>,
     /// Anti-entropy repairs operators ask for (SHOAL.REPAIR).
     pub repairs: Arc<Repairs>,
+    /// This node's transfers of partitions it gains (SHOAL.STATUS).
+    pub transfers: Arc<crate::handoff::transfer::Progress>,
     /// Calls, time and errors per command, for INFO commandstats.
     pub commands: CommandStats,
     pub clients: Clients,
@@ -43,11 +45,12 @@ impl Server {
         config: Arc<Config>,
         metrics: Arc<Metrics>,
         repairs: Arc<Repairs>,
+        transfers: Arc<crate::handoff::transfer::Progress>,
         addr: SocketAddr,
         run_id: String,
     ) -> Self {
         let commands = CommandStats::new(stat_names().len());
-        Self { coordinator, config, metrics, repairs, commands, clients: Clients::default(), addr, run_id }
+        Self { coordinator, config, metrics, repairs, transfers, commands, clients: Clients::default(), addr, run_id }
     }
 }
 

@@ -8,37 +8,45 @@
 //! [`rebalance`] turns one owner vector into the next. Every node that
 //! applies the same decision to the same vector computes the same result.
 //!
-//! What [`rebalance`] guarantees, in order of priority (a later one never
-//! costs an earlier one):
+//! What [`rebalance`] guarantees:
 //! 1. Balance: with S' members, each owns ⌊Q/S'⌋ or ⌈Q/S'⌉ partitions.
-//! 2. Few moves: a partition changes owner only if it belonged to a leaver
-//!    or to a node over its share, so from a balanced ring the partitions
-//!    that move are exactly the ideal: those the leavers owned plus those
-//!    the joiners end up owning.
-//! 3. Spread, best effort: every w = min(n, S') consecutive partitions
-//!    (cyclically: the last partition is followed by the first) on distinct
-//!    owners. Then a key's n replicas are n consecutive owners and a failed
-//!    node's load falls on n - 1 different neighbours. The preference list
-//!    skips repeated owners, so a violation never loses a replica; it only
-//!    concentrates load. It cannot always hold: a node owning c partitions
-//!    needs c·w ≤ Q positions; with w = S' the ring must repeat one order
-//!    of the members, which needs S' to divide Q and (from an arbitrary
-//!    ring) far more moves than the ideal; and a leaver's partition may sit
-//!    among w - 1 neighbours on each side that are every remaining member.
-//!    Claim then accepts the fewest violations it can find greedily.
-//! 4. Gentle moves, best effort: changed partitions at least n apart, so
-//!    that no key's replica set (n consecutive positions) loses more than
-//!    one replica in one change. A single leave gets this for free when
-//!    the ring is spread (a node's partitions are ≥ w apart); a single join
-//!    gets it from 3, since the changed partitions are the joiner's own.
+//! 2. Few moves: at most ⌊1.1 × ideal⌋ partitions change owner, where the
+//!    ideal is the partitions the leavers owned plus those the joiners end
+//!    up owning. The assignment phase below moves only partitions of
+//!    leavers and of nodes over their share, which from a balanced ring is
+//!    exactly the ideal; only the repair phase spends the other 10%.
 //!
-//! The algorithm is one greedy loop, in the spirit of riak_core's claim v2
-//! (a joiner takes partitions from the most loaded nodes, away from its
-//! other partitions): work out each member's share; every partition of a
-//! leaver, and as many of an over-share node's as it must give up, is up
-//! for grabs; then, one partition at a time, give the best (partition,
-//! receiver) pair to the receiver, where a receiver is a node under its
-//! share and "best" is the first of these that tells two pairs apart:
+//! What it tries for, best effort (never at the cost of 1 or 2):
+//! 3. Spread: every w = min(n, S') consecutive partitions (cyclically: the
+//!    last partition is followed by the first) on distinct owners. Then a
+//!    key's n replicas are n consecutive owners and a failed node's load
+//!    falls on n - 1 different neighbours. The preference list skips
+//!    repeated owners, so a violation never loses a replica; it only
+//!    concentrates load. It cannot always hold: a node owning c partitions
+//!    needs c·w ≤ Q positions, and with w = S' the ring must repeat one
+//!    order of the members, which needs S' to divide Q. Even where a spread
+//!    balanced ring exists it may be out of reach within the move budget:
+//!    after a leave, each of the leaver's partitions sits between w - 1
+//!    neighbours on each side, and when those are every remaining member,
+//!    spreading it costs a move elsewhere. Claim then leaves the fewest
+//!    repeating windows it finds greedily.
+//! 4. Gentle moves: changed partitions at least n apart, so that no key's
+//!    replica set (n consecutive positions) loses more than one replica in
+//!    one change. A single leave gets this for free when the ring is spread
+//!    (a node's partitions are ≥ w apart), and a single join gets it from
+//!    3, since the changed partitions are the joiner's own. The repair
+//!    phase never makes a key lose more replicas than the assignment did
+//!    (nor more than one where the assignment lost at most one).
+//!
+//! The algorithm has two phases.
+//!
+//! Assignment, one greedy loop in the spirit of riak_core's claim v2 (a
+//! joiner takes partitions from the most loaded nodes, away from its other
+//! partitions): work out each member's share; every partition of a leaver,
+//! and as many of an over-share node's as it must give up, is up for grabs;
+//! then, one partition at a time, give the best (partition, receiver) pair
+//! to the receiver, where a receiver is a node under its share and "best"
+//! is the first of these that tells two pairs apart:
 //! - the receiver owns nothing within w - 1 of the partition (spread);
 //! - the partition is in a window that repeats its current owner (so taking
 //!   it repairs a violation);
@@ -49,8 +57,19 @@
 //! - its current owner has the most left to give (most loaded first);
 //! - the receiver has the most left to take (least loaded first);
 //! - lowest partition, then lowest receiver id (determinism).
+//!
+//! Repair, while some window repeats an owner: of the changes that keep
+//! balance, namely swapping the owners of two partitions, or handing a
+//! partition from a node owning ⌈Q/S'⌉ to one owning ⌊Q/S'⌋ (when S' does
+//! not divide Q), take the one that removes the most repeating windows per
+//! move it adds (counting from the original ring: a change that undoes an
+//! earlier move costs less, and one that only reshuffles moved partitions
+//! is free), among those that fit what is left of the budget and do not
+//! make any key lose more replicas (item 4). Ties go to the change that
+//! keeps changed partitions n apart, then to the lowest partition, then the
+//! lowest other partition or node id. Stop when no change removes a window.
 
-use std::cmp::Reverse;
+use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::version::NodeId;
@@ -105,25 +124,34 @@ pub fn rebalance(owners: &[NodeId], joining: &[NodeId], leaving: &[NodeId], n: u
             take.insert(node, share - count);
         }
     }
+    // The move budget: 1.1 × (what the leavers own + what the joiners get).
+    let leavers_own: usize = leaving.iter().map(|m| owned[m]).sum();
+    let joiners_get: usize = shares.iter().filter(|(m, _)| !owned.contains_key(m)).map(|(_, &s)| s).sum();
+    let budget = (leavers_own + joiners_get) * 11 / 10;
 
     // Changed partitions cannot all be n apart if more than Q/n change
     // (growing from fewer than n members); then spread them evenly instead.
     let moving: usize = take.values().sum();
     let mut claim = Claim {
+        original: owners.to_vec(),
         owners: owners.to_vec(),
-        changed: vec![false; q],
+        n,
         w: n.min(members.len()).clamp(1, q),
         apart: n.min(q / moving.max(1)).max(1),
     };
-    // Every step moves one partition from a node that gives to one that
-    // takes, and the totals are equal, so this ends with every share met.
+
+    // Assignment. Every step moves one partition from a node that gives to
+    // one that takes, and the totals are equal, so this ends with every
+    // share met.
     while let Some((p, to)) = claim.best_step(&give, &take) {
         let from = claim.owners[p];
         decrement(&mut give, from);
         decrement(&mut take, to);
         claim.owners[p] = to;
-        claim.changed[p] = true;
     }
+
+    // Repair.
+    claim.repair(budget);
     claim.owners
 }
 
@@ -155,15 +183,92 @@ fn decrement(map: &mut BTreeMap<NodeId, usize>, node: NodeId) {
     }
 }
 
+/// The first `n` distinct owners walking clockwise from `p`: the replicas
+/// of `p` (as [`super::Ring::replicas`] lists them).
+fn replicas(owners: &[NodeId], p: usize, n: usize) -> Vec<NodeId> {
+    let mut list = Vec::with_capacity(n);
+    for d in 0..owners.len() {
+        let owner = owners[(p + d) % owners.len()];
+        if list.len() == n {
+            break;
+        }
+        if !list.contains(&owner) {
+            list.push(owner);
+        }
+    }
+    list
+}
+
 /// The owner vector being rebalanced.
 struct Claim {
+    /// The owners before this rebalance.
+    original: Vec<NodeId>,
     owners: Vec<NodeId>,
-    /// Partitions whose owner has changed in this rebalance.
-    changed: Vec<bool>,
+    /// The replication factor.
+    n: usize,
     /// Windows of `w` consecutive partitions should be on distinct owners.
     w: usize,
     /// Changed partitions should be at least `apart` apart.
     apart: usize,
+}
+
+/// A repair: a change of owners that keeps balance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Repair {
+    /// The partition that changes owner (the lower one of a swap).
+    p: usize,
+    /// What it changes with.
+    with: With,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum With {
+    /// Swap owners with this partition.
+    Swap(usize),
+    /// Go to this node, which owns one partition fewer than the current
+    /// owner.
+    Hand(NodeId),
+}
+
+/// A repair with what it achieves and costs.
+struct Candidate {
+    repair: Repair,
+    /// Repeating windows removed.
+    gain: usize,
+    /// Partitions moved (from the original ring) added; may be negative.
+    cost: isize,
+    /// Every partition it changes ends at least n from other changes.
+    gentle: bool,
+}
+
+impl Candidate {
+    /// The partitions the repair changes.
+    fn touched(&self) -> Vec<usize> {
+        match self.repair.with {
+            With::Swap(b) => vec![self.repair.p, b],
+            With::Hand(_) => vec![self.repair.p],
+        }
+    }
+
+    /// How much the repair is worth against `other` (`Less` if more):
+    /// free repairs first (most windows removed, then the cheapest), then
+    /// the most windows removed per move, then the most windows removed.
+    fn worth(&self, other: &Self) -> Ordering {
+        let free = |c: &Self| if c.cost <= 0 { (true, c.gain, -c.cost) } else { (false, 0, 0) };
+        let per_move = if self.cost > 0 && other.cost > 0 {
+            // gain/cost against other.gain/other.cost, cross-multiplied.
+            (other.gain as isize * self.cost).cmp(&(self.gain as isize * other.cost))
+        } else {
+            Ordering::Equal
+        };
+        free(other).cmp(&free(self)).then(per_move).then(other.gain.cmp(&self.gain))
+    }
+
+    /// The order of preference of the module documentation: worth, then
+    /// gentle ones, then the lowest partitions and ids.
+    fn rank(&self, other: &Self) -> Ordering {
+        self.worth(other).then(other.gentle.cmp(&self.gentle)).then(self.repair.cmp(&other.repair))
+    }
 }
 
 impl Claim {
@@ -177,7 +282,7 @@ impl Claim {
             let options = take.keys().filter(|&&to| to != from && fits(to)).count();
             let repairs = self.near(p, from, self.w);
             let apart =
-                !(1..self.apart).any(|d| self.changed[self.at(p, d, true)] || self.changed[self.at(p, d, false)]);
+                !(1..self.apart).any(|d| self.changed(self.at(p, d, true)) || self.changed(self.at(p, d, false)));
             for (&to, &left_to_take) in take {
                 if to == from {
                     continue;
@@ -192,6 +297,230 @@ impl Claim {
         best.map(|(_, step)| step)
     }
 
+    /// The repair phase: apply the best repair while one removes a
+    /// repeating window within `budget` moves in all.
+    fn repair(&mut self, budget: usize) {
+        let q = self.owners.len();
+        if !(0..q).any(|p| self.near(p, self.owners[p], self.w)) {
+            return;
+        }
+        let before: Vec<Vec<NodeId>> = (0..q).map(|p| replicas(&self.original, p, self.n)).collect();
+        let lost_limit = (0..q).map(|p| self.lost(&before, p).0).max().unwrap_or(0).max(1);
+        let mut counts = counts(&self.owners);
+        let members: Vec<NodeId> = counts.keys().copied().collect();
+        // gain[p][i]: the repeating windows removed if p alone went to
+        // members[i] (negative if added); it depends only on the owners
+        // within w - 1 of p, so a repair updates only the rows near it.
+        let mut gain: Vec<Vec<isize>> = (0..q).map(|p| self.gains(p, &members)).collect();
+        let mut moved = (0..q).filter(|&p| self.changed(p)).count();
+        loop {
+            let spare = budget as isize - moved as isize;
+            let mut rejected = BTreeSet::new();
+            let chosen = 'search: loop {
+                let mut best = self.best_candidates(spare, &members, &counts, &gain, &rejected);
+                if best.is_empty() {
+                    break None;
+                }
+                best.sort_by(Candidate::rank);
+                for candidate in best {
+                    let undo = self.apply(candidate.repair);
+                    if candidate.touched().iter().all(|&c| self.lost_within(&before, c, lost_limit)) {
+                        break 'search Some(candidate);
+                    }
+                    self.apply(undo);
+                    rejected.insert(candidate.repair);
+                }
+            };
+            let Some(chosen) = chosen else { break };
+            moved = moved.saturating_add_signed(chosen.cost);
+            if matches!(chosen.repair.with, With::Hand(_)) {
+                counts = self::counts(&self.owners);
+            }
+            for c in chosen.touched() {
+                for d in 0..self.w {
+                    for p in [self.at(c, d, true), self.at(c, d, false)] {
+                        gain[p] = self.gains(p, &members);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `gain[p]` of [`Claim::repair`]: for each of `members`, the repeating
+    /// windows removed if `p` went to it. A window through `p` repeats with
+    /// `p` owned by a node if its other partitions repeat an owner among
+    /// themselves or include that node.
+    fn gains(&self, p: usize, members: &[NodeId]) -> Vec<isize> {
+        let q = self.owners.len();
+        let now = self.repeating_around(p, None) as isize;
+        let mut after = vec![0isize; members.len()];
+        let mut repeat_anyway = 0;
+        for first in (0..self.w).map(|d| self.at(p, d, false)) {
+            let mut others: Vec<NodeId> =
+                (0..self.w).map(|i| (first + i) % q).filter(|&o| o != p).map(|o| self.owners[o]).collect();
+            others.sort_unstable();
+            let len = others.len();
+            others.dedup();
+            if others.len() < len {
+                repeat_anyway += 1;
+            } else {
+                for node in others {
+                    if let Ok(i) = members.binary_search(&node) {
+                        after[i] += 1;
+                    }
+                }
+            }
+        }
+        after.iter().map(|a| now - repeat_anyway - a).collect()
+    }
+
+    /// The repairs not `rejected` that remove a repeating window, add at
+    /// most `spare` moves and are worth the most (all equally, as
+    /// [`Candidate::worth`] says).
+    fn best_candidates(
+        &mut self,
+        spare: isize,
+        members: &[NodeId],
+        counts: &BTreeMap<NodeId, usize>,
+        gain: &[Vec<isize>],
+        rejected: &BTreeSet<Repair>,
+    ) -> Vec<Candidate> {
+        let q = self.owners.len();
+        let index = |node: NodeId| members.binary_search(&node).unwrap_or(0);
+        let least = counts.values().copied().min().unwrap_or(0);
+        let bad: Vec<bool> = (0..q).map(|p| self.near(p, self.owners[p], self.w)).collect();
+        let owner: Vec<usize> = self.owners.iter().map(|&o| index(o)).collect();
+        let mut best: Vec<Candidate> = vec![];
+        let mut consider = |repair: Repair, gain: isize, cost: isize| {
+            if gain <= 0 || cost > spare || rejected.contains(&repair) {
+                return;
+            }
+            let candidate = Candidate { repair, gain: gain.unsigned_abs(), cost, gentle: false };
+            match best.first().map_or(Ordering::Less, |b| candidate.worth(b)) {
+                Ordering::Less => best = vec![candidate],
+                Ordering::Equal => best.push(candidate),
+                Ordering::Greater => {}
+            }
+        };
+        for a in (0..q).filter(|&p| bad[p]) {
+            let x = self.owners[a];
+            // Hand a to a node owning one fewer.
+            if counts[&x] > least {
+                for &y in members.iter().filter(|&&y| counts[&y] == least) {
+                    consider(Repair { p: a, with: With::Hand(y) }, gain[a][index(y)], self.cost(a, y));
+                }
+            }
+            // Swap owners with b (a pair of two bad partitions only once).
+            // Giving x to a b far from a removes no window unless b is bad.
+            for b in 0..q {
+                let y = self.owners[b];
+                let overlapping = self.distance(a, b) < self.w;
+                if y == x || (b < a && bad[b]) || (!overlapping && !bad[b] && gain[a][owner[b]] <= 0) {
+                    continue;
+                }
+                let cost = self.cost(a, y) + self.cost(b, x);
+                if cost > spare {
+                    continue;
+                }
+                let repair = Repair { p: a.min(b), with: With::Swap(a.max(b)) };
+                if overlapping {
+                    // The windows overlap: count them on the swapped ring.
+                    let now = self.repeating_around(a, Some(b));
+                    self.apply(repair);
+                    let after = self.repeating_around(a, Some(b));
+                    self.apply(repair);
+                    consider(repair, now as isize - after as isize, cost);
+                } else {
+                    consider(repair, gain[a][owner[b]] + gain[b][owner[a]], cost);
+                }
+            }
+        }
+        best.into_iter().map(|c| self.with_gentle(c)).collect()
+    }
+
+    /// `candidate`, saying whether it is gentle.
+    fn with_gentle(&mut self, mut candidate: Candidate) -> Candidate {
+        let undo = self.apply(candidate.repair);
+        let reach = self.n.min(self.owners.len());
+        candidate.gentle = candidate.touched().iter().all(|&p| {
+            !self.changed(p)
+                || !(1..reach).any(|d| self.changed(self.at(p, d, true)) || self.changed(self.at(p, d, false)))
+        });
+        self.apply(undo);
+        candidate
+    }
+
+    /// Applies `repair`; returns the repair that undoes it.
+    fn apply(&mut self, repair: Repair) -> Repair {
+        match repair.with {
+            With::Swap(b) => {
+                self.owners.swap(repair.p, b);
+                repair
+            }
+            With::Hand(to) => {
+                let from = std::mem::replace(&mut self.owners[repair.p], to);
+                Repair { p: repair.p, with: With::Hand(from) }
+            }
+        }
+    }
+
+    /// Moves added by giving `p` to `to`: 1 if `p` starts moving, -1 if it
+    /// goes back to its original owner, else 0.
+    fn cost(&self, p: usize, to: NodeId) -> isize {
+        isize::from(to != self.original[p]) - isize::from(self.changed(p))
+    }
+
+    /// How many windows of `w` consecutive partitions that contain `a` (or
+    /// `b`) repeat an owner.
+    fn repeating_around(&self, a: usize, b: Option<usize>) -> usize {
+        let q = self.owners.len();
+        let repeats =
+            |s: usize| (1..self.w).any(|j| (0..j).any(|i| self.owners[(s + i) % q] == self.owners[(s + j) % q]));
+        let starts = |p: usize| (0..self.w).map(move |d| (p + q - d) % q);
+        let around_a = starts(a).filter(|&s| repeats(s)).count();
+        let around_b_only = b.map_or(0, |b| starts(b).filter(|&s| (a + q - s) % q >= self.w && repeats(s)).count());
+        around_a + around_b_only
+    }
+
+    /// The replicas `p` loses from `before` (the replicas of each partition
+    /// in the original ring) to the current owners, and how many partitions
+    /// from `p` on decide its current replicas.
+    fn lost(&self, before: &[Vec<NodeId>], p: usize) -> (usize, usize) {
+        let q = self.owners.len();
+        let mut is = Vec::with_capacity(self.n);
+        let mut walked = 0;
+        while is.len() < self.n && walked < q {
+            let owner = self.owners[(p + walked) % q];
+            if !is.contains(&owner) {
+                is.push(owner);
+            }
+            walked += 1;
+        }
+        (before[p].iter().filter(|r| !is.contains(r)).count(), walked)
+    }
+
+    /// True if no partition whose replicas depend on partition `c` loses
+    /// more than `limit` replicas. Those are `c` and the partitions before
+    /// it down to the first whose replicas are decided before reaching `c`
+    /// (a partition's replicas are decided no later than the next one's).
+    fn lost_within(&self, before: &[Vec<NodeId>], c: usize, limit: usize) -> bool {
+        for d in 0..self.owners.len() {
+            let (lost, walked) = self.lost(before, self.at(c, d, false));
+            if walked <= d {
+                return true;
+            }
+            if lost > limit {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// True if `p` has a different owner than in the original ring.
+    fn changed(&self, p: usize) -> bool {
+        self.owners[p] != self.original[p]
+    }
+
     /// True if `node` owns a partition other than `p` within `reach - 1`
     /// of it, either way round the ring: one that shares a window of
     /// `reach` consecutive partitions with `p`.
@@ -203,6 +532,12 @@ impl Claim {
     fn at(&self, p: usize, d: usize, after: bool) -> usize {
         let q = self.owners.len();
         if after { (p + d) % q } else { (p + q - d) % q }
+    }
+
+    /// How far apart `a` and `b` are, the shorter way round.
+    fn distance(&self, a: usize, b: usize) -> usize {
+        let d = a.abs_diff(b);
+        d.min(self.owners.len() - d)
     }
 }
 
@@ -290,7 +625,15 @@ mod tests {
         let old = initial(&(0..8).map(id).collect::<Vec<_>>(), 256);
         let new = rebalance(&old, &[], &[id(3)], 3);
         assert!(balanced(&new) && !new.contains(&id(3)));
-        assert_eq!(moved_and_ideal(&old, &new), (32, 32));
+        // The 32 it owned, plus repairs of repeating windows within the
+        // 10% budget: each of its partitions sits between 1, 2 and 4, 5,
+        // which only 0, 6 and 7 can take without a repeat, and they take
+        // at most 15; the 3 spare moves repair some of the rest (no spread
+        // ring is within the budget).
+        let (moved, ideal) = moved_and_ideal(&old, &new);
+        assert_eq!((moved, ideal), (35, 32));
+        assert!(violations(&new, 3) <= 19, "{}", violations(&new, 3));
+        assert_eq!(max_lost(&Ring::from_owners(old), &Ring::from_owners(new), 3), 1);
     }
 
     /// Moved/ideal, max replicas lost and spread violations while a cluster
@@ -317,15 +660,20 @@ mod tests {
         }
     }
 
-    /// Counts, over single joins and leaves from every initial ring (S ≤ 20,
-    /// Q in 8..1024, n in 1, 2, 3, 5), the changes whose result repeats an
-    /// owner within n although some balanced ring would not, and those that
-    /// lose two replicas of a key. Run with --nocapture to see them.
+    /// Over single joins and leaves from every initial ring (S ≤ 20, Q in
+    /// 8..256, n in 1, 2, 3, 5; the property test covers Q = 1024): asserts the move budget, that a join
+    /// into a spread ring stays spread where a spread balanced ring exists,
+    /// and that a change of a spread ring with S' > n loses at most one
+    /// replica of any key; counts the changes that still repeat an owner
+    /// within n although some balanced ring would not (after a leave that
+    /// ring is mostly beyond the move budget: see the module
+    /// documentation), by kind and input, with the windows left. Run with
+    /// --nocapture to see them.
     #[test]
     fn single_change_report() {
-        let mut report: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut report: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         let mut worst: f64 = 0.0;
-        for q in [8usize, 16, 64, 256, 1024] {
+        for q in [8usize, 16, 64, 256] {
             for s in 1..=20.min(q) {
                 for n in [1, 2, 3, 5] {
                     let old = initial(&(0..s as u64).map(id).collect::<Vec<_>>(), q as u32);
@@ -340,31 +688,32 @@ mod tests {
                         let s2 = members(&new).len();
                         let w = n.min(s2);
                         let (moved, ideal) = moved_and_ideal(&old, &new);
+                        assert!(balanced(&new) && moved * 10 <= ideal * 11, "{kind} Q={q} S={s} n={n}");
                         worst = worst.max(moved as f64 / ideal as f64);
-                        *report.entry(kind).or_default() += 1;
+                        report.entry(format!("{kind}s")).or_default().0 += 1;
+                        let spread = violations(&old, n.min(s)) == 0;
+                        let input = if spread { "spread input" } else { "unspread input" };
                         if spread_exists(q, s2, w) && violations(&new, w) > 0 {
-                            let input = if violations(&old, w) > 0 { "unspread input" } else { "spread input" };
-                            *report
-                                .entry(if kind == "join" {
-                                    "join repeats, feasible"
-                                } else {
-                                    "leave repeats, feasible"
-                                })
-                                .or_default() += 1;
+                            assert!(kind == "leave" || !spread, "join Q={q} S={s} n={n}");
+                            let entry = report.entry(format!("{kind} repeats, feasible, {input}")).or_default();
+                            entry.0 += 1;
+                            entry.1 += violations(&new, w);
                             println!(
-                                "{kind} Q={q} S={s} n={n} ({input}): {} -> {} repeating windows",
+                                "{kind} Q={q} S={s} n={n} ({input}): {} -> {} repeating windows, moved {moved} of {ideal}",
                                 violations(&old, w),
                                 violations(&new, w)
                             );
                         }
-                        if s2 > n && max_lost(&Ring::from_owners(old.clone()), &Ring::from_owners(new.clone()), n) > 1 {
-                            *report.entry("lost two replicas").or_default() += 1;
+                        let lost = max_lost(&Ring::from_owners(old.clone()), &Ring::from_owners(new.clone()), n);
+                        if s2 > n && lost > 1 {
+                            assert!(!spread, "{kind} Q={q} S={s} n={n} loses {lost}");
+                            report.entry(format!("{kind} loses two replicas, {input}")).or_default().0 += 1;
                         }
                     }
                 }
             }
         }
-        println!("{report:?}; worst moved/ideal {worst:.3}");
+        println!("(changes, windows left): {report:?}; worst moved/ideal {worst:.3}");
     }
 
     /// A change: how many join, how many leave, which leave.
@@ -403,9 +752,9 @@ mod tests {
                 prop_assert_eq!(members(&new), expected);
                 prop_assert!(balanced(&new));
 
-                // Moves within 1.1 × ideal (in fact at most the ideal).
+                // Moves within 1.1 × ideal.
                 let (moved, ideal) = moved_and_ideal(&owners, &new);
-                prop_assert!(moved <= ideal && moved * 10 <= ideal * 11, "{} > {}", moved, ideal);
+                prop_assert!(moved * 10 <= ideal * 11, "{} moved, ideal {}", moved, ideal);
 
                 // Spread: a pure join into a spread ring keeps it spread
                 // whenever a spread balanced ring exists (see

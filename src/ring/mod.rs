@@ -25,6 +25,7 @@ use md5::{Digest, Md5};
 use crate::version::NodeId;
 
 pub mod claim;
+pub mod state;
 pub mod transfer;
 
 /// The most partitions a ring may have (positions keep 16 bits of

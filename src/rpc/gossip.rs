@@ -9,6 +9,8 @@
 
 use bytes::{BufMut, BytesMut};
 
+use crate::ring::state::{Change, RingState, Staged};
+use crate::ring::{MAX_PARTITIONS, valid_partition_count};
 use crate::version::NodeId;
 use crate::version::codec::{DecodeError, put_varint};
 
@@ -74,6 +76,9 @@ pub struct Beat {
     pub keys: u64,
     /// Bytes the member's data takes on disk.
     pub bytes: u64,
+    /// The epoch of the ring the member holds (so a change's transfers
+    /// can tell when every member sends writes to the gaining nodes).
+    pub ring_epoch: u64,
 }
 
 /// One line of a digest: how far the sender knows a member.
@@ -107,6 +112,27 @@ pub enum GossipRequest {
     /// May the sender resume the actor its last run stopped with? (see
     /// `membership::claim`)
     Claim { before: u64, after: u64, token: u64 },
+    /// The stamp of the sender's ring ([`RingState::stamp`]): the receiver
+    /// answers with its own ring if newer.
+    RingStamp(u64, u64),
+    /// A ring newer than the receiver's (it keeps it if it is).
+    Ring(Box<RingState>),
+    /// A decision for the claimant to make.
+    Decide(Decision),
+}
+
+/// What a member asks of the claimant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Stage a change of `node` (and commit it at once if `commit`).
+    Stage { node: NodeId, change: Change, commit: bool },
+    /// Commit every staged change.
+    Commit,
+    /// Take back the staged changes not committed.
+    Clear,
+    /// `node` holds partition `partition` for the change that began at
+    /// epoch `change`.
+    Done { change: u64, partition: u32, node: NodeId },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,6 +148,12 @@ pub enum GossipResponse {
     Done,
     /// The answer to a `Claim`: granted or not.
     Claimed(bool),
+    /// The receiver's ring stamp, and its ring if newer than the one asked
+    /// about (or the ring a decision made).
+    Ring {
+        stamp: (u64, u64),
+        ring: Option<Box<RingState>>,
+    },
 }
 
 fn put_entry(out: &mut BytesMut, e: &Entry) {
@@ -148,6 +180,7 @@ fn put_beat(out: &mut BytesMut, b: &Beat) {
     put_varint(out, b.heartbeat);
     put_varint(out, b.keys);
     put_varint(out, b.bytes);
+    put_varint(out, b.ring_epoch);
 }
 
 fn put_delta(out: &mut BytesMut, d: &Delta) {
@@ -161,6 +194,60 @@ fn put_delta(out: &mut BytesMut, d: &Delta) {
         None => out.put_u8(0),
     }
     put_beat(out, &d.beat);
+}
+
+fn change_code(c: Change) -> u8 {
+    match c {
+        Change::Join => 0,
+        Change::Leave => 1,
+        Change::Remove => 2,
+    }
+}
+
+/// A ring: its members once, then every owner as an index among them.
+fn put_ring(out: &mut BytesMut, r: &RingState) {
+    put_varint(out, r.epoch);
+    out.put_u64_le(r.claimant.0);
+    put_varint(out, r.change);
+    let mut members: Vec<NodeId> = r.members();
+    for id in r.done.iter().map(|d| d.1).chain(r.staged.iter().map(|s| s.node)).chain(r.removing.iter().copied()) {
+        if let Err(at) = members.binary_search(&id) {
+            members.insert(at, id);
+        }
+    }
+    let index = |id: &NodeId| members.binary_search(id).unwrap_or(0) as u64;
+    put_list(out, &members, |out, id| out.put_u64_le(id.0));
+    put_list(out, &r.owners, |out, id| put_varint(out, index(id)));
+    put_list(out, &r.next, |out, id| put_varint(out, index(id)));
+    put_list(out, &r.done, |out, (p, id)| {
+        put_varint(out, u64::from(*p));
+        put_varint(out, index(id));
+    });
+    put_list(out, &r.staged, |out, s| {
+        put_varint(out, index(&s.node));
+        out.put_u8(change_code(s.change));
+        out.put_u8(u8::from(s.commit));
+    });
+    put_list(out, &r.removing, |out, id| put_varint(out, index(id)));
+}
+
+/// A ring, encoded for keeping on disk.
+#[must_use]
+pub fn encode_ring(r: &RingState) -> bytes::Bytes {
+    let mut out = BytesMut::new();
+    put_ring(&mut out, r);
+    out.freeze()
+}
+
+/// Reads what [`encode_ring`] wrote.
+///
+/// # Errors
+/// Bytes that are not a ring.
+pub fn decode_ring(bytes: &bytes::Bytes) -> Result<RingState, DecodeError> {
+    let mut p = Payload::new(bytes);
+    let ring = p.ring()?;
+    p.finish()?;
+    Ok(ring)
 }
 
 fn put_list<T>(out: &mut BytesMut, items: &[T], put: impl Fn(&mut BytesMut, &T)) {
@@ -189,7 +276,7 @@ impl Payload<'_> {
     }
 
     fn beat(&mut self) -> Result<Beat, DecodeError> {
-        Ok(Beat { heartbeat: self.varint()?, keys: self.varint()?, bytes: self.varint()? })
+        Ok(Beat { heartbeat: self.varint()?, keys: self.varint()?, bytes: self.varint()?, ring_epoch: self.varint()? })
     }
 
     fn delta(&mut self) -> Result<Delta, DecodeError> {
@@ -197,6 +284,50 @@ impl Payload<'_> {
         let version = self.varint()?;
         let entry = if self.bool()? { Some(self.entry()?) } else { None };
         Ok(Delta { id, version, entry, beat: self.beat()? })
+    }
+
+    fn change(&mut self) -> Result<Change, DecodeError> {
+        Ok(match self.u8()? {
+            0 => Change::Join,
+            1 => Change::Leave,
+            2 => Change::Remove,
+            _ => return Err(DecodeError::Malformed("bad change")),
+        })
+    }
+
+    /// A ring: checked to be one (a valid partition count, `next` empty
+    /// or as long, every index among the members), since a peer may send
+    /// anything.
+    fn ring(&mut self) -> Result<RingState, DecodeError> {
+        let epoch = self.varint()?;
+        let claimant = NodeId(self.u64_le()?);
+        let change = self.varint()?;
+        let members = self.list(8, |p| Ok(NodeId(p.u64_le()?)))?;
+        let member = |p: &mut Self| -> Result<NodeId, DecodeError> {
+            let i = usize::try_from(p.varint()?).unwrap_or(usize::MAX);
+            members.get(i).copied().ok_or(DecodeError::Malformed("bad member index"))
+        };
+        let max = MAX_PARTITIONS as usize;
+        let n = self.count(1, max)?;
+        let owners = (0..n).map(|_| member(self)).collect::<Result<Vec<_>, _>>()?;
+        let n = self.count(1, max)?;
+        let next = (0..n).map(|_| member(self)).collect::<Result<Vec<_>, _>>()?;
+        let n = self.count(2, max * MAX_MEMBERS.min(8))?;
+        let done = (0..n).map(|_| Ok((self.u32()?, member(self)?))).collect::<Result<Vec<_>, DecodeError>>()?;
+        let n = self.count(3, MAX_MEMBERS)?;
+        let staged = (0..n)
+            .map(|_| Ok(Staged { node: member(self)?, change: self.change()?, commit: self.bool()? }))
+            .collect::<Result<Vec<_>, DecodeError>>()?;
+        let n = self.count(1, MAX_MEMBERS)?;
+        let removing = (0..n).map(|_| member(self)).collect::<Result<Vec<_>, _>>()?;
+        let valid_q = |len: usize| u32::try_from(len).is_ok_and(valid_partition_count);
+        if !(owners.is_empty() || valid_q(owners.len())) || !(next.is_empty() || next.len() == owners.len()) {
+            return Err(DecodeError::Malformed("bad ring size"));
+        }
+        if !done.is_sorted() || done.iter().any(|&(p, _)| p as usize >= owners.len()) {
+            return Err(DecodeError::Malformed("bad transfers done"));
+        }
+        Ok(RingState { epoch, claimant, owners, next, change, done, staged, removing })
     }
 
     fn list<T>(
@@ -217,12 +348,36 @@ impl GossipRequest {
             Self::Syn(_) => 3,
             Self::Push(_) => 4,
             Self::Claim { .. } => 5,
+            Self::RingStamp(..) => 6,
+            Self::Ring(_) => 7,
+            Self::Decide(_) => 8,
         }
     }
 
     pub(super) fn encode_payload(&self, out: &mut BytesMut) {
         match self {
             Self::Ping | Self::Join => {}
+            Self::RingStamp(epoch, claimant) => {
+                put_varint(out, *epoch);
+                out.put_u64_le(*claimant);
+            }
+            Self::Ring(ring) => put_ring(out, ring),
+            Self::Decide(d) => match d {
+                Decision::Stage { node, change, commit } => {
+                    out.put_u8(1);
+                    out.put_u64_le(node.0);
+                    out.put_u8(change_code(*change));
+                    out.put_u8(u8::from(*commit));
+                }
+                Decision::Commit => out.put_u8(2),
+                Decision::Clear => out.put_u8(3),
+                Decision::Done { change, partition, node } => {
+                    out.put_u8(4);
+                    put_varint(out, *change);
+                    put_varint(out, u64::from(*partition));
+                    out.put_u64_le(node.0);
+                }
+            },
             Self::Syn(digest) => put_list(out, digest, |out, d| {
                 out.put_u64_le(d.id.0);
                 put_varint(out, d.version);
@@ -248,6 +403,15 @@ impl GossipRequest {
             })?),
             4 => Self::Push(p.list(13, Payload::delta)?),
             5 => Self::Claim { before: p.varint()?, after: p.varint()?, token: p.u64_le()? },
+            6 => Self::RingStamp(p.varint()?, p.u64_le()?),
+            7 => Self::Ring(Box::new(p.ring()?)),
+            8 => Self::Decide(match p.u8()? {
+                1 => Decision::Stage { node: NodeId(p.u64_le()?), change: p.change()?, commit: p.bool()? },
+                2 => Decision::Commit,
+                3 => Decision::Clear,
+                4 => Decision::Done { change: p.varint()?, partition: p.u32()?, node: NodeId(p.u64_le()?) },
+                _ => return Err(DecodeError::Malformed("bad decision")),
+            }),
             _ => return Ok(None),
         }))
     }
@@ -261,12 +425,24 @@ impl GossipResponse {
             Self::Ack { .. } => 3,
             Self::Done => 4,
             Self::Claimed(_) => 5,
+            Self::Ring { .. } => 6,
         }
     }
 
     pub(super) fn encode_payload(&self, out: &mut BytesMut) {
         match self {
             Self::Pong | Self::Done => {}
+            Self::Ring { stamp, ring } => {
+                put_varint(out, stamp.0);
+                out.put_u64_le(stamp.1);
+                match ring {
+                    Some(r) => {
+                        out.put_u8(1);
+                        put_ring(out, r);
+                    }
+                    None => out.put_u8(0),
+                }
+            }
             Self::Claimed(granted) => out.put_u8(u8::from(*granted)),
             Self::Cluster(record, entries) => {
                 match record {
@@ -303,6 +479,10 @@ impl GossipResponse {
             3 => Self::Ack { deltas: p.list(13, Payload::delta)?, wants: p.list(8, |p| Ok(NodeId(p.u64_le()?)))? },
             4 => Self::Done,
             5 => Self::Claimed(p.bool()?),
+            6 => Self::Ring {
+                stamp: (p.varint()?, p.u64_le()?),
+                ring: if p.bool()? { Some(Box::new(p.ring()?)) } else { None },
+            },
             _ => return Ok(None),
         }))
     }
@@ -402,7 +582,7 @@ pub(crate) mod tests {
 
     /// One of every kind of message, for the wire tests.
     pub(crate) fn gossip_messages() -> (Vec<GossipRequest>, Vec<GossipResponse>) {
-        let beat = Beat { heartbeat: 9, keys: 1000, bytes: 1 << 30 };
+        let beat = Beat { heartbeat: 9, keys: 1000, bytes: 1 << 30, ring_epoch: 12 };
         let deltas = vec![
             Delta { id: NodeId(1), version: 4, entry: Some(entry(1)), beat },
             Delta { id: NodeId(2), version: 5, entry: None, beat: Beat::default() },
@@ -413,6 +593,12 @@ pub(crate) mod tests {
             GossipRequest::Syn(vec![DigestItem { id: NodeId(3), version: 1, heartbeat: 77 }]),
             GossipRequest::Push(deltas.clone()),
             GossipRequest::Claim { before: 1_700_000_000_000, after: 1_700_000_000_001, token: u64::MAX },
+            GossipRequest::RingStamp(7, u64::MAX - 3),
+            GossipRequest::Ring(Box::new(ring())),
+            GossipRequest::Decide(Decision::Stage { node: NodeId(4), change: Change::Leave, commit: true }),
+            GossipRequest::Decide(Decision::Commit),
+            GossipRequest::Decide(Decision::Clear),
+            GossipRequest::Decide(Decision::Done { change: 9, partition: 3, node: NodeId(2) }),
         ];
         let responses = vec![
             GossipResponse::Pong,
@@ -422,7 +608,32 @@ pub(crate) mod tests {
             GossipResponse::Done,
             GossipResponse::Claimed(true),
             GossipResponse::Claimed(false),
+            GossipResponse::Ring { stamp: (3, 4), ring: None },
+            GossipResponse::Ring { stamp: (3, 4), ring: Some(Box::new(ring())) },
         ];
         (requests, responses)
+    }
+
+    /// A ring in the middle of a change, with something staged.
+    pub(crate) fn ring() -> RingState {
+        let mut r = RingState::first(NodeId(1), 8);
+        r = r.stage(NodeId(1), NodeId(2), Change::Join, true).expect("stage");
+        r = r.step(NodeId(1), 3).expect("starts");
+        let m = r.moves(3)[0].clone();
+        r = r.mark_done(NodeId(1), r.change, m.partition, m.to, 3).expect("done");
+        r.stage(NodeId(1), NodeId(9), Change::Join, false).expect("stage")
+    }
+
+    #[test]
+    fn rings_keep_on_disk_and_bad_ones_are_refused() {
+        let r = ring();
+        assert_eq!(decode_ring(&encode_ring(&r)), Ok(r.clone()));
+        assert_eq!(decode_ring(&encode_ring(&RingState::unknown())), Ok(RingState::unknown()));
+        let mut bad = r.clone();
+        bad.owners.pop();
+        assert!(decode_ring(&encode_ring(&bad)).is_err(), "7 partitions");
+        let mut bad = r;
+        bad.next.pop();
+        assert!(decode_ring(&encode_ring(&bad)).is_err(), "next of another size");
     }
 }

@@ -66,6 +66,9 @@ pub enum KvRequest {
     Tallies,
     /// Remove every key the receiver holds.
     FlushAll,
+    /// A page of a partition's objects in key order, from ring position
+    /// `from` on (ownership transfer): at most `max_keys` keys.
+    TransferPage { partition: u32, from: u64, max_keys: u32 },
 }
 
 /// A replica's answer. A copy it sends (`Object`) is shared with its cache,
@@ -98,6 +101,13 @@ pub enum KvResponse {
     Leaves(Vec<u64>),
     /// Keys with their positions and digests.
     KeyDigests(Vec<(Bytes, u64, u64)>),
+    /// A page of a transfer: keys with their positions and objects, and
+    /// the position the next page starts at (`None`: the partition is
+    /// done).
+    Page {
+        entries: Vec<(Bytes, u64, Encoded)>,
+        next: Option<u64>,
+    },
 }
 
 fn put_u32s(out: &mut BytesMut, list: &[u32]) {
@@ -280,6 +290,7 @@ impl KvRequest {
             Self::TreeLeaves { .. } => 13,
             Self::LeafKeys { .. } => 14,
             Self::Repair { .. } => 15,
+            Self::TransferPage { .. } => 16,
         }
     }
 
@@ -304,6 +315,11 @@ impl KvRequest {
                 put_bytes(out, key);
                 put_bytes(out, object.bytes());
                 put_varint(out, *flushes);
+            }
+            Self::TransferPage { partition, from, max_keys } => {
+                put_varint(out, u64::from(*partition));
+                out.put_u64_le(*from);
+                put_varint(out, u64::from(*max_keys));
             }
             Self::TreeLeaves { partition, branches: list } | Self::LeafKeys { partition, leaves: list } => {
                 put_varint(out, u64::from(*partition));
@@ -360,6 +376,7 @@ impl KvRequest {
             13 => Self::TreeLeaves { partition: p.u32()?, branches: p.u32s()? },
             14 => Self::LeafKeys { partition: p.u32()?, leaves: p.u32s()? },
             15 => Self::Repair { key: p.bytes()?, object: Encoded::decode(p.bytes()?)?, flushes: p.varint()? },
+            16 => Self::TransferPage { partition: p.u32()?, from: p.u64_le()?, max_keys: p.u32()? },
             _ => return Ok(None),
         }))
     }
@@ -379,6 +396,7 @@ impl KvResponse {
             Self::Branches { .. } => 9,
             Self::Leaves(_) => 10,
             Self::KeyDigests(_) => 11,
+            Self::Page { .. } => 12,
         }
     }
 
@@ -432,6 +450,15 @@ impl KvResponse {
                     out.put_u64_le(*digest);
                 }
             }
+            Self::Page { entries, next } => {
+                put_varint(out, entries.len() as u64);
+                for (key, position, object) in entries {
+                    put_bytes(out, key);
+                    out.put_u64_le(*position);
+                    put_bytes(out, object.bytes());
+                }
+                put_opt_u64(out, *next);
+            }
         }
     }
 
@@ -467,6 +494,11 @@ impl KvResponse {
                 let n = p.r.len(17)?;
                 let keys = (0..n).map(|_| Ok((p.bytes()?, p.u64_le()?, p.u64_le()?)));
                 Self::KeyDigests(keys.collect::<Result<_, DecodeError>>()?)
+            }
+            12 => {
+                let n = p.r.len(10)?;
+                let entries = (0..n).map(|_| Ok((p.bytes()?, p.u64_le()?, Encoded::decode(p.bytes()?)?)));
+                Self::Page { entries: entries.collect::<Result<_, DecodeError>>()?, next: p.opt_u64()? }
             }
             _ => return Ok(None),
         }))
@@ -531,6 +563,7 @@ pub(crate) mod tests {
             KvRequest::Scan { from: 1, to: u64::MAX, count: 10, pattern: Some(Bytes::from("a*")) },
             KvRequest::Tallies,
             KvRequest::FlushAll,
+            KvRequest::TransferPage { partition: 7, from: u64::MAX, max_keys: 100 },
         ];
         let responses = vec![
             KvResponse::Object(Some(Arc::new(object()))),
@@ -548,6 +581,8 @@ pub(crate) mod tests {
             KvResponse::Branches { root: 9, branches: vec![1, u64::MAX] },
             KvResponse::Leaves(vec![3; 32]),
             KvResponse::KeyDigests(vec![(Bytes::from("k"), 1, 2), (Bytes::new(), u64::MAX, 0)]),
+            KvResponse::Page { entries: vec![(Bytes::from("k"), 9, Encoded::new(object()))], next: Some(10) },
+            KvResponse::Page { entries: Vec::new(), next: None },
         ];
         (requests, responses)
     }

@@ -18,8 +18,8 @@ mod wire;
 
 pub use client::{CallError, Fault, Faults, Lane, Peers, Traffic};
 pub use gossip::{
-    Beat, ClusterRecord, Delta, DigestItem, Entry, GossipRequest, GossipResponse, MAX_MEMBERS, Status, decode_entries,
-    decode_record, encode_entries, encode_record,
+    Beat, ClusterRecord, Decision, Delta, DigestItem, Entry, GossipRequest, GossipResponse, MAX_MEMBERS, Status,
+    decode_entries, decode_record, decode_ring, encode_entries, encode_record, encode_ring,
 };
 pub use kv::{KvRequest, KvResponse, PartitionCount};
 pub use server::{BACKLOG, HANDSHAKE_TIMEOUT, Handler, MAX_CONNECTIONS, WRITE_STALL, serve};

@@ -35,7 +35,7 @@ use super::kv::{KvRequest, KvResponse};
 
 pub const MAGIC: &[u8; 5] = b"SHOAL";
 /// The protocol versions this build speaks.
-pub const VERSIONS: (u8, u8) = (3, 3);
+pub const VERSIONS: (u8, u8) = (4, 4);
 /// Bytes before a frame's payload: length, id, subsystem, kind.
 pub const HEADER: usize = 4 + 8 + 1 + 1;
 /// The longest address a peer may announce.

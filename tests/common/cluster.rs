@@ -24,12 +24,21 @@ pub struct TestCluster {
     _temp: tempfile::TempDir,
 }
 
-/// The `shoal_members` field of a node's INFO, if it answers.
-fn members_seen(port: u16) -> Option<usize> {
+/// The members a node sees and those in its ring, if the ring is settled
+/// (no change staged or in progress), with its epoch; `None` if it does
+/// not answer.
+pub fn members_seen(port: u16) -> Option<(usize, Option<(usize, u64)>)> {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
     let mut c = client.get_connection_with_timeout(Duration::from_secs(2)).ok()?;
     let info: String = redis::cmd("INFO").arg("cluster").query(&mut c).ok()?;
-    info.lines().find_map(|l| l.strip_prefix("shoal_members:")).and_then(|n| n.trim().parse().ok())
+    let field = |name: &str| -> Option<u64> {
+        info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).and_then(|n| n.trim().parse().ok())
+    };
+    let members = usize::try_from(field("shoal_members")?).ok()?;
+    let settled = field("shoal_ring_change")? == 0 && field("shoal_ring_staged")? == 0;
+    let ring =
+        settled.then(|| (field("shoal_ring_members").unwrap_or(0) as usize, field("shoal_ring_epoch").unwrap_or(0)));
+    Some((members, ring))
 }
 
 impl TestCluster {
@@ -110,15 +119,21 @@ impl TestCluster {
         i
     }
 
-    /// Waits until every running node sees every node as a member.
+    /// Waits until every running node sees every node as a member, and
+    /// holds the same settled ring of them all (every join done).
     pub fn wait_converged(&self) {
         let size = self.nodes.len();
-        for i in (0..size).filter(|&i| self.nodes[i].is_some()) {
-            let port = self.port(i);
-            wait_for(&format!("node {i} to see {size} members"), Duration::from_secs(20), || {
-                members_seen(port).filter(|&n| n == size)
-            });
-        }
+        let running: Vec<u16> = (0..size).filter(|&i| self.nodes[i].is_some()).map(|i| self.port(i)).collect();
+        wait_for(&format!("every node to see {size} members in one settled ring"), Duration::from_secs(30), || {
+            let epochs: Vec<u64> = running
+                .iter()
+                .map(|&port| match members_seen(port)? {
+                    (n, Some((ring, epoch))) if n == size && ring == size => Some(epoch),
+                    _ => None,
+                })
+                .collect::<Option<_>>()?;
+            epochs.windows(2).all(|w| w[0] == w[1]).then_some(())
+        });
     }
 
     /// Waits until every running node sees every member up (its failure

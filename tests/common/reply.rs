@@ -251,3 +251,13 @@ pub fn local_keys(c: &mut impl ConnectionLike) -> u64 {
         .and_then(|rest| rest.split(',').next())
         .map_or(0, |n| n.parse().expect("a count"))
 }
+
+/// The ring a node holds (SHOAL.RING's owners).
+pub fn ring_of(c: &mut impl ConnectionLike) -> shoal::ring::Ring {
+    let reply: Value = redis::cmd("SHOAL.RING").query(c).expect("SHOAL.RING");
+    let owners = array(&fields(&reply)["owners"])
+        .iter()
+        .map(|id| shoal::version::NodeId(u64::from_str_radix(&text(id), 16).expect("a hex id")))
+        .collect();
+    shoal::ring::Ring::from_owners(owners)
+}

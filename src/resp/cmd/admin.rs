@@ -25,6 +25,10 @@ pub async fn status(s: &Session, _: Args) -> Result<Reply> {
     let view = coordinator.view();
     let (cluster, members) = coordinator.membership().status();
     let q = view.ring.partition_count();
+    let membership = coordinator.membership();
+    let ring = membership.ring_state();
+    let n = membership.cluster_n();
+    let moves = ring.moves(n);
     let members = members
         .into_iter()
         .filter(|m| m.entry.status != Status::Removed)
@@ -34,7 +38,7 @@ pub async fn status(s: &Session, _: Args) -> Result<Reply> {
                 field("id", Reply::bulk(m.entry.id.to_string())),
                 field("address", Reply::bulk(m.entry.client_addr)),
                 field("peer", Reply::bulk(m.entry.peer_addr)),
-                field("status", Reply::bulk(m.entry.status.to_string())),
+                field("status", Reply::bulk(ring_status(&ring, m.entry.id))),
                 field("version", Reply::Int(i64::try_from(m.entry.version).unwrap_or(i64::MAX))),
                 field("up", Reply::Int(i64::from(m.up))),
                 field("phi", Reply::Double((m.phi * 100.0).round() / 100.0)),
@@ -55,13 +59,66 @@ pub async fn status(s: &Session, _: Args) -> Result<Reply> {
             ])
         })
         .collect();
+    let t = s.server.transfers.state();
+    let running = t
+        .running
+        .iter()
+        .map(|r| {
+            Reply::Map(vec![
+                field("partition", Reply::Int(i64::from(r.partition))),
+                field("from", Reply::bulk(r.from.to_string())),
+                field("keys", Reply::Int(r.keys as i64)),
+                field("bytes", Reply::Int(r.bytes as i64)),
+                field("seconds", Reply::Double((r.started.elapsed().as_secs_f64() * 10.0).round() / 10.0)),
+            ])
+        })
+        .collect();
+    let transfers = Reply::Map(vec![
+        field("partitions_total", Reply::Int(t.total as i64)),
+        field("partitions_done", Reply::Int(t.done as i64)),
+        field("keys", Reply::Int(t.keys as i64)),
+        field("bytes", Reply::Int(t.bytes as i64)),
+        field("bytes_per_second", Reply::Int(t.rate() as i64)),
+        field("eta_seconds", Reply::Int(t.eta_seconds().map_or(-1, |e| e.ceil() as i64))),
+        field("waiting_for_members", Reply::Int(i64::from(t.waiting))),
+        field("running", Reply::Array(running)),
+    ]);
     Ok(Reply::Map(vec![
         field("cluster", Reply::bulk(cluster.map_or_else(String::new, |c| format!("{:016x}", c.id)))),
         field("partitions", Reply::Int(i64::from(q))),
         field("n", Reply::Int(cluster.map_or(0, |c| i64::from(c.n)))),
         field("effective_n", Reply::Int(view.n as i64)),
+        field("ring_epoch", Reply::Int(i64::try_from(ring.epoch).unwrap_or(i64::MAX))),
+        field("staged", Reply::Int(ring.staged.len() as i64)),
+        field("change_moves", Reply::Int(moves.len() as i64)),
+        field("change_moves_done", Reply::Int(moves.iter().filter(|m| ring.is_done(m.partition, m.to)).count() as i64)),
         field("members", Reply::Array(members)),
+        field("transfers", transfers),
     ]))
+}
+
+/// A member's standing in the ring: `valid` (owns partitions), `joining`
+/// (gains partitions in the change in progress, or its join is staged),
+/// `leaving` (gives up all it owns in the change in progress, or its leave
+/// is staged), `removing` (its removal is staged or in progress), or
+/// `not in ring` (a member that owns nothing and has nothing staged).
+fn ring_status(ring: &crate::ring::state::RingState, id: crate::version::NodeId) -> String {
+    use crate::ring::state::Change;
+    let staged = ring.staged_for(id).map(|s| s.change);
+    let owns = ring.owns(id);
+    let in_next = ring.next.contains(&id);
+    let status = if ring.removing.contains(&id) || staged == Some(Change::Remove) {
+        "removing"
+    } else if staged == Some(Change::Leave) || (owns && ring.in_progress() && !in_next) {
+        "leaving"
+    } else if staged == Some(Change::Join) || (!owns && in_next) {
+        "joining"
+    } else if owns {
+        "valid"
+    } else {
+        "not in ring"
+    };
+    status.to_string()
 }
 
 /// SHOAL.WHERE key → the key's partition and its preference list: for each

@@ -188,6 +188,14 @@ fn section(s: &Session, name: &str, disk: u64, out: &mut String) {
             line("shoal_partitions_owned", &view.ring.owned_by(coordinator.node_id()));
             line("shoal_n", &view.cluster.map_or(view.n, |c| c.n as usize));
             line("shoal_effective_n", &view.n);
+            let ring = coordinator.membership().ring_state();
+            line("shoal_ring_epoch", &ring.epoch);
+            line("shoal_ring_members", &ring.ring_members());
+            line("shoal_ring_staged", &ring.staged.len());
+            line("shoal_ring_change", &ring.change);
+            line("shoal_ring_moves_done", &ring.done.len());
+            line("shoal_transfer_keys", &get(&m.transfer_keys));
+            line("shoal_transfer_bytes", &get(&m.transfer_bytes));
             line("shoal_r", &r);
             line("shoal_w", &w);
             line("shoal_gossip_rounds", &gossip.rounds);

@@ -5,5 +5,6 @@ pub mod connection;
 pub mod context;
 pub mod info;
 pub mod keys;
+pub mod ring;
 pub mod server;
 pub mod strings;

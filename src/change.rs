@@ -1,0 +1,74 @@
+//! `shoal join`, `shoal leave`, `shoal remove`, `shoal plan` and `shoal
+//! commit`: the SHOAL.JOIN, SHOAL.LEAVE, SHOAL.REMOVE, SHOAL.PLAN and
+//! SHOAL.COMMIT commands of one node, their answers printed for people
+//! (the plan as a table).
+
+use std::fmt::Write as _;
+
+use crate::status::{Client, Fields, Value, text};
+
+/// Sends `request` to the node and returns what to print.
+pub fn run(host: &str, port: u16, password: Option<&str>, request: &[&[u8]]) -> Result<String, String> {
+    let mut client = Client::connect(host, port, password)?;
+    let reply = client.ask(request)?;
+    if request.first().is_some_and(|c| c.eq_ignore_ascii_case(b"SHOAL.PLAN")) && request.len() == 1 {
+        return plan(reply);
+    }
+    Ok(format!("{}\n", text(reply)?))
+}
+
+/// SHOAL.PLAN's reply as a table.
+fn plan(reply: Value) -> Result<String, String> {
+    let mut f = Fields::of(reply)?;
+    let mut out = String::new();
+    let epoch = f.int("epoch")?;
+    let claimant = f.text("claimant")?;
+    let in_progress = f.int("in_progress")? != 0;
+    let _ = writeln!(out, "ring epoch {epoch}, claimant {claimant}");
+    let staged = match f.take("staged")? {
+        Value::Array(items) => items,
+        other => return Err(format!("staged: expected a list, got {other:?}")),
+    };
+    for item in staged {
+        let mut s = Fields::of(item)?;
+        let committed = if s.int("committed")? != 0 { "committed" } else { "staged" };
+        let _ = writeln!(out, "{committed}: {} {}", s.text("change")?, s.text("node")?);
+    }
+    let moves = f.int("moves")?;
+    if moves == 0 && !in_progress {
+        out.push_str(if out.lines().count() > 1 { "nothing to move\n" } else { "no change staged or in progress\n" });
+        return Ok(out);
+    }
+    let done = f.int("moves_done")?;
+    let _ = writeln!(
+        out,
+        "{}: {} partitions change owner, {moves} partition copies to make{}; a key loses at most {} replica(s) at once",
+        if in_progress { "in progress" } else { "if committed" },
+        f.int("owners_changed")?,
+        if in_progress { format!(" ({done} done)") } else { String::new() },
+        f.int("max_replicas_lost_at_once")?,
+    );
+    let _ = writeln!(
+        out,
+        "{:<18} {:>9} {:>9} {:>8} {:>9} {:>14}",
+        "member", "owns now", "after", "gains", "gives up", "bytes to copy"
+    );
+    let members = match f.take("members")? {
+        Value::Array(items) => items,
+        other => return Err(format!("members: expected a list, got {other:?}")),
+    };
+    for m in members {
+        let mut m = Fields::of(m)?;
+        let _ = writeln!(
+            out,
+            "{:<18} {:>9} {:>9} {:>8} {:>9} {:>14}",
+            m.text("id")?,
+            m.int("partitions_now")?,
+            m.int("partitions_after")?,
+            m.int("replicas_gained")?,
+            m.int("replicas_given_up")?,
+            m.int("bytes_to_receive")?,
+        );
+    }
+    Ok(out)
+}

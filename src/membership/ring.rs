@@ -1,0 +1,335 @@
+//! The ring as cluster state, as this node keeps and spreads it (the
+//! state itself and its rules are pure: [`crate::ring::state`]).
+//!
+//! - **Kept**: in `meta` (`ring`), saved before this node announces it.
+//! - **Spread**: each gossip round, after the member digests, the two
+//!   sides compare ring stamps; the side holding the newer ring sends it.
+//! - **Decided**: changes go to the claimant (the lowest-id owner this
+//!   node believes up and staying), which applies them ([`Decision`]) and
+//!   at every round takes the next step on its own: it starts committed
+//!   changes when none is in progress and ends a change once every
+//!   transfer is reported done.
+//! - **Joining**: a node that joined the cluster (through seeds, or
+//!   `SHOAL.JOIN`) stages its own join with the claimant until the ring
+//!   shows it; a node started with seeds commits it at once.
+//! - **Leaving**: once a ring without a member is adopted, the member is
+//!   out of the member table too (a removal tombstone), so cluster-wide
+//!   commands stop waiting for it; a removed member is out from the commit
+//!   on.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{Membership, State, lock};
+use crate::error::{Error, Result};
+use crate::ring::state::{Change, RingState};
+use crate::rpc::{Decision, GossipRequest, GossipResponse, Response, decode_ring, encode_ring};
+use crate::version::NodeId;
+
+/// Names in `meta`.
+pub(super) const RING: &str = "ring";
+/// Whether this node still has to stage its join, and whether to commit
+/// it at once (1) or wait for an operator's commit (0).
+pub(super) const JOINING: &str = "joining";
+
+/// Reads the saved ring.
+pub(super) fn decode(bytes: Option<Bytes>) -> Result<Option<RingState>> {
+    bytes.map(|b| decode_ring(&b).map_err(|e| Error::Storage(format!("the ring: {e}")))).transpose()
+}
+
+impl Membership {
+    /// The ring as this node holds it.
+    #[must_use]
+    pub fn ring_state(&self) -> RingState {
+        lock(&self.state).ring.clone()
+    }
+
+    /// The claimant as this node sees it.
+    #[must_use]
+    pub fn claimant(&self) -> Option<NodeId> {
+        let st = lock(&self.state);
+        st.ring.claimant_among(|id| id == self.me.id || !st.down.contains(&id))
+    }
+
+    /// True if every member this node believes up (itself included) holds
+    /// a ring of epoch `epoch` or later, as their heartbeats say.
+    #[must_use]
+    pub fn all_up_hold(&self, epoch: u64) -> bool {
+        let st = lock(&self.state);
+        st.table.all().filter(|k| k.entry.status != crate::rpc::Status::Removed).all(|k| {
+            if k.entry.id == self.me.id {
+                st.ring.epoch >= epoch
+            } else {
+                st.down.contains(&k.entry.id) || k.beat.ring_epoch >= epoch
+            }
+        })
+    }
+
+    /// Keeps `ring` if it is newer than this node's: saved, then published.
+    /// True if it was kept.
+    pub(super) async fn offer_ring(&self, ring: RingState) -> bool {
+        let _one = self.ring_saving.lock().await;
+        {
+            let st = lock(&self.state);
+            let q = st.cluster.map(|c| c.partitions as usize);
+            if ring.stamp() <= st.ring.stamp() || !ring.is_known() || q.is_some_and(|q| ring.owners.len() != q) {
+                return false;
+            }
+        }
+        if let Err(e) = self.store.meta_put(RING, encode_ring(&ring)).await {
+            tracing::warn!("cannot keep the ring of epoch {}: {e}", ring.epoch);
+            return false;
+        }
+        let mut st = lock(&self.state);
+        if ring.stamp() <= st.ring.stamp() {
+            return false;
+        }
+        let old = std::mem::replace(&mut st.ring, ring);
+        self.ring_changed(&mut st, &old);
+        true
+    }
+
+    /// Takes in a ring just adopted: logs what changed, takes members that
+    /// left or are removed out of the table, publishes.
+    fn ring_changed(&self, st: &mut State, old: &RingState) {
+        let new = &st.ring;
+        if old.change != new.change && new.in_progress() {
+            let n = st.cluster.map_or(self.settings.n, |c| c.n as usize).max(1);
+            tracing::info!(epoch = new.epoch, moves = new.moves(n).len(), "a ring change began");
+        }
+        if old.in_progress() && !new.in_progress() && old.change != 0 {
+            tracing::info!(epoch = new.epoch, members = new.members().len(), "the ring change is complete");
+        }
+        let mut gone: Vec<NodeId> = new.removing.clone();
+        if old.is_known() && !new.in_progress() {
+            let members = new.members();
+            gone.extend(old.members().into_iter().filter(|id| !members.contains(id)));
+        }
+        for id in gone {
+            if id == self.me.id {
+                tracing::warn!(
+                    "this node is no longer a member of the cluster: it owns no partition; it can be stopped"
+                );
+            } else if st.table.get(id).is_some_and(|k| k.entry.status != crate::rpc::Status::Removed) {
+                tracing::info!(member = %id, "member left the cluster");
+                st.table.remove(id);
+                st.unsaved = true;
+            }
+        }
+        self.publish(st);
+    }
+
+    /// One round's ring exchange with the peer at `addr`.
+    pub(super) async fn sync_ring(&self, addr: &str) {
+        let (epoch, claimant) = {
+            let r = &lock(&self.state).ring;
+            (r.epoch, r.claimant.0)
+        };
+        let answer = self.peers.gossip(addr, GossipRequest::RingStamp(epoch, claimant)).await;
+        if let Ok(GossipResponse::Ring { stamp, ring }) = answer {
+            if let Some(ring) = ring {
+                self.offer_ring(*ring).await;
+            } else if stamp < lock(&self.state).ring.stamp() {
+                let mine = Box::new(self.ring_state());
+                let _ = self.peers.gossip(addr, GossipRequest::Ring(mine)).await;
+            }
+        }
+    }
+
+    /// Answers a peer's ring stamp: this node's ring if newer.
+    pub(super) fn answer_stamp(&self, st: &State, epoch: u64, claimant: u64) -> GossipResponse {
+        let theirs = RingState { epoch, claimant: NodeId(claimant), ..RingState::unknown() }.stamp();
+        let stamp = st.ring.stamp();
+        GossipResponse::Ring { stamp, ring: (stamp > theirs).then(|| Box::new(st.ring.clone())) }
+    }
+
+    /// Makes a decision asked of this node as claimant (whether or not it
+    /// believes itself one: the asker did, and the stamps settle any
+    /// conflict). Answers with the ring after it, or why not.
+    pub(super) async fn decide(&self, decision: Decision) -> Response {
+        let me = self.me.id;
+        let n = self.cluster_n();
+        let next = {
+            let st = lock(&self.state);
+            let ring = &st.ring;
+            match decision {
+                Decision::Stage { node, change, commit } => ring.stage(me, node, change, commit).map(Some),
+                Decision::Commit => ring.commit(me).map(Some),
+                Decision::Clear => ring.clear(me).map(Some),
+                Decision::Done { change, partition, node } => Ok(ring.mark_done(me, change, partition, node, n)),
+            }
+        };
+        match next {
+            Err(why) => Response::Error(format!("ERR {why}")),
+            Ok(next) => {
+                if let Some(next) = next
+                    && next != self.ring_state()
+                    && !self.offer_ring(next).await
+                {
+                    return Response::Error("TRYAGAIN the ring changed meanwhile; try again".into());
+                }
+                let ring = self.ring_state();
+                Response::Gossip(GossipResponse::Ring { stamp: ring.stamp(), ring: Some(Box::new(ring)) })
+            }
+        }
+    }
+
+    /// Asks the claimant to make `decision`; the ring after it.
+    ///
+    /// # Errors
+    /// No claimant, the claimant cannot be reached, or it refused (why).
+    pub async fn ask_claimant(&self, decision: Decision) -> Result<RingState> {
+        let Some(claimant) = self.claimant() else {
+            return Err(Error::TryAgain("no claimant: no member that owns partitions is up".into()));
+        };
+        let answer = if claimant == self.me.id {
+            self.decide(decision).await
+        } else {
+            let Some(addr) = self.view().member(claimant).map(|m| m.peer_addr.clone()) else {
+                return Err(Error::TryAgain(format!("the claimant {claimant} is not a known member")));
+            };
+            match self.peers.gossip(&addr, GossipRequest::Decide(decision)).await {
+                Ok(r) => Response::Gossip(r),
+                Err(crate::rpc::CallError::Remote(text)) => Response::Error(text),
+                Err(e) => return Err(Error::TryAgain(format!("the claimant {claimant}: {e}"))),
+            }
+        };
+        match answer {
+            Response::Gossip(GossipResponse::Ring { ring: Some(ring), .. }) => {
+                let ring = *ring;
+                self.offer_ring(ring.clone()).await;
+                Ok(ring)
+            }
+            Response::Error(text) => Err(Error::Command(text)),
+            other => Err(Error::TryAgain(format!("unexpected answer from the claimant: {other:?}"))),
+        }
+    }
+
+    /// The claimant's part of a round: the next step of the ring, if any.
+    /// And, for a node that joined and is not in the ring yet, staging its
+    /// join.
+    pub(super) async fn ring_round(&self) {
+        let me = self.me.id;
+        if self.claimant() == Some(me) {
+            let n = self.cluster_n();
+            let next = lock(&self.state).ring.step(me, n);
+            if let Some(next) = next {
+                self.offer_ring(next).await;
+            }
+        }
+        let joining = *lock(&self.joining);
+        if let Some(commit) = joining {
+            let ring = self.ring_state();
+            if !ring.is_known() {
+                return;
+            }
+            if ring.members().contains(&me) {
+                *lock(&self.joining) = None;
+                if let Err(e) = self.store.meta_put(JOINING, Bytes::new()).await {
+                    tracing::warn!("cannot record that this node joined the ring: {e}");
+                }
+                return;
+            }
+            if ring.staged_for(me).is_some_and(|s| s.change == Change::Join && s.commit >= commit) {
+                return;
+            }
+            match self.ask_claimant(Decision::Stage { node: me, change: Change::Join, commit }).await {
+                Ok(_) => tracing::info!(commit, "staged this node's join with the claimant"),
+                Err(e) => tracing::debug!("cannot stage this node's join yet: {e}"),
+            }
+        }
+    }
+
+    /// The cluster's N (this node's setting until it has a cluster).
+    #[must_use]
+    pub fn cluster_n(&self) -> usize {
+        lock(&self.state).cluster.map_or(self.settings.n, |c| c.n as usize).max(1)
+    }
+
+    /// Makes this node, alone in a cluster of its own and holding no data,
+    /// a joining member of the cluster of the node at `seed` (a peer
+    /// address); its join is staged, or committed at once if `commit`.
+    ///
+    /// # Errors
+    /// This node is not alone or holds data, the seed cannot be reached or
+    /// has no cluster, or the clusters' partition counts differ.
+    pub async fn join_cluster(&self, seed: &str, commit: bool) -> Result<()> {
+        {
+            let st = lock(&self.state);
+            let alone = st.ring.members() == [self.me.id]
+                && st.table.all().all(|k| k.entry.id == self.me.id || k.entry.status == crate::rpc::Status::Removed);
+            if st.cluster.is_some() && !alone {
+                return Err(Error::Command(
+                    "ERR this node is already a member of a cluster of several nodes; SHOAL.LEAVE it first".into(),
+                ));
+            }
+        }
+        if self.store.tally().keys > 0 {
+            return Err(Error::Command(
+                "ERR this node holds data; only an empty node joins another cluster (FLUSHALL it, or start it with an empty data directory)".into(),
+            ));
+        }
+        // Asked as a node with no cluster: the seed refuses a handshake
+        // from another cluster.
+        let own = self.cluster();
+        self.peers.set_cluster(0, self.settings.partitions);
+        let restore = || {
+            if let Some(c) = own {
+                self.peers.set_cluster(c.id, c.partitions);
+            }
+        };
+        let (record, entries) = match self.peers.gossip(seed, GossipRequest::Join).await {
+            Ok(GossipResponse::Cluster(Some(record), entries)) => (record, entries),
+            Ok(_) => {
+                restore();
+                return Err(Error::Command(format!("ERR {seed} has no cluster yet")));
+            }
+            Err(e) => {
+                restore();
+                return Err(Error::Command(format!("ERR cannot reach {seed}: {e}")));
+            }
+        };
+        if own.is_some_and(|c| c.id == record.id) {
+            restore();
+            return Err(Error::Command("ERR this node is already a member of that cluster".into()));
+        }
+        lock(&self.state).ring = RingState::unknown();
+        let adopted = self.adopt(record, entries, seed, commit).await;
+        if adopted.is_err() {
+            restore();
+        }
+        adopted
+    }
+
+    /// Records that this node is to join the ring (`commit`: at once).
+    pub(super) async fn will_join(&self, commit: bool) -> Result<()> {
+        self.store.meta_put(JOINING, Bytes::from_static(if commit { b"1" } else { b"0" })).await?;
+        *lock(&self.joining) = Some(commit);
+        Ok(())
+    }
+}
+
+/// What `meta` says of a pending join.
+pub(super) fn read_joining(bytes: Option<Bytes>) -> Option<bool> {
+    match bytes.as_deref() {
+        Some(b"1") => Some(true),
+        Some(b"0") => Some(false),
+        _ => None,
+    }
+}
+
+/// The ring to start with when none was saved: a new node's (unknown), or
+/// that of a cluster made by a build that kept none (the round robin of
+/// its members, which every member of it computes alike).
+pub(super) fn initial(cluster_known: bool, members: &[NodeId], q: u32) -> RingState {
+    if cluster_known && !members.is_empty() { RingState::legacy(members, q) } else { RingState::unknown() }
+}
+
+/// Shares `ring` for a view.
+pub(super) fn rings(ring: &RingState) -> (Option<Arc<crate::ring::Ring>>, Option<Arc<crate::ring::Ring>>) {
+    if !ring.is_known() {
+        return (None, None);
+    }
+    (Some(Arc::new(ring.ring())), ring.next_ring().map(Arc::new))
+}
