@@ -111,12 +111,14 @@ fn a_replica_cut_off_receives_the_writes_once_the_cut_heals() {
 }
 
 /// Waits until `node` sees `n` members, all up.
+/// Waits until `node` sees `n` members up, all in its settled ring.
 fn wait_all_up(node: &Shoal, n: u64) {
     wait_for(&format!("node on {} to see {n} members up", node.port), Duration::from_secs(30), || {
         let mut c = node.client();
         let up: u64 = info(&mut c, "cluster", "shoal_members_up").parse().expect("a number");
         (up == n).then_some(())
     });
+    node.wait_ring(n as usize);
 }
 
 /// Real processes: the node keeping hints is killed with SIGKILL before it

@@ -78,6 +78,9 @@ fn status(node: &Shoal) -> Seen {
     assert!(lines.next().is_some_and(|l| l.starts_with("--  id")), "the column names: {text}");
     let (mut up, mut me) = (HashMap::new(), None);
     for line in lines {
+        if line.starts_with("Ring epoch") || line.starts_with("Transfers") {
+            break;
+        }
         let cells: Vec<&str> = line.split_whitespace().collect();
         assert!(cells.len() >= 12 && (cells[0] == "UP" || cells[0] == "DN"), "a member line: {line:?} in {text}");
         up.insert(cells[1].to_string(), cells[0] == "UP");
@@ -104,12 +107,14 @@ fn wait_seen(observer: &Shoal, id: &str, up: bool) -> Duration {
     start.elapsed()
 }
 
-/// Waits until every node shows `count` members, all UP.
+/// Waits until every node shows `count` members, all UP, all in a
+/// settled ring.
 fn wait_all_up(nodes: &[&Shoal], count: usize) {
     for node in nodes {
         wait_for(&format!("the node on {} to show {count} members UP", node.port), WAIT, || {
             status(node).all_up(count).then_some(())
         });
+        node.wait_ring(count);
     }
 }
 

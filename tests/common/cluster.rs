@@ -35,6 +35,10 @@ pub fn members_seen(port: u16) -> Option<(usize, Option<(usize, u64)>)> {
         info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).and_then(|n| n.trim().parse().ok())
     };
     let members = usize::try_from(field("shoal_members")?).ok()?;
+    if info.lines().any(|l| l.trim_end() == "shoal_cluster_id:") {
+        // In no cluster yet (its seeds are not there): no ring to wait for.
+        return Some((members, Some((members, 0))));
+    }
     let settled = field("shoal_ring_change")? == 0 && field("shoal_ring_staged")? == 0;
     let ring =
         settled.then(|| (field("shoal_ring_members").unwrap_or(0) as usize, field("shoal_ring_epoch").unwrap_or(0)));

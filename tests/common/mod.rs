@@ -189,6 +189,24 @@ impl Shoal {
     }
 
     /// SIGKILL: no chance to flush anything.
+    /// Waits until this node holds a settled ring (no change staged or in
+    /// progress) of `members` members.
+    pub fn wait_ring(&self, members: usize) {
+        wait_for(
+            &format!("the node on {} to hold a settled ring of {members}", self.port),
+            Duration::from_secs(30),
+            || {
+                let mut c = self.client();
+                let info: String = redis::cmd("INFO").arg("cluster").query(&mut c).ok()?;
+                let field = |name: &str| {
+                    info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(|v| v.trim().to_string())
+                };
+                let settled = field("shoal_ring_change")? == "0" && field("shoal_ring_staged")? == "0";
+                (settled && field("shoal_ring_members")? == members.to_string()).then_some(())
+            },
+        );
+    }
+
     pub fn kill9(mut self) {
         let mut child = self.child.take().expect("running");
         child.kill().expect("kill -9");
