@@ -17,7 +17,7 @@ pub fn run(host: &str, port: u16, password: Option<&str>, request: &[&[u8]]) -> 
     Ok(format!("{}\n", text(reply)?))
 }
 
-/// SHOAL.PLAN's reply as a table.
+/// SHOAL.PLAN's reply as a table (keys and bytes to copy are estimates).
 fn plan(reply: Value) -> Result<String, String> {
     let mut f = Fields::of(reply)?;
     let mut out = String::new();
@@ -50,8 +50,8 @@ fn plan(reply: Value) -> Result<String, String> {
     );
     let _ = writeln!(
         out,
-        "{:<18} {:>9} {:>9} {:>8} {:>9} {:>14}",
-        "member", "owns now", "after", "gains", "gives up", "bytes to copy"
+        "{:<18} {:>9} {:>9} {:>8} {:>9} {:>12} {:>14}",
+        "member", "owns now", "after", "gains", "gives up", "keys to copy", "bytes to copy"
     );
     let members = match f.take("members")? {
         Value::Array(items) => items,
@@ -61,12 +61,13 @@ fn plan(reply: Value) -> Result<String, String> {
         let mut m = Fields::of(m)?;
         let _ = writeln!(
             out,
-            "{:<18} {:>9} {:>9} {:>8} {:>9} {:>14}",
+            "{:<18} {:>9} {:>9} {:>8} {:>9} {:>12} {:>14}",
             m.text("id")?,
             m.int("partitions_now")?,
             m.int("partitions_after")?,
             m.int("replicas_gained")?,
             m.int("replicas_given_up")?,
+            m.int("keys_to_receive")?,
             m.int("bytes_to_receive")?,
         );
     }

@@ -24,19 +24,19 @@
 //!
 //! | module | role | uses |
 //! |---|---|---|
-//! | `main.rs`, `status.rs`, `alloc_count.rs` | the `shoal` command: `shoal` / `shoal server` run a node, `shoal status` prints a node's SHOAL.STATUS as a table (a small RESP client of its own); the global allocator, mimalloc counting its allocations for INFO (registered with `metrics`) | `config`, `node`, `metrics` |
+//! | `main.rs`, `status.rs`, `repair.rs`, `change.rs`, `alloc_count.rs` | the `shoal` command: `shoal` / `shoal server` run a node, `shoal status` prints a node's SHOAL.STATUS as a table (a small RESP client of its own), `shoal repair`, and `shoal join/leave/remove/plan/commit` send the matching SHOAL. command; the global allocator, mimalloc counting its allocations for INFO (registered with `metrics`) | `config`, `node`, `metrics` |
 //! | [`config`] | one `Config`: defaults < TOML < `SHOAL_*` env < flags; `validate()` | — |
 //! | [`error`] | the crate `Error`; the one place errors become RESP error lines | — |
 //! | [`node`] | composition root: opens storage, binds the ports, wires membership, peers and coordinator, answers peers, owns the staged shutdown | all |
 //! | [`resp`] | the Redis protocol: connections, request decoding (multibulk and inline), the command table, one file per command family, reply encoding (RESP2/RESP3), MULTI/EXEC | `coordinator`, `config`, `metrics` |
 //! | [`coordinator`] | reads and writes of keys: sloppy-quorum reads with read repair and replicated writes (fallbacks standing in for replicas that are down; PW/PR), forwarding, cluster-wide SCAN/DBSIZE/FLUSHALL, and what a node does for its peers | `membership`, `rpc`, `storage`, `version`, `mutation`, `ring` |
-//! | [`membership`] | the cluster record, the member table spread by gossip (`table`), the phi-accrual failure detector (`detector`), and the `View` the coordinator reads: members, who is up, the ring, effective N | `rpc`, `ring`, `storage` (`meta`) |
+//! | [`membership`] | the cluster record, the member table spread by gossip (`table`), the phi-accrual failure detector (`detector`), the ring as this node keeps, spreads and (as claimant) decides it (`ring.rs`), and the `View` the coordinator reads: members, who is up, the ring and the ring a change leads to, effective N | `rpc`, `ring`, `storage` (`meta`) |
 //! | [`rpc`] | the peer wire protocol: handshake with versions and cluster identity (`wire`), messages by subsystem (`kv`, `gossip`); multiplexed client with typed errors, timeouts, backoff and a fault seam for tests; server | `version`, `mutation` |
 //! | [`mutation`] | what plain Redis writes do to a value, as data (pure) | — |
 //! | [`version`] | dots, version vectors, sibling sets, contexts and their encoding (pure) | — |
-//! | [`ring`] | MD5 positions, partitions, claim, preference lists (pure) | `version` (node ids) |
+//! | [`ring`] | MD5 positions, partitions, preference lists; claim (`claim`: who owns what after joins and leaves, moving as little as balance needs); what a change moves (`transfer`); the ring as cluster state with its epoch, staged changes and the change in progress (`state`) (all pure) | `version` (node ids) |
 //! | [`storage`] | the only module that touches fjall: shards (a fjall database each, with keyspaces `data`, `reap` and `hints`, holding a share of the partitions) and the root's `meta`; a worker thread per shard with group commit; the object cache; every partition's key counts and hash tree, updated by each write, saved by a clean stop and rebuilt in the background after a crash (start-up reads no keys); the evidence that every replica holds a dead object (`settled`), which reaping needs; the actor this process writes as | `version`, `ring`, `antientropy::tree` (pure) |
-//! | [`handoff`] | hinted handoff: delivering the hints this node keeps (as a coordinator for replicas that missed a write, or as a fallback standing in for a replica that was down) once their node is back, or to the key's current replicas once the ring moved | `storage`, `membership`, `rpc`, `metrics` |
+//! | [`handoff`] | hinted handoff: delivering the hints this node keeps (as a coordinator for replicas that missed a write, or as a fallback standing in for a replica that was down) once their node is back, or to the key's current replicas once the ring moved; ownership transfer (`transfer`): pulling the partitions this node gains in a ring change from a current replica, and dropping the copies it no longer replicates | `storage`, `membership`, `rpc`, `metrics` |
 //! | [`antientropy`] | per-partition hash trees (Tictac: XOR of per-key hashes of position and version summary, O(1) to update; pure, `tree`) and the background exchange that compares them with the other replicas' and repairs the keys that differ, both ways, on the peer layer's bulk lane, rate-limited; what operators ask of it (SHOAL.REPAIR, `repairs`) | `storage`, `membership`, `rpc`, `metrics` |
 //! | [`metrics`] | counters behind INFO; the hook through which the binary's allocator reports its count | — |
 //! | [`glob`] | Redis glob patterns (pure) | — |
@@ -44,9 +44,7 @@
 //! | [`shutdown`] | the stop signals and the tracker of background tasks | — |
 //! | [`clock`] | the wall clock, in milliseconds | — |
 //! | [`random`] | random 64-bit numbers (ids, gossip partners) | — |
-//!
-//! Still to come, each in the module ../shared/DESIGN.md names: ownership
-//! transfer (`handoff`).
+//! | [`pace`] | keeping bulk background work within keys and bytes a second | `shutdown` |
 //!
 //! # Rules
 //!
@@ -141,6 +139,21 @@
 //!   evidence. A copy that missed the delete and arrives from outside the
 //!   replica set later than the grace period (a backup restored late)
 //!   can bring the value back, as in Cassandra (`gc_grace_seconds`).
+//! - **A ring change ends in one epoch, not partition by partition.**
+//!   DESIGN gives each partition to its new owner in the next epoch once
+//!   its transfer is done. A partition's replica set depends on the owners
+//!   of the N partitions from it, so handing over owners one at a time
+//!   would change replica sets in steps no plan showed. Here a change
+//!   (`ring::state`) keeps the old owners for reads and write quorums and
+//!   the new ones for the copies to make, and the claimant makes the new
+//!   owners current in one epoch once every copy is reported done; until
+//!   then writes also go to the gaining nodes (`coordinator`), uncounted.
+//! - **Staged changes, or at once.** DESIGN shows a plan before a change.
+//!   SHOAL.JOIN, SHOAL.LEAVE and SHOAL.REMOVE stage a change that
+//!   SHOAL.PLAN shows and SHOAL.COMMIT starts (Riak's cluster plan and
+//!   commit), unless given `NOW`; a node started with seeds commits its
+//!   own join at once, as a new Cassandra node bootstraps, since that is
+//!   how clusters are started.
 
 #![forbid(unsafe_code)]
 

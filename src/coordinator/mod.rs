@@ -38,6 +38,7 @@ mod quorum;
 mod replicas;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -58,6 +59,18 @@ use replicas::{Placement, from_call};
 
 /// Siblings beyond which a write is logged and counted as a warning.
 pub const SIBLING_WARNING: usize = 25;
+/// Why a replica refuses a forwarded write its view does not place on it.
+const VIEW_CHANGING: &str = "the cluster view is changing; retry";
+/// How many such refusals a forwarded write goes through, and how long
+/// it waits each time for this node's view to change.
+const VIEW_RETRIES: usize = 3;
+const VIEW_CHANGE_WAIT: Duration = Duration::from_secs(2);
+
+/// True if `e` is a replica's refusal of a forwarded write because its
+/// view differs (it applied nothing): the write may go again.
+fn view_changing(e: &Error) -> bool {
+    matches!(e, Error::Command(text) if text.starts_with("TRYAGAIN") && text.ends_with(VIEW_CHANGING))
+}
 
 /// Quorums and limits.
 #[derive(Clone, Debug)]
@@ -263,25 +276,47 @@ impl Coordinator {
     /// Too long a key, a type error of the value, too few replicas
     /// acknowledging (`NOQUORUM`), or a storage failure.
     pub async fn write(&self, key: &Bytes, mutation: Mutation) -> Result<Outcome> {
-        let place = self.place(key)?;
+        let mut place = self.place(key)?;
+        let mut refusals = 0;
         // A plain SET may be coordinated by any replica. A write whose
         // result depends on the current value goes to the key's first
         // replica that is up, so concurrent INCRs or SET NXs through
         // different nodes are serialized in one place.
-        let here = match place.me {
-            Some(i) if place.first_up() == Some(i) => true,
-            Some(_) => !mutation.reads_current(),
-            None => false,
-        };
-        if !here {
-            let request = KvRequest::Write { key: key.clone(), mutation: mutation.clone() };
-            match self.forward(&place, request, self.w(&place)).await? {
-                Some(KvResponse::Outcome(o)) => return Ok(o),
-                Some(other) => return Err(unexpected(&other)),
-                None => {}
+        loop {
+            let here = match place.me {
+                Some(i) if place.first_up() == Some(i) => true,
+                Some(_) => !mutation.reads_current(),
+                None => false,
+            };
+            if !here {
+                let request = KvRequest::Write { key: key.clone(), mutation: mutation.clone() };
+                match self.forward(&place, request, self.w(&place)).await {
+                    Ok(Some(KvResponse::Outcome(o))) => return Ok(o),
+                    Ok(Some(other)) => return Err(unexpected(&other)),
+                    Ok(None) => {}
+                    Err(e) if view_changing(&e) && refusals < VIEW_RETRIES => {
+                        refusals += 1;
+                        place = self.after_view_change(key, &place).await?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
+            return self.coordinate_write(key, &place, mutation).await;
         }
-        self.coordinate_write(key, &place, mutation).await
+    }
+
+    /// The key's placement once this node's view has changed from the one
+    /// `place` was made with (or, if it does not within
+    /// [`VIEW_CHANGE_WAIT`], as it is then): a replica refused a forwarded
+    /// write because its view of the ring differs, which happens for a
+    /// moment as a ring change ends and the new ring spreads.
+    async fn after_view_change(&self, key: &Bytes, place: &Placement) -> Result<Placement> {
+        let deadline = tokio::time::Instant::now() + VIEW_CHANGE_WAIT;
+        while Arc::ptr_eq(&self.membership.view(), place.view()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.place(key)
     }
 
     async fn coordinate_write(&self, key: &Bytes, place: &Placement, mutation: Mutation) -> Result<Outcome> {
@@ -359,24 +394,34 @@ impl Coordinator {
         w: Option<usize>,
         pw: Option<usize>,
     ) -> Result<(Context, usize)> {
-        let place = self.place(key)?;
-        let need = Need { all: quorum_of(w, self.settings.w, place.n(), "W")?, primaries: primaries_of(pw, &place)? };
-        if place.me.is_none() {
-            let request = KvRequest::WriteVersions {
-                key: key.clone(),
-                context: context.clone(),
-                value: value.clone(),
-                ttl_ms,
-                w: u32::try_from(need.all).ok(),
-                pw: u32::try_from(need.primaries).ok(),
-            };
-            match self.forward(&place, request, need.all).await? {
-                Some(KvResponse::Written { context, superseded }) => return Ok((context, superseded as usize)),
-                Some(other) => return Err(unexpected(&other)),
-                None => {}
+        let mut place = self.place(key)?;
+        let mut refusals = 0;
+        loop {
+            let need =
+                Need { all: quorum_of(w, self.settings.w, place.n(), "W")?, primaries: primaries_of(pw, &place)? };
+            if place.me.is_none() {
+                let request = KvRequest::WriteVersions {
+                    key: key.clone(),
+                    context: context.clone(),
+                    value: value.clone(),
+                    ttl_ms,
+                    w: u32::try_from(need.all).ok(),
+                    pw: u32::try_from(need.primaries).ok(),
+                };
+                match self.forward(&place, request, need.all).await {
+                    Ok(Some(KvResponse::Written { context, superseded })) => return Ok((context, superseded as usize)),
+                    Ok(Some(other)) => return Err(unexpected(&other)),
+                    Ok(None) => {}
+                    Err(e) if view_changing(&e) && refusals < VIEW_RETRIES => {
+                        refusals += 1;
+                        place = self.after_view_change(key, &place).await?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
+            return self.coordinate_versions(key, &place, context, value, ttl_ms, need).await;
         }
-        self.coordinate_versions(key, &place, context, value, ttl_ms, need).await
     }
 
     async fn coordinate_versions(

@@ -270,7 +270,7 @@ impl Coordinator {
     fn place_here(&self, key: &Bytes) -> Result<Placement> {
         let place = self.place(key)?;
         if place.me.is_none() {
-            return Err(Error::TryAgain("the cluster view is changing; retry".into()));
+            return Err(Error::TryAgain(super::VIEW_CHANGING.into()));
         }
         Ok(place)
     }

@@ -148,6 +148,11 @@ impl Placement {
         self.view.replica_indices(self.partition)
     }
 
+    /// The view this placement was made in.
+    pub fn view(&self) -> &Arc<View> {
+        &self.view
+    }
+
     /// Replica slots, each with one target.
     pub fn slots(&self) -> usize {
         self.replicas().len()

@@ -22,9 +22,9 @@
 //!
 //! A node's copy of a partition it neither replicates nor gains (it left
 //! the replica set, or holds a leftover of an older ring) is dropped
-//! `transfer-drop-delay` after this node last saw a change in progress, so
-//! that a copy that may still be read or handed over is not dropped under
-//! it. A leftover is also dropped before a transfer of its partition
+//! `transfer-drop-delay` after this node last saw a change in progress or
+//! new owners (and after its start), so that a copy that may still be read
+//! or handed over is not dropped under it. A leftover is also dropped before a transfer of its partition
 //! starts: an old copy could bring back a value deleted since.
 
 use std::collections::{BTreeMap, HashMap};
@@ -185,8 +185,11 @@ impl Transfers {
         };
         let cursors = Mutex::new(cursors);
         let pace = tokio::sync::Mutex::new(Pace::new(self.rate, u64::MAX, stop.clone()));
-        // When a change in progress was last seen (drops wait after it).
+        // When a change in progress, or new owners, were last seen (drops
+        // wait after it; a change with nothing to copy ends in the decision
+        // that starts it, and is never seen in progress).
         let mut last_change = Instant::now();
+        let mut owners: Vec<NodeId> = Vec::new();
         // Failed transfers wait a moment before the next try.
         let mut backoff: HashMap<u32, Instant> = HashMap::new();
         // Whether the last look found work (the next looks at once).
@@ -203,6 +206,10 @@ impl Transfers {
             let ring = self.membership.ring_state();
             if !ring.is_known() {
                 continue;
+            }
+            if ring.owners != owners {
+                owners.clone_from(&ring.owners);
+                last_change = Instant::now();
             }
             if ring.in_progress() {
                 last_change = Instant::now();

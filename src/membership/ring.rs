@@ -175,6 +175,15 @@ impl Membership {
         }
     }
 
+    /// Takes the claimant's ring if it is newer than this node's (what an
+    /// operator's plan should show, before gossip brings it).
+    pub async fn sync_with_claimant(&self) {
+        let Some(claimant) = self.claimant().filter(|&c| c != self.me.id) else { return };
+        if let Some(addr) = self.view().member(claimant).map(|m| m.peer_addr.clone()) {
+            self.sync_ring(&addr).await;
+        }
+    }
+
     /// Asks the claimant to make `decision`; the ring after it.
     ///
     /// # Errors

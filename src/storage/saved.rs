@@ -22,7 +22,7 @@
 //! "SHOALTRS"  version u32  partitions u32  actor u64  last counter u64
 //! max_siblings u64  saved u32
 //! saved × (partition u32, keys i64, expires i64, tombstones i64,
-//!          with_siblings i64, LEAVES × leaf u64)
+//!          with_siblings i64, value_bytes i64, LEAVES × leaf u64)
 //! MD5 of everything before it (16 bytes)
 //! ```
 
@@ -41,9 +41,10 @@ use crate::version::Actor;
 pub(super) const FILE: &str = "saved-trees";
 const MAGIC: &[u8; 8] = b"SHOALTRS";
 /// Raised whenever what is saved (or how) changes.
-const VERSION: u32 = 1;
+/// 2: with value bytes.
+const VERSION: u32 = 2;
 const HEADER: usize = 8 + 4 + 4 + 16 + 8 + 4;
-const RECORD: usize = 4 + 4 * 8 + LEAVES * 8;
+const RECORD: usize = 4 + 5 * 8 + LEAVES * 8;
 const CHECKSUM: usize = 16;
 
 /// What a save holds: the clean stop it goes with, the most siblings seen,
@@ -90,7 +91,7 @@ impl Saved {
         out.extend_from_slice(&u32::try_from(self.partitions.len()).unwrap_or(u32::MAX).to_le_bytes());
         for (p, tally, tree) in &self.partitions {
             out.extend_from_slice(&p.to_le_bytes());
-            for n in [tally.keys, tally.expires, tally.tombstones, tally.with_siblings] {
+            for n in [tally.keys, tally.expires, tally.tombstones, tally.with_siblings, tally.value_bytes] {
                 out.extend_from_slice(&n.to_le_bytes());
             }
             for leaf in tree.leaves() {
@@ -125,12 +126,13 @@ impl Saved {
             if p >= partitions || out.last().is_some_and(|&(last, _, _)| last >= p) {
                 return None;
             }
-            let [keys, expires, tombstones, with_siblings] = [r.i64()?, r.i64()?, r.i64()?, r.i64()?];
+            let [keys, expires, tombstones, with_siblings, value_bytes] =
+                [r.i64()?, r.i64()?, r.i64()?, r.i64()?, r.i64()?];
             let mut leaves = Box::new([0u64; LEAVES]);
             for leaf in leaves.iter_mut() {
                 *leaf = r.u64()?;
             }
-            out.push((p, Tally { keys, expires, tombstones, with_siblings }, Tree::from_leaves(leaves)));
+            out.push((p, Tally { keys, expires, tombstones, with_siblings, value_bytes }, Tree::from_leaves(leaves)));
         }
         Some(Self { stop, max_siblings, partitions: out })
     }
@@ -208,8 +210,8 @@ mod tests {
         let mut tree = Tree::new();
         tree.toggle(3, 0xdead_beef);
         tree.toggle(1000, 42);
-        let tally = Tally { keys: 2, expires: 1, tombstones: 0, with_siblings: 1 };
-        let other = Tally { keys: 0, expires: 0, tombstones: 1, with_siblings: 0 };
+        let tally = Tally { keys: 2, expires: 1, tombstones: 0, with_siblings: 1, value_bytes: 30 };
+        let other = Tally { keys: 0, expires: 0, tombstones: 1, with_siblings: 0, value_bytes: 0 };
         let mut tomb = Tree::new();
         tomb.toggle(7, 9);
         Saved { stop: (Actor(5), 9), max_siblings: 3, partitions: vec![(2, tally, tree), (15, other, tomb)] }

@@ -24,6 +24,9 @@ pub struct Tally {
     pub tombstones: i64,
     /// Objects holding more than one sibling.
     pub with_siblings: i64,
+    /// Bytes of the values held (every sibling's), without keys and
+    /// versions: what a transfer of the partition roughly moves.
+    pub value_bytes: i64,
 }
 
 impl Tally {
@@ -37,6 +40,7 @@ impl Tally {
             expires: i64::from(live && w.expires_at.is_some()),
             tombstones: i64::from(!live),
             with_siblings: i64::from(o.siblings().len() > 1),
+            value_bytes: o.siblings().iter().map(|s| s.value.as_ref().map_or(0, |v| v.len() as i64)).sum(),
         }
     }
 
@@ -45,6 +49,7 @@ impl Tally {
         self.expires += other.expires;
         self.tombstones += other.tombstones;
         self.with_siblings += other.with_siblings;
+        self.value_bytes += other.value_bytes;
     }
 }
 
@@ -54,6 +59,7 @@ struct Cell {
     expires: AtomicI64,
     tombstones: AtomicI64,
     with_siblings: AtomicI64,
+    value_bytes: AtomicI64,
 }
 
 pub(super) struct Stats {
@@ -75,6 +81,7 @@ impl Stats {
             (&cell.expires, a.expires - b.expires),
             (&cell.tombstones, a.tombstones - b.tombstones),
             (&cell.with_siblings, a.with_siblings - b.with_siblings),
+            (&cell.value_bytes, a.value_bytes - b.value_bytes),
         ] {
             if delta != 0 {
                 counter.fetch_add(delta, Ordering::Relaxed);
@@ -93,6 +100,7 @@ impl Stats {
         cell.expires.store(tally.expires, Ordering::Relaxed);
         cell.tombstones.store(tally.tombstones, Ordering::Relaxed);
         cell.with_siblings.store(tally.with_siblings, Ordering::Relaxed);
+        cell.value_bytes.store(tally.value_bytes, Ordering::Relaxed);
     }
 
     /// Some object held `siblings` siblings.
@@ -102,7 +110,7 @@ impl Stats {
 
     pub(super) fn reset(&self) {
         for cell in &self.partitions {
-            for counter in [&cell.keys, &cell.expires, &cell.tombstones, &cell.with_siblings] {
+            for counter in [&cell.keys, &cell.expires, &cell.tombstones, &cell.with_siblings, &cell.value_bytes] {
                 counter.store(0, Ordering::Relaxed);
             }
         }
@@ -115,6 +123,7 @@ impl Stats {
             expires: cell.expires.load(Ordering::Relaxed),
             tombstones: cell.tombstones.load(Ordering::Relaxed),
             with_siblings: cell.with_siblings.load(Ordering::Relaxed),
+            value_bytes: cell.value_bytes.load(Ordering::Relaxed),
         }
     }
 

@@ -106,8 +106,8 @@ pub async fn commit(s: &Session, args: Args) -> Result<Reply> {
 /// SHOAL.PLAN [CLEAR]: the change in progress, or what committing the
 /// staged changes would do: per member the partitions it owns now and
 /// after, the partitions (as replica sets) it gains and gives up and the
-/// bytes to copy to it (estimated from what each member holds per
-/// partition), the moves in all and how many are done, and the most
+/// keys and bytes to copy to it (estimated from the keys each member holds
+/// per partition and this node's average value size), the moves in all and how many are done, and the most
 /// replicas any key loses at once. CLEAR takes back the staged changes.
 pub async fn plan(s: &Session, mut args: Args) -> Result<Reply> {
     let keyword = args.keyword();
@@ -121,6 +121,7 @@ pub async fn plan(s: &Session, mut args: Args) -> Result<Reply> {
         }
         Some(_) => return Err(Error::err("SHOAL.PLAN takes CLEAR or nothing")),
     }
+    membership.sync_with_claimant().await;
     let ring = membership.ring_state();
     let n = membership.cluster_n();
     let staged = ring
@@ -145,13 +146,16 @@ pub async fn plan(s: &Session, mut args: Args) -> Result<Reply> {
         return Ok(Reply::Map(fields));
     };
     let (_, statuses) = membership.status();
-    // Bytes per replicated partition, per member, from what each holds.
+    // Keys per replicated partition, per member, from the keys each holds;
+    // bytes from this node's average value size.
     let per_partition = |id: NodeId| {
-        let held = statuses.iter().find(|m| m.entry.id == id).map_or(0, |m| m.bytes);
+        let held = statuses.iter().find(|m| m.entry.id == id).map_or(0, |m| m.keys);
         let replicated =
             (0..plan.before.partition_count()).filter(|&p| plan.before.replicas(p, n).contains(&id)).count();
         held / replicated.max(1) as u64
     };
+    let mine = s.coordinator().store().tally();
+    let value_size = u64::try_from(mine.value_bytes / mine.keys.max(1)).unwrap_or(0);
     let mut nodes = plan.before.members();
     for id in plan.after.members() {
         if !nodes.contains(&id) {
@@ -162,7 +166,7 @@ pub async fn plan(s: &Session, mut args: Args) -> Result<Reply> {
         .iter()
         .map(|&id| {
             let (gains, losses) = plan.gains_and_losses(id, n);
-            let bytes: u64 = plan
+            let keys: u64 = plan
                 .moves
                 .iter()
                 .filter(|m| m.to == id)
@@ -174,7 +178,8 @@ pub async fn plan(s: &Session, mut args: Args) -> Result<Reply> {
                 field("partitions_after", int(plan.after.owned_by(id))),
                 field("replicas_gained", int(gains)),
                 field("replicas_given_up", int(losses)),
-                field("bytes_to_receive", int(bytes)),
+                field("keys_to_receive", int(keys)),
+                field("bytes_to_receive", int(keys * value_size)),
             ])
         })
         .collect();
