@@ -1,0 +1,552 @@
+//! Ring changes end to end: a cluster grows and shrinks (a join, a leave,
+//! the removal of a dead member) under a client writing and reading
+//! through every member, and transfers interrupted by a kill -9 of either
+//! side resume where they stopped.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::cluster::{TestCluster, members_seen};
+use common::reply::{error_text, info, int, local_keys, members, ring_of, text};
+use common::{Shoal, XorShift, wait_for};
+use redis::{ConnectionLike, Value};
+use shoal::version::NodeId;
+
+/// Bound for every wait on the cluster.
+const WAIT: Duration = Duration::from_secs(30);
+/// Partitions of the in-process cluster (as the harness sets them).
+const Q: usize = 64;
+
+/// Waits until every node of `nodes` sees `size` members and holds the
+/// same settled ring (nothing staged or in progress) of `size` owners;
+/// returns its epoch.
+fn wait_ring(cluster: &TestCluster, nodes: &[usize], size: usize) -> u64 {
+    wait_for(&format!("nodes {nodes:?} to hold one settled ring of {size} members"), WAIT, || {
+        let epochs: Vec<u64> = nodes
+            .iter()
+            .map(|&i| match members_seen(cluster.port(i))? {
+                (m, Some((ring, epoch))) if m == size && ring == size => Some(epoch),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        epochs.windows(2).all(|w| w[0] == w[1]).then(|| epochs[0])
+    })
+}
+
+/// Node `i`'s own id, as its SHOAL.STATUS shows it.
+fn id_of(cluster: &TestCluster, i: usize) -> NodeId {
+    let me = members(&mut cluster.client(i)).into_iter().find(|m| int(&m["self"]) == 1).expect("self");
+    NodeId(u64::from_str_radix(&text(&me["id"]), 16).expect("a hex id"))
+}
+
+/// Asserts that every node of `nodes` holds the same ring, owned by
+/// exactly `ids`, each owning Q/S ± 1 partitions.
+#[track_caller]
+fn assert_balanced(cluster: &TestCluster, nodes: &[usize], ids: &[NodeId]) {
+    let ring = ring_of(&mut cluster.client(nodes[0]));
+    for &i in &nodes[1..] {
+        assert_eq!(ring_of(&mut cluster.client(i)).owners(), ring.owners(), "node {i} holds another ring");
+    }
+    let mut owners = ring.members();
+    owners.sort_unstable();
+    let mut expected = ids.to_vec();
+    expected.sort_unstable();
+    assert_eq!(owners, expected, "the ring's owners");
+    let share = Q as f64 / ids.len() as f64;
+    for &id in ids {
+        let owned = ring.owned_by(id);
+        assert!((owned as f64 - share).abs() <= 1.0, "{id} owns {owned} of {Q} partitions; {share:.2} ± 1 expected");
+    }
+}
+
+/// The phases of the grow-and-shrink test, for counting what happened in
+/// each.
+const PHASES: [&str; 4] = [
+    "a: a 4th node joins",
+    "b: node 1 leaves",
+    "c: node 2 stopped, not yet seen down",
+    "c: node 2 seen down and removed",
+];
+/// The one phase in which requests may fail (the docs: until the failure
+/// detector sees a dead replica down, requests that need it can fail).
+const MAY_FAIL: usize = 2;
+
+/// Keys the load writes and reads, each with a counter as its value.
+const LOAD_KEYS: usize = 500;
+const WORKERS: usize = 2;
+
+fn load_key(i: usize) -> String {
+    format!("load:{i}")
+}
+
+fn load_value(i: usize, counter: u64) -> String {
+    format!("load:{i}={counter}")
+}
+
+/// The counter in a value of key `i`, or why it is not one.
+fn counter_in(i: usize, value: &str) -> Result<u64, String> {
+    value
+        .strip_prefix(&format!("load:{i}="))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("load:{i} holds {value:?}, not one of its values"))
+}
+
+/// A request that failed: (phase, port, request, error, when it was sent
+/// since the load began).
+type Failure = (usize, u16, String, String, Duration);
+
+/// What the load threads share with the test.
+struct Load {
+    stop: AtomicBool,
+    phase: AtomicUsize,
+    /// The client ports requests go to, in turn.
+    targets: Mutex<Vec<u16>>,
+    /// Raised with every change of `targets`; each worker records the
+    /// one it works with (so the test knows when none still sends to a
+    /// port taken out).
+    generation: AtomicU64,
+    seen: Vec<AtomicU64>,
+    failures: Mutex<Vec<Failure>>,
+    /// When the load began.
+    began: Instant,
+    /// Reads that returned an older value than one acknowledged before.
+    stale: Mutex<Vec<String>>,
+    sets: Vec<AtomicU64>,
+    gets: Vec<AtomicU64>,
+}
+
+impl Load {
+    fn new(targets: Vec<u16>) -> Self {
+        Self {
+            stop: AtomicBool::new(false),
+            phase: AtomicUsize::new(0),
+            targets: Mutex::new(targets),
+            generation: AtomicU64::new(0),
+            seen: (0..WORKERS).map(|_| AtomicU64::new(0)).collect(),
+            failures: Mutex::new(Vec::new()),
+            stale: Mutex::new(Vec::new()),
+            began: Instant::now(),
+            sets: PHASES.iter().map(|_| AtomicU64::new(0)).collect(),
+            gets: PHASES.iter().map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Sends requests to `targets` only, from once this returns.
+    fn retarget(&self, targets: Vec<u16>) {
+        *self.targets.lock().expect("targets") = targets;
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        wait_for("every load thread to take the new targets", WAIT, || {
+            self.seen.iter().all(|s| s.load(Ordering::SeqCst) >= generation).then_some(())
+        });
+    }
+
+    fn ops(&self, phase: usize) -> (u64, u64) {
+        (self.sets[phase].load(Ordering::SeqCst), self.gets[phase].load(Ordering::SeqCst))
+    }
+}
+
+/// Per key of a worker: the highest counter acknowledged, and the highest
+/// sent (a failed write may still have been applied).
+#[derive(Clone, Copy, Default)]
+struct KeyState {
+    acked: u64,
+    sent: u64,
+}
+
+/// One load thread: writes (a counter one higher each time) and reads its
+/// own keys (those `i % WORKERS == w`), through each target in turn,
+/// checking every read against what was acknowledged before it was sent.
+fn worker(load: &Load, w: usize) -> HashMap<usize, KeyState> {
+    let mine: Vec<usize> = (0..LOAD_KEYS).filter(|i| i % WORKERS == w).collect();
+    let mut keys: HashMap<usize, KeyState> = mine.iter().map(|&i| (i, KeyState::default())).collect();
+    let mut conns: HashMap<u16, redis::Connection> = HashMap::new();
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ (w as u64 + 1));
+    let mut turn = 0usize;
+    while !load.stop.load(Ordering::SeqCst) {
+        let generation = load.generation.load(Ordering::SeqCst);
+        let targets = load.targets.lock().expect("targets").clone();
+        load.seen[w].store(generation, Ordering::SeqCst);
+        let port = targets[turn % targets.len()];
+        turn += 1;
+        let phase = load.phase.load(Ordering::SeqCst);
+        let i = mine[rng.below(mine.len() as u64) as usize];
+        let sent = load.began.elapsed();
+        let fail =
+            |what: String, why: String| load.failures.lock().expect("failures").push((phase, port, what, why, sent));
+        let conn = match conns.entry(port) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let connected = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                    .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)));
+                match connected {
+                    Ok(c) => {
+                        c.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+                        e.insert(c)
+                    }
+                    Err(err) => {
+                        fail("connect".into(), err.to_string());
+                        continue;
+                    }
+                }
+            }
+        };
+        let state = keys.get_mut(&i).expect("a key of this worker");
+        if rng.below(2) == 0 {
+            let counter = state.sent + 1;
+            state.sent = counter;
+            let what = format!("SET {} {}", load_key(i), load_value(i, counter));
+            match conn.req_command(redis::cmd("SET").arg(load_key(i)).arg(load_value(i, counter))) {
+                Ok(Value::Okay) => {
+                    state.acked = counter;
+                    load.sets[phase].fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(other) => fail(what, error_text(&other).unwrap_or_else(|| format!("{other:?}"))),
+                Err(e) => {
+                    conns.remove(&port);
+                    fail(what, format!("connection: {e}"));
+                }
+            }
+        } else {
+            let acked = state.acked;
+            let what = format!("GET {}", load_key(i));
+            match conn.req_command(redis::cmd("GET").arg(load_key(i))) {
+                Ok(Value::BulkString(b)) => {
+                    load.gets[phase].fetch_add(1, Ordering::SeqCst);
+                    let value = String::from_utf8_lossy(&b).into_owned();
+                    match counter_in(i, &value) {
+                        Ok(c) if c >= acked && c <= state.sent => {}
+                        Ok(c) => load.stale.lock().expect("stale").push(format!(
+                            "{} through port {port} in phase {:?}: read {c}, {acked} acknowledged before, {} sent",
+                            load_key(i),
+                            PHASES[phase],
+                            state.sent
+                        )),
+                        Err(why) => load.stale.lock().expect("stale").push(why),
+                    }
+                }
+                Ok(Value::Nil) => {
+                    load.gets[phase].fetch_add(1, Ordering::SeqCst);
+                    load.stale.lock().expect("stale").push(format!(
+                        "{} through port {port} in phase {:?}: nil, {acked} acknowledged before",
+                        load_key(i),
+                        PHASES[phase]
+                    ));
+                }
+                Ok(other) => fail(what, error_text(&other).unwrap_or_else(|| format!("{other:?}"))),
+                Err(e) => {
+                    conns.remove(&port);
+                    fail(what, format!("connection: {e}"));
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// Writes `entries` through `c` in pipelines of a thousand.
+fn preload(c: &mut redis::Connection, entries: impl Iterator<Item = (String, String)>) -> usize {
+    let entries: Vec<(String, String)> = entries.collect();
+    for chunk in entries.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for (k, v) in chunk {
+            pipe.cmd("SET").arg(k).arg(v).ignore();
+        }
+        pipe.query::<()>(c).expect("preload");
+    }
+    entries.len()
+}
+
+#[test]
+fn a_cluster_grows_and_shrinks_under_load_without_losing_or_staling_anything() {
+    let started = Instant::now();
+    let mut cluster = TestCluster::start_with(3, |c| {
+        c.n = Some(3);
+        c.r = Some(2);
+        c.w = Some(2);
+        // Copies no longer replicated go soon, inside the test.
+        c.transfer_drop_delay = 2;
+    });
+    // 2000 keys: the load's 500 (counter 0) and 1500 written once.
+    let other = |i: usize| (format!("pre:{i}"), format!("pre value {i}"));
+    preload(
+        &mut cluster.client(0),
+        (0..LOAD_KEYS).map(|i| (load_key(i), load_value(i, 0))).chain((0..1500).map(other)),
+    );
+    let ids: Vec<NodeId> = (0..3).map(|i| id_of(&cluster, i)).collect();
+
+    let load = Arc::new(Load::new((0..3).map(|i| cluster.port(i)).collect()));
+    let threads: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let load = Arc::clone(&load);
+            std::thread::spawn(move || worker(&load, w))
+        })
+        .collect();
+    // Each phase waits for some load first, so that every phase has some.
+    let some_load = |phase: usize| {
+        wait_for(&format!("load in phase {:?}", PHASES[phase]), WAIT, || {
+            let (sets, gets) = load.ops(phase);
+            (sets >= 100 && gets >= 100).then_some(())
+        });
+    };
+
+    // (a) A 4th node joins.
+    let t = Instant::now();
+    some_load(0);
+    eprintln!("node 3 starts {:?} into the load", load.began.elapsed());
+    let d = cluster.add();
+    let id_d = id_of(&cluster, d);
+    let epoch = wait_ring(&cluster, &[0, 1, 2, 3], 4);
+    eprintln!("4 members, settled at epoch {epoch}, {:?} into the load", load.began.elapsed());
+    assert_balanced(&cluster, &[0, 1, 2, 3], &[ids[0], ids[1], ids[2], id_d]);
+    let ring_a = ring_of(&mut cluster.client(0));
+    let all_ids = [ids[0], ids[1], ids[2], id_d];
+    load.retarget((0..4).map(|i| cluster.port(i)).collect());
+    some_load(0);
+    eprintln!("phase a (join) took {:?}", t.elapsed());
+
+    // (b) Node 1, an original, leaves (and keeps running).
+    let t = Instant::now();
+    load.phase.store(1, Ordering::SeqCst);
+    some_load(1);
+    eprintln!("node 1 leaves {:?} into the load", load.began.elapsed());
+    let reply = redis::cmd("SHOAL.LEAVE").arg("NOW").query::<String>(&mut cluster.client(1)).expect("SHOAL.LEAVE");
+    assert!(reply.starts_with("OK"), "{reply}");
+    let epoch = wait_ring(&cluster, &[0, 2, 3], 3);
+    eprintln!("3 members, settled at epoch {epoch}, {:?} into the load", load.began.elapsed());
+    assert_balanced(&cluster, &[0, 2, 3], &[ids[0], ids[2], id_d]);
+    for i in [0, 2, 3] {
+        let listed: Vec<String> = members(&mut cluster.client(i)).iter().map(|m| text(&m["id"])).collect();
+        assert!(!listed.contains(&ids[1].to_string()), "node {i} still lists node 1 ({}): {listed:?}", ids[1]);
+    }
+    load.retarget([0, 2, 3].iter().map(|&i| cluster.port(i)).collect());
+    some_load(1);
+    eprintln!("phase b (leave) took {:?}", t.elapsed());
+
+    // (c) Node 2 dies; once seen down it is removed.
+    let t = Instant::now();
+    load.retarget([0, 3].iter().map(|&i| cluster.port(i)).collect());
+    load.phase.store(2, Ordering::SeqCst);
+    cluster.stop(2);
+    for i in [0, 3] {
+        let mut c = cluster.client(i);
+        wait_for(&format!("node {i} to see node 2 down"), WAIT, || {
+            (info(&mut c, "cluster", "shoal_members_up") == "2" && info(&mut c, "cluster", "shoal_members") == "3")
+                .then_some(())
+        });
+    }
+    load.phase.store(3, Ordering::SeqCst);
+    let reply = redis::cmd("SHOAL.REMOVE")
+        .arg(ids[2].to_string())
+        .arg("NOW")
+        .query::<String>(&mut cluster.client(0))
+        .expect("SHOAL.REMOVE");
+    assert!(reply.starts_with("OK"), "{reply}");
+    wait_ring(&cluster, &[0, 3], 2);
+    assert_balanced(&cluster, &[0, 3], &[ids[0], id_d]);
+    some_load(3);
+    eprintln!("phase c (stop and remove) took {:?}", t.elapsed());
+
+    load.stop.store(true, Ordering::SeqCst);
+    let mut keys: HashMap<usize, KeyState> = HashMap::new();
+    for t in threads {
+        keys.extend(t.join().expect("a load thread"));
+    }
+    for (p, name) in PHASES.iter().enumerate() {
+        let (sets, gets) = load.ops(p);
+        eprintln!("phase {name:?}: {sets} writes and {gets} reads acknowledged");
+    }
+
+    // Failures: none but NOQUORUM or TRYAGAIN while node 2 is dead and
+    // not yet seen down.
+    let failures = load.failures.lock().expect("failures").clone();
+    let mut by_kind: HashMap<(usize, String), usize> = HashMap::new();
+    for (phase, _, _, why, _) in &failures {
+        let kind = why.split_whitespace().next().unwrap_or_default().to_string();
+        *by_kind.entry((*phase, kind)).or_default() += 1;
+    }
+    eprintln!("failures by phase and kind: {by_kind:?}");
+    let wrong: Vec<_> = failures
+        .iter()
+        .filter(|(phase, _, _, why, _)| {
+            *phase != MAY_FAIL || !(why.starts_with("NOQUORUM") || why.starts_with("TRYAGAIN"))
+        })
+        .map(|(phase, port, what, why, at)| {
+            let node = (0..cluster.len()).find(|&i| cluster.port(i) == *port).expect("a node's port");
+            // Where the key lives once the join is done, as evidence.
+            let key = what.split_whitespace().nth(1).unwrap_or_default();
+            let p = ring_a.partitioner().of(shoal::ring::key_hash(key.as_bytes()));
+            let replicas: Vec<usize> = ring_a
+                .replicas(p, 3)
+                .iter()
+                .map(|id| all_ids.iter().position(|x| x == id).expect("a member"))
+                .collect();
+            format!(
+                "{}: at {at:?}: {what} through node {node}: {why} (replicas after the join: nodes {replicas:?})",
+                PHASES[*phase]
+            )
+        })
+        .collect();
+    let stale = load.stale.lock().expect("stale").clone();
+    // Every problem is reported at the end, together.
+    let mut problems = Vec::new();
+    if !wrong.is_empty() {
+        problems.push(format!("{} requests failed outside the moments allowed:\n{}", wrong.len(), wrong.join("\n")));
+    }
+    if !stale.is_empty() {
+        problems.push(format!("{} stale reads:\n{}", stale.len(), stale.join("\n")));
+    }
+
+    // Nothing acknowledged is lost: every key reads its last acknowledged
+    // value (or a later one sent) through every running member.
+    for node in [0, 3] {
+        let mut c = cluster.client(node);
+        for (&i, s) in &keys {
+            let value: Option<String> = redis::cmd("GET").arg(load_key(i)).query(&mut c).expect("GET");
+            let counter = value.as_deref().map(|v| counter_in(i, v));
+            if !matches!(counter, Some(Ok(c)) if (s.acked..=s.sent).contains(&c)) {
+                problems.push(format!(
+                    "{} through node {node} at the end: {value:?}, acknowledged {}, sent {}",
+                    load_key(i),
+                    s.acked,
+                    s.sent
+                ));
+            }
+        }
+        for i in 0..1500 {
+            let (k, v) = other(i);
+            let got: Option<String> = redis::cmd("GET").arg(&k).query(&mut c).expect("GET");
+            if got.as_deref() != Some(v.as_str()) {
+                problems.push(format!("{k} through node {node} at the end: {got:?}"));
+            }
+        }
+    }
+    // The node that left drops its copies (transfer-drop-delay is 2 s).
+    let mut c1 = cluster.client(1);
+    wait_for("node 1 to drop the copies it no longer replicates", WAIT, || (local_keys(&mut c1) == 0).then_some(()));
+    eprintln!("the test took {:?}", started.elapsed());
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Real processes for the kill -9 tests: keys on the first node, and the
+/// settings that make a transfer last seconds, one partition at a time,
+/// with several pages per partition (8 partitions of 2500 keys; a page is
+/// at most 500 keys), so a kill lands in the middle of a partition.
+const KEYS: usize = 20_000;
+const ENV: [(&str, &str); 4] = [
+    ("SHOAL_PARTITIONS", "8"),
+    ("SHOAL_TRANSFERS", "1"),
+    ("SHOAL_TRANSFER_RATE", "300kb"),
+    ("SHOAL_GOSSIP_INTERVAL", "200"),
+];
+
+fn field(node: &Shoal, section: &str, name: &str) -> u64 {
+    info(&mut node.client(), section, name).parse().expect("a number")
+}
+
+/// A node alone, holding `KEYS` keys.
+fn first_node(dir: &std::path::Path) -> Shoal {
+    let a = Shoal::spawn(dir, &[], &ENV);
+    let entries = (0..KEYS).map(|i| (format!("k:{i:05}"), format!("value {i:05} {}", "x".repeat(40))));
+    preload(&mut a.client(), entries);
+    assert_eq!(local_keys(&mut a.client()), KEYS as u64);
+    a
+}
+
+/// Waits for a running transfer on `b` (SHOAL.STATUS) that has copied at
+/// least two pages of its partition: its cursor is saved past the start.
+fn wait_mid_transfer(b: &Shoal) {
+    let mut c = b.client();
+    wait_for("a transfer to be part way through a partition", WAIT, || {
+        let status = common::reply::fields(&redis::cmd("SHOAL.STATUS").query::<Value>(&mut c).ok()?);
+        let transfers = common::reply::fields(&status["transfers"]);
+        let running = common::reply::array(&transfers["running"]).iter().map(common::reply::fields);
+        running.into_iter().any(|r| int(&r["keys"]) >= 1000).then_some(())
+    });
+    assert_ne!(field(b, "cluster", "shoal_ring_change"), 0, "the change is still in progress");
+}
+
+/// Waits until `node` holds a settled ring of `size` members.
+fn wait_settled(node: &Shoal, size: usize) {
+    wait_for(&format!("the node on {} to hold a settled ring of {size}", node.port), Duration::from_secs(60), || {
+        matches!(members_seen(node.port), Some((m, Some((ring, _)))) if m == size && ring == size).then_some(())
+    });
+}
+
+/// Asserts `b` holds every key itself and serves each.
+fn assert_holds_everything(b: &Shoal) {
+    b.wait_counted();
+    let mut c = b.client();
+    wait_for("b to count every key", WAIT, || (local_keys(&mut c) == KEYS as u64).then_some(()));
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.cmd("GET").arg(format!("k:{i:05}"));
+        }
+        let values: Vec<Option<String>> = pipe.query(&mut c).expect("GETs");
+        for (i, v) in chunk.iter().zip(values) {
+            assert_eq!(v, Some(format!("value {i:05} {}", "x".repeat(40))), "k:{i:05} through b");
+        }
+    }
+}
+
+#[test]
+fn a_transfer_interrupted_by_kill_9_of_the_receiver_resumes() {
+    let started = Instant::now();
+    let temp = tempfile::tempdir().expect("temp dir");
+    let a = first_node(&temp.path().join("a"));
+    let seeds = format!("127.0.0.1:{}", a.peer_port);
+    let b = Shoal::spawn(&temp.path().join("b"), &["--seeds", &seeds], &ENV);
+    wait_mid_transfer(&b);
+    let copied = field(&b, "cluster", "shoal_transfer_keys");
+    assert!(copied > 0 && copied < KEYS as u64, "{copied} keys copied when killed");
+    let (port, peer_port) = (b.port, b.peer_port);
+    let before = b.log();
+    b.kill9();
+    eprintln!("b killed after {copied} keys, {:?} in", started.elapsed());
+    let b = Shoal::spawn_at(&temp.path().join("b"), port, Some(peer_port), &["--seeds", &seeds], &ENV);
+    wait_settled(&b, 2);
+    wait_settled(&a, 2);
+    let resumed = b.log().lines().filter(|l| l.contains("transfer begins") && l.contains("resumed=true")).count();
+    assert!(resumed >= 1, "no transfer resumed after the restart; b's log:\n{}\nbefore the kill:\n{before}", b.log());
+    // Resumed from the cursor: the restart copied less than everything.
+    let after = field(&b, "cluster", "shoal_transfer_keys");
+    assert!(
+        after + copied <= KEYS as u64 + 1000,
+        "b copied {copied} keys before the kill and {after} after it: more than a resumed transfer would"
+    );
+    assert_holds_everything(&b);
+    eprintln!("the test took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_transfer_interrupted_by_kill_9_of_the_source_resumes() {
+    let started = Instant::now();
+    let temp = tempfile::tempdir().expect("temp dir");
+    let a = first_node(&temp.path().join("a"));
+    let seeds = format!("127.0.0.1:{}", a.peer_port);
+    let b = Shoal::spawn(&temp.path().join("b"), &["--seeds", &seeds], &ENV);
+    wait_mid_transfer(&b);
+    let (port, peer_port) = (a.port, a.peer_port);
+    a.kill9();
+    let copied = field(&b, "cluster", "shoal_transfer_keys");
+    assert!(copied > 0 && copied < KEYS as u64, "{copied} keys copied when the source was killed");
+    eprintln!("a killed after {copied} keys, {:?} in", started.elapsed());
+    let a = Shoal::spawn_at(&temp.path().join("a"), port, Some(peer_port), &[], &ENV);
+    wait_settled(&b, 2);
+    wait_settled(&a, 2);
+    assert!(
+        b.log().contains("transfer stopped, will resume"),
+        "b saw its transfer stop with the source; its log:\n{}",
+        b.log()
+    );
+    let resumed = b.log().lines().filter(|l| l.contains("transfer begins") && l.contains("resumed=true")).count();
+    assert!(resumed >= 1, "no transfer resumed; b's log:\n{}", b.log());
+    let total = field(&b, "cluster", "shoal_transfer_keys");
+    assert!(total <= KEYS as u64 + 1000, "b copied {total} keys in all: more than a resumed transfer would");
+    assert_holds_everything(&b);
+    eprintln!("the test took {:?}", started.elapsed());
+}
