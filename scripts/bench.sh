@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks shoal against redis-server on this machine, in the same run.
 #
-#   scripts/bench.sh [single|cluster|sweep|degraded|antientropy|all] [ROUNDS]      (default: all 3)
+#   scripts/bench.sh [single|cluster|sweep|degraded|antientropy|rebalance|all] [ROUNDS]      (default: all 3)
 #
 # Builds shoal in release mode and starts, side by side on loopback:
 # Debian's redis-server twice, without persistence ("redis") and with an
@@ -43,11 +43,32 @@
 # background pass paused on every node (SHOAL.REPAIR PAUSE) and running,
 # alternately in each round: x_paused = rps running / rps paused.
 #
+# rebalance: a three-node cluster (N=3, R=W=2) loaded with RB_KEYS keys
+# (key:000000000000 on, redis-benchmark's names, ~100-byte values, through
+# redis-cli --pipe), measured as cluster/one (SET and GET at -P 1 and -P 16)
+# before; then a fourth node started with the three as seeds (its join is
+# committed at once) and the same measured again while its transfers run:
+# each row says whether the change was still in progress when it ended
+# (INFO shoal_ring_change, read before and after each). The joining node's
+# transfer-rate is RB_RATE if set, else chosen so that the transfers last
+# about 2.5 times as long as the measurements before took (the default,
+# 20mb, would end them in a few seconds). Prints SET/GET throughput during
+# relative to before, and to redis-server measured in the same run; the
+# keys moved (INFO shoal_transfer_keys summed over the nodes) against the
+# ideal, the replicas held before (INFO keyspace summed) / 4, and the
+# transfer's MiB/s (shoal_transfer_bytes summed / the time from the start
+# of the fourth node until shoal_ring_change is 0 again). Then a fifth node
+# joins the idle cluster at the default transfer-rate: its keys moved
+# against the replicas / 5 and its MiB/s.
+#
 # "all" runs the cluster table, then the sweep, then degraded, then
-# antientropy.
+# antientropy, then rebalance.
 #
 # Environment: N1, N16 requests per run at -P 1 / -P 16; AE_KEYS the keys
-# written while the node is down in antientropy (default 100000); SHOAL_ARGS extra
+# written while the node is down in antientropy (default 100000); RB_KEYS
+# the keys loaded in rebalance (default 200000, at least 100000 so that
+# the benchmark's SETs, -r 100000, only overwrite); RB_RATE the fourth
+# node's transfer-rate in rebalance (bytes a second, or e.g. 512kb); SHOAL_ARGS extra
 # flags for every shoal node (e.g. "--durability fsync"); BENCH_PORT the
 # first client port (default 16390; the servers take it and the next
 # 5 + nproc, shoal's peer ports are 10000 above). The script stops if one
@@ -63,11 +84,14 @@ BASE=${BENCH_PORT:-16390}
 CORES=$(nproc)
 
 AE_KEYS=${AE_KEYS:-100000}
+RB_KEYS=${RB_KEYS:-200000}
+RB_RATE=${RB_RATE:-}
 
 case "$MODE" in
-  single | cluster | sweep | degraded | antientropy | all) ;;
-  *) echo "usage: scripts/bench.sh [single|cluster|sweep|degraded|antientropy|all] [ROUNDS]"; exit 2 ;;
+  single | cluster | sweep | degraded | antientropy | rebalance | all) ;;
+  *) echo "usage: scripts/bench.sh [single|cluster|sweep|degraded|antientropy|rebalance|all] [ROUNDS]"; exit 2 ;;
 esac
+[ "$RB_KEYS" -ge 100000 ] 2>/dev/null || { echo "bench.sh: RB_KEYS must be a number, at least 100000"; exit 2; }
 for tool in redis-server redis-benchmark redis-cli; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool is missing (apt-get install redis-server redis-tools)"; exit 1; }
 done
@@ -468,6 +492,162 @@ ae_load() {
   echo
 }
 
+# load_keys PORT COUNT: SET key:000000000000 … (redis-benchmark's key
+# names) to 100 bytes each through one node, pipelined; every write must
+# succeed.
+load_keys() {
+  local out
+  out=$(awk -v n="$2" 'BEGIN {
+    v = sprintf("%0100d", 0)
+    for (i = 0; i < n; i++) {
+      k = sprintf("key:%012d", i)
+      printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$100\r\n%s\r\n", length(k), k, v
+    }
+  }' | redis-cli -p "$1" --pipe)
+  echo "$out" | grep -q "errors: 0, replies: $2" || { echo "bench.sh: writes failed: $out"; exit 1; }
+}
+
+# settle COUNT SECONDS PORT...: until every node sees a ring of COUNT
+# members with no change in progress or staged.
+settle() {
+  local count=$1 limit=$2 port
+  shift 2
+  for port in "$@"; do
+    for _ in $(seq $((limit * 20))); do
+      [ "$(info_field shoal_ring_members "$port")" = "$count" ] && [ "$(info_field shoal_ring_change "$port")" = 0 ] \
+        && [ "$(info_field shoal_ring_staged "$port")" = 0 ] && continue 2
+      sleep 0.05
+    done
+    echo "bench.sh: the node on port $port does not see a settled ring of $count members after $limit s"
+    tail -n 5 "$work"/cluster-*.log; exit 1
+  done
+}
+
+# keys_sum PORT...: the keys the nodes hold, summed (replicas).
+keys_sum() { local port t=0; for port in "$@"; do t=$((t + $(local_keys "$port"))); done; echo "$t"; }
+
+# join_node PORT RATE: starts a node with the cluster's seeds (its join is
+# committed at once), RATE its transfer-rate ("" for the default), and
+# waits until the first node sees the change in progress. Sets JOIN_T0 (its
+# start) and JOIN_PID.
+join_node() {
+  local port=$1 rate=$2
+  CLUSTER_ENV=()
+  [ -n "$rate" ] && CLUSTER_ENV=(SHOAL_TRANSFER_RATE="$rate")
+  JOIN_T0=$(date +%s.%N)
+  start_cluster_node "$port"
+  JOIN_PID=$!
+  CLUSTER_ENV=()
+  wait_up "$port" "$JOIN_PID"
+  for _ in $(seq 600); do
+    [ "$(info_field shoal_ring_change "$BASE_CLUSTER")" != 0 ] && return 0
+    sleep 0.05
+  done
+  echo "bench.sh: no change in progress 30 s after the node on $port started"; tail -n 5 "$work/cluster-$port.log"; exit 1
+}
+
+# watch_change FILE: in the background, writes the time into FILE once the
+# first node sees no change in progress. Sets WATCHER.
+watch_change() {
+  (
+    while [ "$(info_field shoal_ring_change "$BASE_CLUSTER")" != 0 ]; do sleep 0.1; done
+    date +%s.%N >"$1"
+  ) &
+  WATCHER=$!
+  pids+=("$WATCHER")
+}
+
+# wait_change FILE SECONDS: until the watcher wrote FILE.
+wait_change() {
+  for _ in $(seq $(($2 * 10))); do [ -s "$1" ] && return 0; sleep 0.1; done
+  echo "bench.sh: the change is still in progress after $2 s more"; exit 1
+}
+
+BASE_CLUSTER=$((BASE + 2))
+
+rebalance() {
+  local ports nodes pipeline test f before during redis_rps t0 t1 t_before=0 replicas moved bytes moved0 bytes0
+  local rate in_change c0 c1 p4 p5 secs
+  rm -rf "$work"/data-cluster-*
+  CLUSTER_ENV=()
+  start_redis redis "$BASE" --appendonly no
+  start_cluster
+  read -ra ports <<<"${PORTS[cluster/one]}"
+  read -ra nodes <<<"${PIDS[cluster/one]}"
+  settle 3 60 "${ports[@]}"
+  t0=$(date +%s.%N)
+  load_keys "${ports[0]}" "$RB_KEYS"
+  t1=$(date +%s.%N)
+  echo "rebalance, $CORES cores, $(date -u +%Y-%m-%d): a three-node cluster (N=3, R=W=2), then a fourth node joins"
+  printf 'loaded %d keys (100-byte values) through the first node in %.1f s\n' "$RB_KEYS" "$(ratio "($t1 - $t0)" 1)"
+  for pipeline in 1 16; do
+    for test in set get; do
+      measure "$test" "$pipeline" redis
+      cp "$(file_of redis)" "$work/redis-$test-$pipeline"
+      t0=$(date +%s.%N)
+      measure "$test" "$pipeline" cluster/one
+      t1=$(date +%s.%N)
+      t_before=$(ratio "$t_before + $t1 - $t0" 1)
+      cp "$(file_of cluster/one)" "$work/before-$test-$pipeline"
+    done
+  done
+  replicas=$(keys_sum "${ports[@]}")
+  moved0=$(info_sum shoal_transfer_keys "${ports[@]}"); bytes0=$(info_sum shoal_transfer_bytes "${ports[@]}")
+  # ~180 bytes a key on the wire (key, value, version); the transfers
+  # should outlast the measurements, which took t_before before.
+  rate=${RB_RATE:-$(echo "$replicas / 4 * 180 / (2.5 * $t_before)" | bc)}
+  p4=$((BASE + 5))
+  join_node "$p4" "$rate"
+  watch_change "$work/rb-end4"
+  PIDS[cluster/one]="${nodes[*]} $JOIN_PID"; PORTS[cluster/one]="${ports[*]} $p4"
+  printf 'measurements before took %.0f s; the fourth node joins with transfer-rate %s (bytes/s)\n' "$t_before" "$rate"
+  echo "redis-benchmark -c 50 -d 64 -r 100000 through the first node; median of $ROUNDS rounds; x_before = rps during / rps before;"
+  echo "x_redis = rps / redis-server's; p50, p99, cpu (server CPU µs per request, all nodes, the joining one included) during;"
+  echo "in_change = the change still in progress when the measurement ended (it was when it began)"
+  printf '%-10s %11s %11s %9s %11s %9s %9s %8s %8s %8s %10s\n' test before_rps during_rps x_before redis_rps \
+    x_redis_bef x_redis_dur p50_ms p99_ms cpu_us in_change
+  for pipeline in 1 16; do
+    for test in set get; do
+      c0=$(info_field shoal_ring_change "${ports[0]}")
+      measure "$test" "$pipeline" cluster/one
+      c1=$(info_field shoal_ring_change "${ports[0]}")
+      in_change=yes
+      [ "$c0" != 0 ] && [ "$c1" != 0 ] || in_change="NO (ended)"
+      f=$(file_of cluster/one)
+      before=$(col "$work/before-$test-$pipeline" 1); during=$(col "$f" 1); redis_rps=$(col "$work/redis-$test-$pipeline" 1)
+      printf '%-10s %11.0f %11.0f %9.2f %11.0f %9.2f %9.2f %8s %8s %8s %10s\n' "${test^^}/P$pipeline" "$before" "$during" \
+        "$(ratio "$during" "$before")" "$redis_rps" "$(ratio "$before" "$redis_rps")" "$(ratio "$during" "$redis_rps")" \
+        "$(col "$f" 2)" "$(col "$f" 3)" "$(col "$f" 4)" "$in_change"
+    done
+  done
+  wait_change "$work/rb-end4" 3600
+  settle 4 120 "${ports[@]}" "$p4"
+  secs=$(ratio "($(cat "$work/rb-end4") - $JOIN_T0)" 1)
+  moved=$(($(info_sum shoal_transfer_keys "${ports[@]}" "$p4") - moved0))
+  bytes=$(($(info_sum shoal_transfer_bytes "${ports[@]}" "$p4") - bytes0))
+  printf 'join of the fourth node, under the load above: %d keys moved, ideal %d (replicas held before %d / 4): ratio %.3f (goal <= 1.1)\n' \
+    "$moved" $((replicas / 4)) "$replicas" "$(ratio "$moved" "($replicas / 4)")"
+  printf '  %.1f MiB in %.1f s from its start until the ring settled: %.2f MiB/s, %.0f keys/s (transfer-rate %.2f MiB/s)\n' \
+    "$(ratio "$bytes" 1048576)" "$secs" "$(ratio "$bytes / 1048576" "$secs")" "$(ratio "$moved" "$secs")" "$(ratio "$rate" 1048576)"
+  # The fifth node joins the idle cluster at the default rate. The key set
+  # has not changed (the SETs overwrite), so the replicas are as before;
+  # the old owners' copies the fourth node took over are dropped later
+  # (transfer-drop-delay), so the nodes' counts would overstate them now.
+  p5=$((BASE + 6))
+  moved0=$(info_sum shoal_transfer_keys "${ports[@]}" "$p4"); bytes0=$(info_sum shoal_transfer_bytes "${ports[@]}" "$p4")
+  join_node "$p5" ""
+  watch_change "$work/rb-end5"
+  wait_change "$work/rb-end5" 3600
+  settle 5 120 "${ports[@]}" "$p4" "$p5"
+  secs=$(ratio "($(cat "$work/rb-end5") - $JOIN_T0)" 1)
+  moved=$(($(info_sum shoal_transfer_keys "${ports[@]}" "$p4" "$p5") - moved0))
+  bytes=$(($(info_sum shoal_transfer_bytes "${ports[@]}" "$p4" "$p5") - bytes0))
+  printf 'join of a fifth node, idle, default transfer-rate: %d keys moved, ideal %d (replicas %d / 5): ratio %.3f\n' \
+    "$moved" $((replicas / 5)) "$replicas" "$(ratio "$moved" "($replicas / 5)")"
+  printf '  %.1f MiB in %.1f s from its start until the ring settled: %.2f MiB/s, %.0f keys/s\n' \
+    "$(ratio "$bytes" 1048576)" "$secs" "$(ratio "$bytes / 1048576" "$secs")" "$(ratio "$moved" "$secs")"
+}
+
 antientropy() {
   ae_repair
   stop_all
@@ -480,6 +660,7 @@ case "$MODE" in
   sweep) sweep ;;
   degraded) degraded ;;
   antientropy) antientropy ;;
+  rebalance) rebalance ;;
   all)
     compare
     # The sweep runs alone: the servers above would take their share of
@@ -493,5 +674,8 @@ case "$MODE" in
     stop_all
     echo
     antientropy
+    stop_all
+    echo
+    rebalance
     ;;
 esac
