@@ -12,7 +12,9 @@
 //! source for the partition a page at a time, in key order from a cursor
 //! (ring positions), merging each page's objects into its own (merges, so
 //! a write sent meanwhile is never undone), saving the cursor in `meta`
-//! after each page: a restart of either side resumes where it stopped. Then
+//! after each page (not synced: a cursor that goes back with a power loss
+//! only copies some keys again): a restart of either side resumes where it
+//! stopped. Then
 //! it tells the claimant, which gives the partition to it in the epoch
 //! that ends the change once every move is done.
 //!
@@ -22,10 +24,14 @@
 //!
 //! A node's copy of a partition it neither replicates nor gains (it left
 //! the replica set, or holds a leftover of an older ring) is dropped
-//! `transfer-drop-delay` after this node last saw a change in progress or
-//! new owners (and after its start), so that a copy that may still be read
-//! or handed over is not dropped under it. A leftover is also dropped before a transfer of its partition
-//! starts: an old copy could bring back a value deleted since.
+//! `transfer-drop-delay` after the owners last changed (and after its
+//! start), once every member up holds the same ring and no change is in
+//! progress: a copy that may still be read or handed over is not dropped
+//! under it, nor writes sent to a node that does not know yet it gains
+//! their partition. (A leftover still here when this node gains its
+//! partition again, with no settled ring in between, stays and is merged
+//! with what is copied: it brings back a deleted value only if its
+//! tombstone was removed meanwhile, which takes `tombstone-grace`.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -185,9 +191,8 @@ impl Transfers {
         };
         let cursors = Mutex::new(cursors);
         let pace = tokio::sync::Mutex::new(Pace::new(self.rate, u64::MAX, stop.clone()));
-        // When a change in progress, or new owners, were last seen (drops
-        // wait after it; a change with nothing to copy ends in the decision
-        // that starts it, and is never seen in progress).
+        // When the owners last changed (or this node started): drops wait
+        // `drop_delay` after it.
         let mut last_change = Instant::now();
         let mut owners: Vec<NodeId> = Vec::new();
         // Failed transfers wait a moment before the next try.
@@ -212,7 +217,6 @@ impl Transfers {
                 last_change = Instant::now();
             }
             if ring.in_progress() {
-                last_change = Instant::now();
                 let n = self.membership.cluster_n();
                 let mine: Vec<Move> = ring.moves(n).into_iter().filter(|m| m.to == me).collect();
                 self.note_change(&ring, &mine);
@@ -224,7 +228,7 @@ impl Transfers {
                 if todo.is_empty() {
                     continue;
                 }
-                if !self.membership.all_up_hold(ring.change) {
+                if !self.membership.all_up_hold(ring.planned) {
                     self.progress.with(|p| p.waiting = true);
                     continue;
                 }
@@ -252,7 +256,11 @@ impl Transfers {
                         *p = ProgressState::default();
                     }
                 });
-                if last_change.elapsed() >= self.drop_delay {
+                // Only on a ring every member up holds: a node that does not
+                // know yet of a change in which it gains a partition must
+                // not drop the writes already sent to it for it.
+                if ring.epoch > 0 && last_change.elapsed() >= self.drop_delay && self.membership.all_up_hold(ring.epoch)
+                {
                     self.drop_leftovers(&ring, &stop).await;
                 }
             }
@@ -289,17 +297,14 @@ impl Transfers {
     ) -> Result<()> {
         let p = m.partition;
         let view = self.membership.view();
+        // What this node holds of the partition stays: the writes sent to
+        // it since the change began are in it (a leftover of an older ring
+        // was dropped once that ring had settled, see `drop_leftovers`).
         let saved = lock(cursors).at.get(&p).copied();
         let mut from = match saved {
             Some((_, true)) => return Ok(()),
             Some((at, false)) => at,
-            None => {
-                let dropped = self.drop_partition(p, stop).await?;
-                if dropped > 0 {
-                    tracing::info!(partition = p, keys = dropped, "dropped an old copy before the transfer");
-                }
-                view.partitioner().start(p)
-            }
+            None => view.partitioner().start(p),
         };
         let sources: Vec<&crate::rpc::Member> =
             m.sources.iter().filter(|&&id| view.is_up(id)).filter_map(|&id| view.member(id)).collect();
@@ -324,10 +329,19 @@ impl Transfers {
                     Ok((other, _)) => return Err(Error::TryAgain(format!("unexpected answer: {other:?}"))),
                     Err(e) => return Err(Error::TryAgain(e.to_string())),
                 };
+                // A page must move on, and hold only keys of the partition
+                // (their positions worked out here, not taken from the peer).
+                if next.is_some_and(|n| n <= from) {
+                    return Err(Error::TryAgain(format!("the source's page of partition {p} does not move on")));
+                }
                 let keys = entries.len() as u64;
                 let merges = entries
                     .into_iter()
-                    .filter(|(_, hash, _)| view.partitioner().of(*hash) == p)
+                    .filter_map(|(key, _, object)| {
+                        let hash = crate::ring::key_hash(&key);
+                        (view.partitioner().of(hash) == p && key.len() <= crate::storage::MAX_KEY_LEN)
+                            .then_some((key, hash, object))
+                    })
                     .map(|(key, hash, object)| {
                         let store = Arc::clone(&self.store);
                         async move { store.merge(hash, &key, Arc::clone(object.object())).await }
@@ -351,7 +365,7 @@ impl Transfers {
                     c.at.insert(p, (next.unwrap_or(u64::MAX), next.is_none()));
                     c.encode()
                 };
-                self.store.meta_put(CURSORS, encoded).await?;
+                self.store.meta_put_unsynced(CURSORS, encoded).await?;
                 pace.lock().await.spend(keys, received).await;
                 match next {
                     Some(n) => from = n,

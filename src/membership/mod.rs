@@ -30,6 +30,11 @@
 //! or down (`phi-threshold`, 8). The coordinator reads it from the
 //! [`View`]: a replica believed down is not waited for.
 //!
+//! **The ring** is cluster state of its own, kept, spread and decided in
+//! `ring.rs`: a member being down never changes it, only a join, leave or
+//! removal the claimant decides. The view's ring is the current one, and
+//! during a change also the ring it leads to.
+//!
 //! **Actors.** When a node starts, the other members decide whether it may
 //! resume the actor its last run stopped cleanly with ([`claim`]).
 

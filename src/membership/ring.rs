@@ -207,6 +207,16 @@ impl Membership {
         match answer {
             Response::Gossip(GossipResponse::Ring { ring: Some(ring), .. }) => {
                 let ring = *ring;
+                if ring.stamp() < lock(&self.state).ring.stamp() {
+                    // The claimant decided on an older ring than this
+                    // node's: its decision loses to ours. Bring it ours.
+                    if claimant != self.me.id
+                        && let Some(addr) = self.view().member(claimant).map(|m| m.peer_addr.clone())
+                    {
+                        let _ = self.peers.gossip(&addr, GossipRequest::Ring(Box::new(self.ring_state()))).await;
+                    }
+                    return Err(Error::TryAgain("the claimant's ring was behind this node's; try again".into()));
+                }
                 self.offer_ring(ring.clone()).await;
                 Ok(ring)
             }
@@ -222,7 +232,17 @@ impl Membership {
         let me = self.me.id;
         if self.claimant() == Some(me) {
             let n = self.cluster_n();
-            let next = lock(&self.state).ring.step(me, n);
+            let next = {
+                let ring = &lock(&self.state).ring;
+                if ring.epoch == 0 && ring.is_known() {
+                    // A ring a build without stored rings left (every node
+                    // worked it out from its own member table): decided
+                    // once, so that every node holds this one.
+                    Some(RingState { epoch: 1, claimant: me, ..ring.clone() })
+                } else {
+                    ring.step(me, n)
+                }
+            };
             if let Some(next) = next {
                 self.offer_ring(next).await;
             }
@@ -303,10 +323,13 @@ impl Membership {
             restore();
             return Err(Error::Command("ERR this node is already a member of that cluster".into()));
         }
-        lock(&self.state).ring = RingState::unknown();
+        let own_ring = std::mem::replace(&mut lock(&self.state).ring, RingState::unknown());
         let adopted = self.adopt(record, entries, seed, commit).await;
         if adopted.is_err() {
             restore();
+            let mut st = lock(&self.state);
+            st.ring = own_ring;
+            self.publish(&st);
         }
         adopted
     }

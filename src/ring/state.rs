@@ -75,6 +75,10 @@ pub struct RingState {
     pub next: Vec<NodeId>,
     /// The epoch that committed the change in progress (0 if none).
     pub change: u64,
+    /// The epoch that last wrote `next` (the commit, or a plan made again
+    /// after a removal): a node copies what it gains only once every
+    /// member up holds this epoch, so every write reaches it meanwhile.
+    pub planned: u64,
     /// The moves of the change in progress reported done, as
     /// (partition, node), sorted.
     pub done: Vec<(u32, NodeId)>,
@@ -123,6 +127,7 @@ impl RingState {
             owners: Vec::new(),
             next: Vec::new(),
             change: 0,
+            planned: 0,
             done: Vec::new(),
             staged: Vec::new(),
             removing: Vec::new(),
@@ -340,11 +345,34 @@ impl RingState {
     #[must_use]
     pub fn step(&self, me: NodeId, n: usize) -> Option<Self> {
         if self.in_progress() {
+            // A committed removal of a node the change counts on (one that
+            // gains partitions, or keeps them) cannot wait for the change
+            // to end: a dead node never reports its copies done. The
+            // change goes on without it: its target is planned again and
+            // the copies already done that still count stay done.
+            let removals: Vec<Staged> = self
+                .staged
+                .iter()
+                .copied()
+                .filter(|s| s.commit && s.change == Change::Remove && self.next.contains(&s.node))
+                .collect();
+            if !removals.is_empty() {
+                let gone: Vec<NodeId> = removals.iter().map(|s| s.node).collect();
+                let mut next = self.decided(me);
+                next.staged.retain(|s| !removals.contains(s));
+                next.next = claim::rebalance(&self.next, &[], &gone, n);
+                next.planned = next.epoch;
+                next.removing.extend(gone);
+                let moves = next.moves(n);
+                next.done.retain(|&(p, node)| moves.iter().any(|m| m.partition == p && m.to == node));
+                return Some(next);
+            }
             let moves = self.moves(n);
             if moves.iter().all(|m| self.is_done(m.partition, m.to)) {
                 let mut next = self.decided(me);
                 next.owners = std::mem::take(&mut next.next);
                 next.change = 0;
+                next.planned = 0;
                 next.done.clear();
                 next.removing.clear();
                 return Some(next);
@@ -359,12 +387,14 @@ impl RingState {
         next.staged.retain(|s| !s.commit);
         next.next = self.rebalanced(&committed, n);
         next.change = next.epoch;
+        next.planned = next.epoch;
         next.done.clear();
         next.removing = committed.iter().filter(|s| s.change == Change::Remove).map(|s| s.node).collect();
         if next.moves(n).is_empty() {
             // Nothing to transfer: the change ends in the same decision.
             next.owners = std::mem::take(&mut next.next);
             next.change = 0;
+            next.planned = 0;
             next.removing.clear();
         }
         Some(next)
@@ -484,6 +514,29 @@ mod tests {
             let owned = s.ring().owned_by(m);
             assert_eq!(owned, (Q / 2) as usize, "{m} owns {owned}");
         }
+    }
+
+    #[test]
+    fn removing_a_node_the_change_counts_on_plans_the_change_again() {
+        let mut s = RingState::first(id(1), Q);
+        s = settle(s.stage(id(1), id(2), Change::Join, true).expect("stage"), id(1));
+        s = s.stage(id(1), id(3), Change::Join, true).expect("stage");
+        s = s.step(id(1), N).expect("the join starts");
+        let change = s.change;
+        // Node 3 dies before it copied anything; node 1 did its part.
+        let mine: Vec<Move> = s.moves(N).into_iter().filter(|m| m.to != id(3)).collect();
+        for m in &mine {
+            s = s.mark_done(id(1), change, m.partition, m.to, N).unwrap_or(s);
+        }
+        s = s.stage(id(1), id(3), Change::Remove, true).expect("stage");
+        s = s.step(id(1), N).expect("planned again without node 3");
+        assert_eq!(s.change, change, "the same change goes on");
+        assert_eq!(s.planned, s.epoch, "planned again now");
+        assert!(!s.next.contains(&id(3)) && s.removing == vec![id(3)]);
+        assert!(s.moves(N).iter().all(|m| m.to != id(3)));
+        let s = settle(s, id(1));
+        assert_eq!(s.members(), vec![id(1), id(2)]);
+        assert!(s.staged.is_empty() && s.removing.is_empty());
     }
 
     #[test]

@@ -18,6 +18,8 @@ use super::wire::{Payload, put_bytes};
 
 /// The most members a cluster may have.
 pub const MAX_MEMBERS: usize = 4096;
+/// The highest ring epoch a peer may announce.
+const MAX_EPOCH: u64 = 1 << 62;
 
 /// A cluster's identity, created once, when its first node starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,6 +211,7 @@ fn put_ring(out: &mut BytesMut, r: &RingState) {
     put_varint(out, r.epoch);
     out.put_u64_le(r.claimant.0);
     put_varint(out, r.change);
+    put_varint(out, r.planned);
     let mut members: Vec<NodeId> = r.members();
     for id in r.done.iter().map(|d| d.1).chain(r.staged.iter().map(|s| s.node)).chain(r.removing.iter().copied()) {
         if let Err(at) = members.binary_search(&id) {
@@ -302,6 +305,12 @@ impl Payload<'_> {
         let epoch = self.varint()?;
         let claimant = NodeId(self.u64_le()?);
         let change = self.varint()?;
+        let planned = self.varint()?;
+        // Far beyond any real count of decisions: a ring at such an epoch
+        // would leave no room for the next.
+        if epoch > MAX_EPOCH || change > epoch || planned > epoch {
+            return Err(DecodeError::Malformed("bad ring epoch"));
+        }
         let members = self.list(8, |p| Ok(NodeId(p.u64_le()?)))?;
         let member = |p: &mut Self| -> Result<NodeId, DecodeError> {
             let i = usize::try_from(p.varint()?).unwrap_or(usize::MAX);
@@ -327,7 +336,7 @@ impl Payload<'_> {
         if !done.is_sorted() || done.iter().any(|&(p, _)| p as usize >= owners.len()) {
             return Err(DecodeError::Malformed("bad transfers done"));
         }
-        Ok(RingState { epoch, claimant, owners, next, change, done, staged, removing })
+        Ok(RingState { epoch, claimant, owners, next, change, planned, done, staged, removing })
     }
 
     fn list<T>(

@@ -672,6 +672,23 @@ impl Store {
         .map_err(|_| Error::ShuttingDown)?
     }
 
+    /// Stores `value` under `name` in `meta`, handed to the OS but not
+    /// synced: for records that may go back a little after a power loss (a
+    /// transfer's cursor: one that went back only copies some keys again).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn meta_put_unsynced(&self, name: &'static str, value: Bytes) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            shared.meta.insert(format!("x:{name}"), value.as_ref()).map_err(storage)?;
+            // To the OS, so it survives the process (not a power loss).
+            shared.root.persist(PersistMode::Buffer).map_err(storage)
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)?
+    }
+
     fn queue(&self, hash: u64) -> &mpsc::Sender<Msg> {
         &self.queues[self.shared.worker_of(hash)]
     }
