@@ -153,18 +153,22 @@ fn unexpected(answer: &KvResponse) -> Error {
 fn primaries_of(given: Option<usize>, place: &Placement) -> Result<usize> {
     match given {
         None | Some(0) => Ok(0),
-        q => quorum_of(q, 0, place.n(), "PW/PR"),
+        Some(q) if (1..=place.n()).contains(&q) => Ok(q),
+        Some(_) => Err(Error::err(format!("PW/PR must be between 1 and N ({})", place.n()))),
     }
 }
 
 /// A request's quorum: its own, checked against N, or the node's default,
-/// never more than N.
-fn quorum_of(given: Option<usize>, default: usize, n: usize, name: &str) -> Result<usize> {
-    match given {
-        None => Ok(default.min(n)),
-        Some(q) if (1..=n).contains(&q) => Ok(q),
-        Some(_) => Err(Error::err(format!("{name} must be between 1 and N ({n})"))),
-    }
+/// never more than N; plus one for each node gaining the key's partition
+/// in a ring change in progress (see `View::target_indices`).
+fn quorum_of(given: Option<usize>, default: usize, place: &Placement, name: &str) -> Result<usize> {
+    let n = place.n();
+    let q = match given {
+        None => default.min(n),
+        Some(q) if (1..=n).contains(&q) => q,
+        Some(_) => return Err(Error::err(format!("{name} must be between 1 and N ({n})"))),
+    };
+    Ok(q + place.pending())
 }
 
 impl Coordinator {
@@ -221,12 +225,12 @@ impl Coordinator {
 
     /// The default read quorum for `place`.
     fn r(&self, place: &Placement) -> usize {
-        self.settings.r.min(place.n())
+        self.settings.r.min(place.n()) + place.pending()
     }
 
     /// The default write quorum for `place`.
     fn w(&self, place: &Placement) -> usize {
-        self.settings.w.min(place.n())
+        self.settings.w.min(place.n()) + place.pending()
     }
 
     /// The key's object, merged from the targets `need` asks for.
@@ -260,7 +264,7 @@ impl Coordinator {
     /// storage failure.
     pub async fn get_versions(&self, key: &Bytes, r: Option<usize>, pr: Option<usize>) -> Result<Versions> {
         let place = self.place(key)?;
-        let need = Need { all: quorum_of(r, self.settings.r, place.n(), "R")?, primaries: primaries_of(pr, &place)? };
+        let need = Need { all: quorum_of(r, self.settings.r, &place, "R")?, primaries: primaries_of(pr, &place)? };
         let object = self.read_object(key, &place, need).await?.unwrap_or_default();
         let now = now_ms();
         let mut live: Vec<&Sibling> = object.siblings().iter().filter(|s| s.is_live(now)).collect();
@@ -397,8 +401,7 @@ impl Coordinator {
         let mut place = self.place(key)?;
         let mut refusals = 0;
         loop {
-            let need =
-                Need { all: quorum_of(w, self.settings.w, place.n(), "W")?, primaries: primaries_of(pw, &place)? };
+            let need = Need { all: quorum_of(w, self.settings.w, &place, "W")?, primaries: primaries_of(pw, &place)? };
             if place.me.is_none() {
                 let request = KvRequest::WriteVersions {
                     key: key.clone(),

@@ -258,7 +258,7 @@ impl Coordinator {
     ) -> Result<(Context, usize)> {
         let place = self.place_here(key)?;
         let need = Need {
-            all: super::quorum_of(w, self.settings.w, place.n(), "W")?,
+            all: super::quorum_of(w, self.settings.w, &place, "W")?,
             primaries: super::primaries_of(pw, &place)?,
         };
         self.coordinate_versions(key, &place, context, value, ttl_ms, need).await

@@ -110,7 +110,7 @@ impl Placement {
     /// `sloppy`: whether fallbacks stand in for replicas believed down.
     pub fn new(view: Arc<View>, me: NodeId, hash: u64, sloppy: bool) -> Self {
         let partition = view.partitioner().of(hash);
-        let replicas = view.replica_indices(partition);
+        let replicas = view.target_indices(partition);
         let mine = replicas.iter().position(|&i| view.members[i].id == me);
         let mut stand_ins = Vec::new();
         if sloppy && replicas.iter().any(|&i| !view.up[i]) {
@@ -118,7 +118,7 @@ impl Placement {
                 .ring
                 .preference_list(partition)
                 .iter()
-                .skip(replicas.len())
+                .skip(view.replica_indices(partition).len())
                 .filter_map(|&id| view.index_of(id))
                 .filter(|&i| view.up[i] && !replicas.contains(&i));
             for (slot, &i) in replicas.iter().enumerate() {
@@ -143,9 +143,17 @@ impl Placement {
         (self.sloppy && self.primary(i) && self.me != Some(i)).then(|| (0..i).filter(|&s| self.primary(s)).count())
     }
 
-    /// The key's replicas, as indices into the view's members.
+    /// The key's replicas, and during a ring change the nodes gaining its
+    /// partition after them, as indices into the view's members: one slot
+    /// each.
     fn replicas(&self) -> &[usize] {
-        self.view.replica_indices(self.partition)
+        self.view.target_indices(self.partition)
+    }
+
+    /// How many of the slots are nodes gaining the key's partition (see
+    /// `View::target_indices`): a request asks for as many more answers.
+    pub fn pending(&self) -> usize {
+        self.replicas().len() - self.view.replica_indices(self.partition).len()
     }
 
     /// The view this placement was made in.
@@ -188,9 +196,10 @@ impl Placement {
         self.stand_ins.iter().any(|&(s, _)| s == i).then(|| self.replica(i).id)
     }
 
-    /// True if slot `i`'s target is the replica itself.
+    /// True if slot `i`'s target is the replica itself (not a fallback
+    /// standing in for it, nor a node gaining the partition).
     fn primary(&self, i: usize) -> bool {
-        !self.stand_ins.iter().any(|&(s, _)| s == i)
+        i < self.replicas().len() - self.pending() && !self.stand_ins.iter().any(|&(s, _)| s == i)
     }
 
     /// True if slot `i`'s target is this node.
@@ -241,11 +250,11 @@ impl Placement {
 /// no replica (see [`Placement::backup_rank`]), as an index into the
 /// view's members.
 fn backup_of(view: &View, partition: u32, stand_ins: &[(usize, usize)], rank: usize) -> Option<usize> {
-    let replicas = view.replica_indices(partition);
+    let replicas = view.target_indices(partition);
     view.ring
         .preference_list(partition)
         .iter()
-        .skip(replicas.len())
+        .skip(view.replica_indices(partition).len())
         .filter_map(|&id| view.index_of(id))
         .filter(|&f| view.up[f] && !replicas.contains(&f) && !stand_ins.iter().any(|&(_, t)| t == f))
         .nth(rank)
@@ -875,7 +884,6 @@ impl Coordinator {
                 let _ = call.await;
             });
         }
-        self.send_to_gaining(key, place, &object);
         let primaries = calls.iter().filter(|(i, _)| place.primary(*i)).count();
         let quorum = Quorum::new(need.all.saturating_sub(1), calls.len(), need.primaries.saturating_sub(1), primaries);
         let (quorum, answers, pending) = until_quorum(calls, quorum, |i| place.primary(i)).await;
@@ -890,41 +898,6 @@ impl Coordinator {
             finish_later(&self.tasks, answers, pending, |_| Box::pin(async { Ok(()) }));
         }
         if reached { Ok(()) } else { Err(Error::NoQuorum { needed, got, outcome: Unmet::MaybeWritten }) }
-    }
-
-    /// Sends the write to the nodes gaining the key's partition in a ring
-    /// change in progress, in the background: they count towards no
-    /// quorum (an acknowledged write never depends on an unfinished
-    /// transfer), but a transfer copies only what its source held when it
-    /// read each page, so every write from the start of a transfer on must
-    /// reach the gaining node this way. One that does not is kept as a
-    /// hint for it (with hinted handoff on; this node holds the write).
-    fn send_to_gaining(&self, key: &Bytes, place: &Placement, object: &Encoded) {
-        let me = self.store.node_id();
-        let hint = self.settings.hinted_handoff && place.me.is_some();
-        for &g in place.view.gaining_indices(place.partition) {
-            let member = &place.view.members[g];
-            if member.id == me {
-                continue;
-            }
-            let (peers, addr) = (self.peers.clone(), PeerAddr { view: Arc::clone(&place.view), member: g });
-            let request = KvRequest::Merge { key: key.clone(), object: object.clone() };
-            let (store, metrics, target, hash, key) =
-                (Arc::clone(&self.store), Arc::clone(&self.metrics), member.id, place.hash, key.clone());
-            let partition = place.partition;
-            self.tasks.spawn(async move {
-                if let Err(e) = peers.kv(addr.as_str(), request).await {
-                    tracing::debug!(peer = addr.as_str(), "a write for a node gaining its partition failed: {e}");
-                    if hint {
-                        match store.add_hint(target, hash, &key).await {
-                            Ok(Ok(())) => metrics::add(&metrics.hints_stored, 1),
-                            Ok(Err(overflow)) => refused(&store, &metrics, target, partition, overflow).await,
-                            Err(e) => tracing::warn!("could not keep a hint for {target}: {e}"),
-                        }
-                    }
-                }
-            });
-        }
     }
 
     /// `call`, the write of `key` to replica `i`, and if it fails, a hint

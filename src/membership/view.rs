@@ -31,9 +31,13 @@ pub struct View {
     replicas: Vec<usize>,
     starts: Vec<usize>,
     /// Likewise, the nodes gaining each partition in the change in
-    /// progress (empty when none is): they are sent every write too.
+    /// progress (empty when none is).
     gaining: Vec<usize>,
     gaining_starts: Vec<usize>,
+    /// Likewise, the nodes a request of each partition goes to: its
+    /// replicas, then the nodes gaining it (only built during a change).
+    targets: Vec<usize>,
+    target_starts: Vec<usize>,
 }
 
 impl View {
@@ -56,6 +60,7 @@ impl View {
         let mut starts = vec![0];
         let mut gaining = Vec::new();
         let mut gaining_starts = vec![0];
+        let (mut targets, mut target_starts) = (Vec::new(), vec![0]);
         for p in 0..ring.partitioner().count() {
             let now = ring.replicas(p, n);
             replicas.extend(now.iter().filter_map(|&id| index_of(id)));
@@ -63,10 +68,30 @@ impl View {
             if let Some(next) = &next {
                 let gainers = next.replicas(p, cluster_n).iter().filter(|id| !now.contains(id));
                 gaining.extend(gainers.filter_map(|&id| index_of(id)));
+                targets.extend_from_slice(&replicas[starts[p as usize]..]);
+                targets.extend_from_slice(&gaining[gaining_starts[p as usize]..]);
+                target_starts.push(targets.len());
             }
             gaining_starts.push(gaining.len());
         }
-        Self { cluster, members, up, ring, n, next, replicas, starts, gaining, gaining_starts }
+        Self { cluster, members, up, ring, n, next, replicas, starts, gaining, gaining_starts, targets, target_starts }
+    }
+
+    /// The nodes a request of partition `p` goes to, as indices into
+    /// [`members`](Self::members): its replicas, then, during a ring
+    /// change, the g nodes gaining it. A request counts the gaining ones
+    /// too and asks for g more answers (Cassandra's pending replicas): W + g
+    /// acknowledgements (or R + g answers) among these N + g nodes include W
+    /// (or R) of the replicas before the change and W (or R) of those after
+    /// it, so a write and a read through nodes on either side of the
+    /// change's end (one holding the old owners, one the new) overlap.
+    #[must_use]
+    pub fn target_indices(&self, p: u32) -> &[usize] {
+        if self.next.is_none() {
+            return self.replica_indices(p);
+        }
+        let p = p as usize;
+        &self.targets[self.target_starts[p]..self.target_starts[p + 1]]
     }
 
     /// The nodes gaining partition `p` in the change in progress, as
