@@ -144,10 +144,13 @@
 //!   its transfer is done. A partition's replica set depends on the owners
 //!   of the N partitions from it, so handing over owners one at a time
 //!   would change replica sets in steps no plan showed. Here a change
-//!   (`ring::state`) keeps the old owners for reads and write quorums and
-//!   the new ones for the copies to make, and the claimant makes the new
-//!   owners current in one epoch once every copy is reported done; until
-//!   then writes also go to the gaining nodes (`coordinator`), uncounted.
+//!   (`ring::state`) keeps the old owners and lists the copies to make,
+//!   and the claimant makes the new owners current in one epoch once every
+//!   copy is reported done. Meanwhile requests go to the old replicas and
+//!   the gaining nodes and ask for one more answer per gaining node
+//!   (`View::target_indices`, Cassandra's pending replicas), so W of the
+//!   old replicas hold every acknowledged write (DESIGN's rule) and W of
+//!   the new ones too, and nodes on either side of the change's end agree.
 //! - **Staged changes, or at once.** DESIGN shows a plan before a change.
 //!   SHOAL.JOIN, SHOAL.LEAVE and SHOAL.REMOVE stage a change that
 //!   SHOAL.PLAN shows and SHOAL.COMMIT starts (Riak's cluster plan and

@@ -4,11 +4,13 @@
 //!
 //! A change in progress lists its moves (`ring::transfer::moves`): for
 //! each partition whose replica set gains a node, the gaining node and the
-//! current replicas to copy from (first the one that leaves the set). The
-//! gaining node starts once every member it believes up holds the ring of
-//! the change, as their heartbeats say: from then on every coordinator
-//! sends it each new write of the partition (see `coordinator`), so what it
-//! copies and what it is sent together hold every write. It then asks the
+//! current replicas to copy from (first the one that leaves the set: the
+//! gaining node copies from it, or, when it is down, from every current
+//! replica up). The gaining node starts once every member it believes up
+//! holds the ring that planned the change, as their heartbeats say: from
+//! then on every coordinator sends it each new write of the partition and
+//! counts it (see `View::target_indices`), so what it copies and what it is
+//! sent together hold every write. It then asks the
 //! source for the partition a page at a time, in key order from a cursor
 //! (ring positions), merging each page's objects into its own (merges, so
 //! a write sent meanwhile is never undone), saving the cursor in `meta`
@@ -149,15 +151,17 @@ impl Progress {
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Cursors {
     change: u64,
-    at: BTreeMap<u32, (u64, bool)>,
+    /// (partition, source) → (next position, done).
+    at: BTreeMap<(u32, NodeId), (u64, bool)>,
 }
 
 impl Cursors {
     fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(16 + self.at.len() * 13);
+        let mut out = BytesMut::with_capacity(16 + self.at.len() * 21);
         out.put_u64_le(self.change);
-        for (&p, &(pos, done)) in &self.at {
+        for (&(p, source), &(pos, done)) in &self.at {
             out.put_u32_le(p);
+            out.put_u64_le(source.0);
             out.put_u64_le(pos);
             out.put_u8(u8::from(done));
         }
@@ -169,9 +173,11 @@ impl Cursors {
         let mut at = BTreeMap::new();
         while !rest.is_empty() {
             let (p, r) = rest.split_first_chunk::<4>()?;
+            let (source, r) = r.split_first_chunk::<8>()?;
             let (pos, r) = r.split_first_chunk::<8>()?;
             let (done, r) = r.split_first()?;
-            at.insert(u32::from_le_bytes(*p), (u64::from_le_bytes(*pos), *done == 1));
+            let key = (u32::from_le_bytes(*p), NodeId(u64::from_le_bytes(*source)));
+            at.insert(key, (u64::from_le_bytes(*pos), *done == 1));
             rest = r;
         }
         Some(Self { change: u64::from_le_bytes(*change), at })
@@ -283,10 +289,14 @@ impl Transfers {
         });
     }
 
-    /// Copies partition `m.partition` from where `cursors` left it, a
-    /// page at a time, saving the cursor after each; returns once it is
-    /// all here, or with an error (it resumes from the cursor next time).
-    /// A first page first drops any leftover of the partition here.
+    /// Copies partition `m.partition` here: from the replica that leaves
+    /// its replica set when that one is up (so what this node holds then
+    /// includes all it held), else from every replica of it that is up (a
+    /// removed node's writes may be on any one of the others). Returns once
+    /// all of it is here, or with an error (it resumes from the cursors
+    /// next time). What this node holds of the partition stays: the writes
+    /// sent to it since the change began are in it (a leftover of an older
+    /// ring was dropped once that ring had settled, see `drop_leftovers`).
     async fn transfer(
         &self,
         m: &Move,
@@ -295,27 +305,47 @@ impl Transfers {
         pace: &tokio::sync::Mutex<Pace>,
         stop: &Stop,
     ) -> Result<()> {
-        let p = m.partition;
         let view = self.membership.view();
-        // What this node holds of the partition stays: the writes sent to
-        // it since the change began are in it (a leftover of an older ring
-        // was dropped once that ring had settled, see `drop_leftovers`).
-        let saved = lock(cursors).at.get(&p).copied();
+        let live = |id: &&NodeId| view.is_up(**id) && view.member(**id).is_some();
+        let sources: Vec<NodeId> = match m.sources.first().filter(live) {
+            Some(&loser) => vec![loser],
+            None => m.sources.iter().filter(live).copied().collect(),
+        };
+        if sources.is_empty() {
+            return Err(Error::TryAgain(format!("no replica of partition {} to copy from is up", m.partition)));
+        }
+        for source in sources {
+            self.stream(m.partition, source, ring, cursors, pace, stop).await?;
+        }
+        Ok(())
+    }
+
+    /// Copies partition `p` from `source`, a page at a time from where
+    /// `cursors` left it, saving the cursor after each page.
+    async fn stream(
+        &self,
+        p: u32,
+        source: NodeId,
+        ring: &RingState,
+        cursors: &Mutex<Cursors>,
+        pace: &tokio::sync::Mutex<Pace>,
+        stop: &Stop,
+    ) -> Result<()> {
+        let view = self.membership.view();
+        let saved = lock(cursors).at.get(&(p, source)).copied();
         let mut from = match saved {
             Some((_, true)) => return Ok(()),
             Some((at, false)) => at,
             None => view.partitioner().start(p),
         };
-        let sources: Vec<&crate::rpc::Member> =
-            m.sources.iter().filter(|&&id| view.is_up(id)).filter_map(|&id| view.member(id)).collect();
-        let Some(source) = sources.first() else {
-            return Err(Error::TryAgain(format!("no replica of partition {p} to copy from is up")));
+        let Some(addr) = view.member(source).map(|m| m.peer_addr.clone()) else {
+            return Err(Error::TryAgain(format!("{source} is no longer a member")));
         };
-        tracing::info!(partition = p, from = %source.id, epoch = ring.change, resumed = saved.is_some(), "transfer begins");
+        tracing::info!(partition = p, from = %source, epoch = ring.change, resumed = saved.is_some(), "transfer begins");
         let started = Instant::now();
         self.progress.with(|pr| {
             pr.running.retain(|r| r.partition != p);
-            pr.running.push(Running { partition: p, from: source.id, keys: 0, bytes: 0, started });
+            pr.running.push(Running { partition: p, from: source, keys: 0, bytes: 0, started });
         });
         let result = async {
             loop {
@@ -323,8 +353,7 @@ impl Transfers {
                     return Err(Error::TryAgain("stopped, or the change ended".into()));
                 }
                 let request = KvRequest::TransferPage { partition: p, from, max_keys: PAGE_KEYS };
-                let (entries, next, received) = match self.peers.bulk_kv(&source.peer_addr, request, self.timeout).await
-                {
+                let (entries, next, received) = match self.peers.bulk_kv(&addr, request, self.timeout).await {
                     Ok((KvResponse::Page { entries, next }, traffic)) => (entries, next, traffic.received as u64),
                     Ok((other, _)) => return Err(Error::TryAgain(format!("unexpected answer: {other:?}"))),
                     Err(e) => return Err(Error::TryAgain(e.to_string())),
@@ -362,7 +391,7 @@ impl Transfers {
                 });
                 let encoded = {
                     let mut c = lock(cursors);
-                    c.at.insert(p, (next.unwrap_or(u64::MAX), next.is_none()));
+                    c.at.insert((p, source), (next.unwrap_or(u64::MAX), next.is_none()));
                     c.encode()
                 };
                 self.store.meta_put_unsynced(CURSORS, encoded).await?;
@@ -376,7 +405,7 @@ impl Transfers {
         .await;
         self.progress.with(|pr| pr.running.retain(|r| r.partition != p));
         if result.is_ok() {
-            tracing::info!(partition = p, from = %source.id, ms = started.elapsed().as_millis() as u64, "transfer complete");
+            tracing::info!(partition = p, from = %source, ms = started.elapsed().as_millis() as u64, "transfer complete");
         }
         result
     }
@@ -456,8 +485,8 @@ mod tests {
     #[test]
     fn cursors_keep_on_disk() {
         let mut c = Cursors { change: 7, at: BTreeMap::new() };
-        c.at.insert(3, (1 << 60, false));
-        c.at.insert(9, (u64::MAX, true));
+        c.at.insert((3, NodeId(5)), (1 << 60, false));
+        c.at.insert((9, NodeId(u64::MAX)), (u64::MAX, true));
         assert_eq!(Cursors::decode(&c.encode()), Some(c));
         assert_eq!(Cursors::decode(&[1, 2, 3]), None);
     }

@@ -297,10 +297,23 @@ impl Membership {
             }
         }
         self.raise(after, |e| e).await?;
-        // Until now this node's entry had the last run's version, and peers
-        // rightly knew that run's entry and heartbeat: not another self.
-        let mut st = lock(&self.state);
-        st.own_version_seen = st.own_version_seen.filter(|&v| v > before);
+        {
+            // Until now this node's entry had the last run's version, and
+            // peers rightly knew that run's entry and heartbeat: not
+            // another self.
+            let mut st = lock(&self.state);
+            st.own_version_seen = st.own_version_seen.filter(|&v| v > before);
+        }
+        // The ring may have changed while this node was away: learn it from
+        // the others before serving, so this node does not coordinate a
+        // write with owners the cluster has moved past. Bounded: members
+        // that do not answer are left to gossip.
+        if lock(&self.state).cluster.is_some() {
+            let others = self.other_members();
+            let syncs =
+                others.iter().map(|addr| tokio::time::timeout(self.peers.timeout(), self.sync_ring(addr))).collect();
+            let _ = crate::join::join_all(syncs).await;
+        }
         Ok(())
     }
 
@@ -822,7 +835,9 @@ impl Membership {
                     self.absorb(&mut st, applied);
                     GossipResponse::Done
                 }
-                GossipRequest::RingStamp(epoch, claimant) => self.answer_stamp(&st, epoch, claimant),
+                GossipRequest::RingStamp(generation, epoch, claimant) => {
+                    self.answer_stamp(&st, generation, epoch, claimant)
+                }
                 GossipRequest::Ring(_) | GossipRequest::Decide(_) => {
                     return Response::Error("TRYAGAIN not a member of this node's cluster".into());
                 }

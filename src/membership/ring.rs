@@ -122,11 +122,11 @@ impl Membership {
 
     /// One round's ring exchange with the peer at `addr`.
     pub(super) async fn sync_ring(&self, addr: &str) {
-        let (epoch, claimant) = {
+        let (generation, epoch, claimant) = {
             let r = &lock(&self.state).ring;
-            (r.epoch, r.claimant.0)
+            (r.generation, r.epoch, r.claimant.0)
         };
-        let answer = self.peers.gossip(addr, GossipRequest::RingStamp(epoch, claimant)).await;
+        let answer = self.peers.gossip(addr, GossipRequest::RingStamp(generation, epoch, claimant)).await;
         if let Ok(GossipResponse::Ring { stamp, ring }) = answer {
             if let Some(ring) = ring {
                 self.offer_ring(*ring).await;
@@ -138,8 +138,8 @@ impl Membership {
     }
 
     /// Answers a peer's ring stamp: this node's ring if newer.
-    pub(super) fn answer_stamp(&self, st: &State, epoch: u64, claimant: u64) -> GossipResponse {
-        let theirs = RingState { epoch, claimant: NodeId(claimant), ..RingState::unknown() }.stamp();
+    pub(super) fn answer_stamp(&self, st: &State, generation: u64, epoch: u64, claimant: u64) -> GossipResponse {
+        let theirs = RingState { generation, epoch, claimant: NodeId(claimant), ..RingState::unknown() }.stamp();
         let stamp = st.ring.stamp();
         GossipResponse::Ring { stamp, ring: (stamp > theirs).then(|| Box::new(st.ring.clone())) }
     }

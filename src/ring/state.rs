@@ -6,10 +6,12 @@
 //! member at a time, the *claimant* (the lowest-id owner believed up, as
 //! Riak's), which writes each new state with the next epoch and its own id.
 //! Every node keeps the state with the highest [`stamp`](RingState::stamp):
-//! a higher epoch wins, and of two states with the same epoch (two nodes
-//! that both believed themselves claimant, on either side of a partition)
-//! the one written by the lower id, so two claimants never both win and
-//! every node converges on the same ring.
+//! more changes ended wins (so the end of a change is never undone by a
+//! state still in the middle of it, however many epochs that one counted
+//! on the other side of a network partition), then a higher epoch, and of
+//! two states with the same epoch (two nodes that both believed themselves
+//! claimant) the one written by the lower id, so two claimants never both
+//! win and every node converges on the same ring.
 //!
 //! A change goes through three steps:
 //! 1. **Staged**: a join, leave or removal is recorded and shown by the
@@ -29,6 +31,9 @@
 use super::transfer::{self, Move};
 use super::{Ring, claim};
 use crate::version::NodeId;
+
+/// What orders rings: (changes ended, epoch, how low the claimant's id is).
+pub type Stamp = (u64, u64, u64);
 
 /// What a staged change does to a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,6 +69,8 @@ pub struct Staged {
 /// The ring as every member keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RingState {
+    /// Changes ended so far.
+    pub generation: u64,
     /// Raised by every decision.
     pub epoch: u64,
     /// The member that wrote this epoch.
@@ -122,6 +129,7 @@ impl RingState {
     #[must_use]
     pub fn unknown() -> Self {
         Self {
+            generation: 0,
             epoch: 0,
             claimant: NodeId(u64::MAX),
             owners: Vec::new(),
@@ -150,8 +158,8 @@ impl RingState {
 
     /// What orders two states: the higher wins.
     #[must_use]
-    pub fn stamp(&self) -> (u64, u64) {
-        (self.epoch, u64::MAX - self.claimant.0)
+    pub fn stamp(&self) -> Stamp {
+        (self.generation, self.epoch, u64::MAX - self.claimant.0)
     }
 
     /// True once this node knows its cluster's ring.
@@ -371,6 +379,7 @@ impl RingState {
             if moves.iter().all(|m| self.is_done(m.partition, m.to)) {
                 let mut next = self.decided(me);
                 next.owners = std::mem::take(&mut next.next);
+                next.generation += 1;
                 next.change = 0;
                 next.planned = 0;
                 next.done.clear();
@@ -393,6 +402,7 @@ impl RingState {
         if next.moves(n).is_empty() {
             // Nothing to transfer: the change ends in the same decision.
             next.owners = std::mem::take(&mut next.next);
+            next.generation += 1;
             next.change = 0;
             next.planned = 0;
             next.removing.clear();
@@ -453,6 +463,13 @@ mod tests {
         assert!(b.stamp() > c.stamp(), "claimant 1 beats claimant 5 at the same epoch");
         assert!(RingState::unknown().stamp() < RingState::legacy(&[id(9)], Q).stamp());
         assert!(RingState::legacy(&[id(9)], Q).stamp() < a.stamp());
+        // A ring that ended a change beats one still in it, whatever its
+        // epoch: the other side of a partition may have counted more.
+        let mut ended = settle(b.commit(id(1)).expect("commit"), id(1));
+        ended.epoch = 3;
+        let mut busy = b.commit(id(5)).expect("commit").step(id(5), N).expect("starts");
+        busy.epoch = 1000;
+        assert!(ended.stamp() > busy.stamp());
     }
 
     #[test]

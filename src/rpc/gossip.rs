@@ -9,7 +9,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use crate::ring::state::{Change, RingState, Staged};
+use crate::ring::state::{Change, RingState, Staged, Stamp};
 use crate::ring::{MAX_PARTITIONS, valid_partition_count};
 use crate::version::NodeId;
 use crate::version::codec::{DecodeError, put_varint};
@@ -114,9 +114,10 @@ pub enum GossipRequest {
     /// May the sender resume the actor its last run stopped with? (see
     /// `membership::claim`)
     Claim { before: u64, after: u64, token: u64 },
-    /// The stamp of the sender's ring ([`RingState::stamp`]): the receiver
-    /// answers with its own ring if newer.
-    RingStamp(u64, u64),
+    /// The stamp of the sender's ring (changes ended, epoch, claimant id;
+    /// see [`RingState::stamp`]): the receiver answers with its own ring if
+    /// newer.
+    RingStamp(u64, u64, u64),
     /// A ring newer than the receiver's (it keeps it if it is).
     Ring(Box<RingState>),
     /// A decision for the claimant to make.
@@ -153,7 +154,7 @@ pub enum GossipResponse {
     /// The receiver's ring stamp, and its ring if newer than the one asked
     /// about (or the ring a decision made).
     Ring {
-        stamp: (u64, u64),
+        stamp: Stamp,
         ring: Option<Box<RingState>>,
     },
 }
@@ -208,6 +209,7 @@ fn change_code(c: Change) -> u8 {
 
 /// A ring: its members once, then every owner as an index among them.
 fn put_ring(out: &mut BytesMut, r: &RingState) {
+    put_varint(out, r.generation);
     put_varint(out, r.epoch);
     out.put_u64_le(r.claimant.0);
     put_varint(out, r.change);
@@ -302,13 +304,14 @@ impl Payload<'_> {
     /// or as long, every index among the members), since a peer may send
     /// anything.
     fn ring(&mut self) -> Result<RingState, DecodeError> {
+        let generation = self.varint()?;
         let epoch = self.varint()?;
         let claimant = NodeId(self.u64_le()?);
         let change = self.varint()?;
         let planned = self.varint()?;
         // Far beyond any real count of decisions: a ring at such an epoch
         // would leave no room for the next.
-        if epoch > MAX_EPOCH || change > epoch || planned > epoch {
+        if epoch > MAX_EPOCH || change > epoch || planned > epoch || generation > epoch {
             return Err(DecodeError::Malformed("bad ring epoch"));
         }
         let members = self.list(8, |p| Ok(NodeId(p.u64_le()?)))?;
@@ -336,7 +339,7 @@ impl Payload<'_> {
         if !done.is_sorted() || done.iter().any(|&(p, _)| p as usize >= owners.len()) {
             return Err(DecodeError::Malformed("bad transfers done"));
         }
-        Ok(RingState { epoch, claimant, owners, next, change, planned, done, staged, removing })
+        Ok(RingState { generation, epoch, claimant, owners, next, change, planned, done, staged, removing })
     }
 
     fn list<T>(
@@ -366,7 +369,8 @@ impl GossipRequest {
     pub(super) fn encode_payload(&self, out: &mut BytesMut) {
         match self {
             Self::Ping | Self::Join => {}
-            Self::RingStamp(epoch, claimant) => {
+            Self::RingStamp(generation, epoch, claimant) => {
+                put_varint(out, *generation);
                 put_varint(out, *epoch);
                 out.put_u64_le(*claimant);
             }
@@ -412,7 +416,7 @@ impl GossipRequest {
             })?),
             4 => Self::Push(p.list(13, Payload::delta)?),
             5 => Self::Claim { before: p.varint()?, after: p.varint()?, token: p.u64_le()? },
-            6 => Self::RingStamp(p.varint()?, p.u64_le()?),
+            6 => Self::RingStamp(p.varint()?, p.varint()?, p.u64_le()?),
             7 => Self::Ring(Box::new(p.ring()?)),
             8 => Self::Decide(match p.u8()? {
                 1 => Decision::Stage { node: NodeId(p.u64_le()?), change: p.change()?, commit: p.bool()? },
@@ -443,7 +447,8 @@ impl GossipResponse {
             Self::Pong | Self::Done => {}
             Self::Ring { stamp, ring } => {
                 put_varint(out, stamp.0);
-                out.put_u64_le(stamp.1);
+                put_varint(out, stamp.1);
+                out.put_u64_le(stamp.2);
                 match ring {
                     Some(r) => {
                         out.put_u8(1);
@@ -489,7 +494,7 @@ impl GossipResponse {
             4 => Self::Done,
             5 => Self::Claimed(p.bool()?),
             6 => Self::Ring {
-                stamp: (p.varint()?, p.u64_le()?),
+                stamp: (p.varint()?, p.varint()?, p.u64_le()?),
                 ring: if p.bool()? { Some(Box::new(p.ring()?)) } else { None },
             },
             _ => return Ok(None),
@@ -602,7 +607,7 @@ pub(crate) mod tests {
             GossipRequest::Syn(vec![DigestItem { id: NodeId(3), version: 1, heartbeat: 77 }]),
             GossipRequest::Push(deltas.clone()),
             GossipRequest::Claim { before: 1_700_000_000_000, after: 1_700_000_000_001, token: u64::MAX },
-            GossipRequest::RingStamp(7, u64::MAX - 3),
+            GossipRequest::RingStamp(1, 7, u64::MAX - 3),
             GossipRequest::Ring(Box::new(ring())),
             GossipRequest::Decide(Decision::Stage { node: NodeId(4), change: Change::Leave, commit: true }),
             GossipRequest::Decide(Decision::Commit),
@@ -617,8 +622,8 @@ pub(crate) mod tests {
             GossipResponse::Done,
             GossipResponse::Claimed(true),
             GossipResponse::Claimed(false),
-            GossipResponse::Ring { stamp: (3, 4), ring: None },
-            GossipResponse::Ring { stamp: (3, 4), ring: Some(Box::new(ring())) },
+            GossipResponse::Ring { stamp: (2, 3, 4), ring: None },
+            GossipResponse::Ring { stamp: (2, 3, 4), ring: Some(Box::new(ring())) },
         ];
         (requests, responses)
     }
