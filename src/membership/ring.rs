@@ -254,17 +254,22 @@ impl Membership {
                 return;
             }
             if ring.members().contains(&me) {
-                *lock(&self.joining) = None;
-                if let Err(e) = self.store.meta_put(JOINING, Bytes::new()).await {
-                    tracing::warn!("cannot record that this node joined the ring: {e}");
-                }
+                self.joined().await;
                 return;
             }
             if ring.staged_for(me).is_some_and(|s| s.change == Change::Join && s.commit >= commit) {
                 return;
             }
             match self.ask_claimant(Decision::Stage { node: me, change: Change::Join, commit }).await {
-                Ok(_) => tracing::info!(commit, "staged this node's join with the claimant"),
+                Ok(_) => {
+                    tracing::info!(commit, "staged this node's join with the claimant");
+                    // A join staged for an operator's commit is theirs now
+                    // (SHOAL.PLAN CLEAR takes it back for good); one
+                    // committed at once is staged again until it starts.
+                    if !commit {
+                        self.joined().await;
+                    }
+                }
                 Err(e) => tracing::debug!("cannot stage this node's join yet: {e}"),
             }
         }
@@ -332,6 +337,14 @@ impl Membership {
             self.publish(&st);
         }
         adopted
+    }
+
+    /// Records that this node has no join of its own to stage any more.
+    async fn joined(&self) {
+        *lock(&self.joining) = None;
+        if let Err(e) = self.store.meta_put(JOINING, Bytes::new()).await {
+            tracing::warn!("cannot record that this node's join is staged: {e}");
+        }
     }
 
     /// Records that this node is to join the ring (`commit`: at once).
