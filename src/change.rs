@@ -35,8 +35,8 @@ fn plan(reply: Value) -> Result<String, String> {
         let _ = writeln!(out, "{committed}: {} {}", s.text("change")?, s.text("node")?);
     }
     let moves = f.int("moves")?;
-    if moves == 0 && !in_progress {
-        out.push_str(if out.lines().count() > 1 { "nothing to move\n" } else { "no change staged or in progress\n" });
+    if moves == 0 && !in_progress && out.lines().count() == 1 {
+        out.push_str("no change staged or in progress\n");
         return Ok(out);
     }
     let done = f.int("moves_done")?;

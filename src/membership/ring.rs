@@ -329,14 +329,21 @@ impl Membership {
             return Err(Error::Command("ERR this node is already a member of that cluster".into()));
         }
         let own_ring = std::mem::replace(&mut lock(&self.state).ring, RingState::unknown());
-        let adopted = self.adopt(record, entries, seed, commit).await;
-        if adopted.is_err() {
+        if let Err(e) = self.adopt(record, entries, seed, commit).await {
             restore();
             let mut st = lock(&self.state);
             st.ring = own_ring;
             self.publish(&st);
+            return Err(e);
         }
-        adopted
+        // Staged now, so that SHOAL.PLAN shows it at once (else the next
+        // gossip rounds stage it).
+        self.sync_ring(seed).await;
+        let me = self.me.id;
+        if self.ask_claimant(Decision::Stage { node: me, change: Change::Join, commit }).await.is_ok() && !commit {
+            self.joined().await;
+        }
+        Ok(())
     }
 
     /// Records that this node has no join of its own to stage any more.
