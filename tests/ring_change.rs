@@ -427,8 +427,20 @@ fn a_cluster_grows_and_shrinks_under_load_without_losing_or_staling_anything() {
     // The node that left drops its copies (transfer-drop-delay is 2 s).
     let mut c1 = cluster.client(1);
     wait_for("node 1 to drop the copies it no longer replicates", WAIT, || (local_keys(&mut c1) == 0).then_some(()));
-    eprintln!("the test took {:?}", started.elapsed());
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // The cluster-wide commands no longer wait for the removed node (nor
+    // for the one that left): DBSIZE counts every key once, FLUSHALL
+    // empties the members.
+    let mut c0 = cluster.client(0);
+    let want = (keys.len() + 1500) as i64;
+    let dbsize: i64 = redis::cmd("DBSIZE").query(&mut c0).expect("DBSIZE after the removal");
+    assert!(dbsize >= want, "DBSIZE {dbsize}, at least {want} keys were written");
+    let flushed: String = redis::cmd("FLUSHALL").query(&mut c0).expect("FLUSHALL after the removal");
+    assert_eq!(flushed, "OK");
+    let dbsize: i64 = redis::cmd("DBSIZE").query(&mut c0).expect("DBSIZE after FLUSHALL");
+    assert_eq!(dbsize, 0, "FLUSHALL emptied the members");
+    eprintln!("the test took {:?}", started.elapsed());
 }
 
 /// Real processes for the kill -9 tests: keys on the first node, and the
