@@ -77,7 +77,23 @@ impl Membership {
                 return false;
             }
         }
-        if let Err(e) = self.store.meta_put(RING, encode_ring(&ring)).await {
+        // A ring that only records more copies done need not wait for the
+        // disk: lost in a crash, those copies are reported again (their
+        // cursors say they are done).
+        let only_done = {
+            let old = &lock(&self.state).ring;
+            old.generation == ring.generation
+                && old.owners == ring.owners
+                && old.next == ring.next
+                && old.staged == ring.staged
+                && old.removing == ring.removing
+        };
+        let saved = if only_done {
+            self.store.meta_put_unsynced(RING, encode_ring(&ring)).await
+        } else {
+            self.store.meta_put(RING, encode_ring(&ring)).await
+        };
+        if let Err(e) = saved {
             tracing::warn!("cannot keep the ring of epoch {}: {e}", ring.epoch);
             return false;
         }
