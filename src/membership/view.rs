@@ -200,4 +200,46 @@ mod tests {
             assert_eq!(ids, five.ring.replicas(p, 3), "partition {p}");
         }
     }
+
+    /// During a change, any W + g of a partition's targets hold W of its
+    /// replicas before the change and W of those after it (and likewise R),
+    /// whichever they are: so a request through a node on either side of
+    /// the change's end overlaps with one counted this way.
+    #[test]
+    fn pending_quorums_overlap_both_replica_sets() {
+        for (before, after) in [(3u64, 4u64), (4, 3), (2, 3), (5, 6), (6, 5), (3, 5)] {
+            let all: Vec<Member> = (1..=before.max(after)).map(member).collect();
+            let ids = |k: u64| (1..=k).map(NodeId).collect::<Vec<_>>();
+            let old = Ring::new(&ids(before), 16);
+            let new = Ring::from_owners(crate::ring::claim::rebalance(
+                old.owners(),
+                &ids(after).into_iter().filter(|id| !old.members().contains(id)).collect::<Vec<_>>(),
+                &ids(before).into_iter().filter(|id| !ids(after).contains(id)).collect::<Vec<_>>(),
+                3,
+            ));
+            let up = vec![true; all.len()];
+            let cluster = Some(ClusterRecord { id: 1, partitions: 16, n: 3 });
+            let v = View::new(cluster, 3, all.clone(), up, Arc::new(old.clone()), Some(Arc::new(new.clone())));
+            for p in 0..16 {
+                let targets: Vec<NodeId> = v.target_indices(p).iter().map(|&i| v.members[i].id).collect();
+                let (was, will) = (old.replicas(p, 3), new.replicas(p, 3));
+                let g = v.gaining_indices(p).len();
+                assert_eq!(targets.len(), was.len() + g, "partition {p}: replicas then gaining nodes");
+                assert!(will.iter().all(|id| targets.contains(id)), "partition {p}: every new replica is a target");
+                for q in 1..=was.len().min(will.len()) {
+                    // Every subset of q + g targets.
+                    for mask in 0u32..(1 << targets.len()) {
+                        if mask.count_ones() as usize != q + g {
+                            continue;
+                        }
+                        let chosen: Vec<NodeId> =
+                            (0..targets.len()).filter(|&i| mask & (1 << i) != 0).map(|i| targets[i]).collect();
+                        let in_was = chosen.iter().filter(|id| was.contains(id)).count();
+                        let in_will = chosen.iter().filter(|id| will.contains(id)).count();
+                        assert!(in_was >= q && in_will >= q, "partition {p}, {before}->{after}, q {q}: {chosen:?}");
+                    }
+                }
+            }
+        }
+    }
 }
