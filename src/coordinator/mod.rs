@@ -280,33 +280,54 @@ impl Coordinator {
     /// Too long a key, a type error of the value, too few replicas
     /// acknowledging (`NOQUORUM`), or a storage failure.
     pub async fn write(&self, key: &Bytes, mutation: Mutation) -> Result<Outcome> {
-        let mut place = self.place(key)?;
-        let mut refusals = 0;
         // A plain SET may be coordinated by any replica. A write whose
         // result depends on the current value goes to the key's first
         // replica that is up, so concurrent INCRs or SET NXs through
         // different nodes are serialized in one place.
+        let here = |place: &Placement| match place.me {
+            Some(i) if place.first_up() == Some(i) => true,
+            Some(_) => !mutation.reads_current(),
+            None => false,
+        };
+        let ask =
+            |place: &Placement| Ok((KvRequest::Write { key: key.clone(), mutation: mutation.clone() }, self.w(place)));
+        match self.forward_unless_here(key, here, ask).await? {
+            Ok(KvResponse::Outcome(o)) => Ok(o),
+            Ok(other) => Err(unexpected(&other)),
+            Err(place) => self.coordinate_write(key, &place, mutation).await,
+        }
+    }
+
+    /// Sends the request `ask` makes (with the W it reports) to the key's
+    /// first reachable replica, unless `here` says this node coordinates:
+    /// `Ok(Err(place))` then, or when this node comes first among the
+    /// replicas that can be reached (see [`forward`](Self::forward)). A
+    /// replica that refuses because its view of the ring differs (for a
+    /// moment as a ring change ends) applied nothing: the request goes
+    /// again, placed anew, once this node's view has changed, up to
+    /// [`VIEW_RETRIES`] times.
+    async fn forward_unless_here(
+        &self,
+        key: &Bytes,
+        here: impl Fn(&Placement) -> bool,
+        ask: impl Fn(&Placement) -> Result<(KvRequest, usize)>,
+    ) -> Result<std::result::Result<KvResponse, Placement>> {
+        let mut place = self.place(key)?;
+        let mut refusals = 0;
         loop {
-            let here = match place.me {
-                Some(i) if place.first_up() == Some(i) => true,
-                Some(_) => !mutation.reads_current(),
-                None => false,
-            };
-            if !here {
-                let request = KvRequest::Write { key: key.clone(), mutation: mutation.clone() };
-                match self.forward(&place, request, self.w(&place)).await {
-                    Ok(Some(KvResponse::Outcome(o))) => return Ok(o),
-                    Ok(Some(other)) => return Err(unexpected(&other)),
-                    Ok(None) => {}
-                    Err(e) if view_changing(&e) && refusals < VIEW_RETRIES => {
-                        refusals += 1;
-                        place = self.after_view_change(key, &place).await?;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
+            if here(&place) {
+                return Ok(Err(place));
             }
-            return self.coordinate_write(key, &place, mutation).await;
+            let (request, w) = ask(&place)?;
+            match self.forward(&place, request, w).await {
+                Ok(Some(answer)) => return Ok(Ok(answer)),
+                Ok(None) => return Ok(Err(place)),
+                Err(e) if view_changing(&e) && refusals < VIEW_RETRIES => {
+                    refusals += 1;
+                    place = self.after_view_change(key, &place).await?;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -398,32 +419,28 @@ impl Coordinator {
         w: Option<usize>,
         pw: Option<usize>,
     ) -> Result<(Context, usize)> {
-        let mut place = self.place(key)?;
-        let mut refusals = 0;
-        loop {
-            let need = Need { all: quorum_of(w, self.settings.w, &place, "W")?, primaries: primaries_of(pw, &place)? };
-            if place.me.is_none() {
-                let request = KvRequest::WriteVersions {
-                    key: key.clone(),
-                    context: context.clone(),
-                    value: value.clone(),
-                    ttl_ms,
-                    w: u32::try_from(need.all).ok(),
-                    pw: u32::try_from(need.primaries).ok(),
-                };
-                match self.forward(&place, request, need.all).await {
-                    Ok(Some(KvResponse::Written { context, superseded })) => return Ok((context, superseded as usize)),
-                    Ok(Some(other)) => return Err(unexpected(&other)),
-                    Ok(None) => {}
-                    Err(e) if view_changing(&e) && refusals < VIEW_RETRIES => {
-                        refusals += 1;
-                        place = self.after_view_change(key, &place).await?;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
+        let need = |place: &Placement| -> Result<Need> {
+            Ok(Need { all: quorum_of(w, self.settings.w, place, "W")?, primaries: primaries_of(pw, place)? })
+        };
+        let ask = |place: &Placement| {
+            let need = need(place)?;
+            let request = KvRequest::WriteVersions {
+                key: key.clone(),
+                context: context.clone(),
+                value: value.clone(),
+                ttl_ms,
+                w: u32::try_from(need.all).ok(),
+                pw: u32::try_from(need.primaries).ok(),
+            };
+            Ok((request, need.all))
+        };
+        match self.forward_unless_here(key, |place| place.me.is_some(), ask).await? {
+            Ok(KvResponse::Written { context, superseded }) => Ok((context, superseded as usize)),
+            Ok(other) => Err(unexpected(&other)),
+            Err(place) => {
+                let need = need(&place)?;
+                self.coordinate_versions(key, &place, context, value, ttl_ms, need).await
             }
-            return self.coordinate_versions(key, &place, context, value, ttl_ms, need).await;
         }
     }
 

@@ -663,13 +663,7 @@ impl Store {
     /// # Errors
     /// Storage failures.
     pub async fn meta_put(&self, name: &'static str, value: Bytes) -> Result<()> {
-        let shared = Arc::clone(&self.shared);
-        tokio::task::spawn_blocking(move || {
-            shared.meta.insert(format!("x:{name}"), value.as_ref()).map_err(storage)?;
-            shared.root.persist(PersistMode::SyncAll).map_err(storage)
-        })
-        .await
-        .map_err(|_| Error::ShuttingDown)?
+        self.put_meta(name, value, PersistMode::SyncAll).await
     }
 
     /// Stores `value` under `name` in `meta`, handed to the OS but not
@@ -679,11 +673,14 @@ impl Store {
     /// # Errors
     /// Storage failures.
     pub async fn meta_put_unsynced(&self, name: &'static str, value: Bytes) -> Result<()> {
+        self.put_meta(name, value, PersistMode::Buffer).await
+    }
+
+    async fn put_meta(&self, name: &'static str, value: Bytes, mode: PersistMode) -> Result<()> {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
             shared.meta.insert(format!("x:{name}"), value.as_ref()).map_err(storage)?;
-            // To the OS, so it survives the process (not a power loss).
-            shared.root.persist(PersistMode::Buffer).map_err(storage)
+            shared.root.persist(mode).map_err(storage)
         })
         .await
         .map_err(|_| Error::ShuttingDown)?

@@ -148,11 +148,15 @@ pub async fn plan(s: &Session, mut args: Args) -> Result<Reply> {
     let (_, statuses) = membership.status();
     // Keys per replicated partition, per member, from the keys each holds;
     // bytes from this node's average value size.
+    let mut replicated: std::collections::HashMap<NodeId, u64> = std::collections::HashMap::new();
+    for p in 0..plan.before.partition_count() {
+        for &id in plan.before.replicas(p, n) {
+            *replicated.entry(id).or_default() += 1;
+        }
+    }
     let per_partition = |id: NodeId| {
         let held = statuses.iter().find(|m| m.entry.id == id).map_or(0, |m| m.keys);
-        let replicated =
-            (0..plan.before.partition_count()).filter(|&p| plan.before.replicas(p, n).contains(&id)).count();
-        held / replicated.max(1) as u64
+        held / replicated.get(&id).copied().unwrap_or(0).max(1)
     };
     let mine = s.coordinator().store().tally();
     let value_size = u64::try_from(mine.value_bytes / mine.keys.max(1)).unwrap_or(0);
