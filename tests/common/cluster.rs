@@ -205,7 +205,19 @@ impl TestCluster {
     pub fn restart_with(&mut self, i: usize, tune: impl FnOnce(&mut Config)) {
         assert!(self.nodes[i].is_none(), "node {i} is running");
         tune(&mut self.configs[i]);
-        let node = self.rt.block_on(Node::start(self.configs[i].clone())).expect("node restarts");
+        // The node's old ports are ephemeral ones: while it was stopped, a
+        // connection of another test running alongside may have taken one
+        // as its local port for a moment. Try again for a while then.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let node = loop {
+            match self.rt.block_on(Node::start(self.configs[i].clone())) {
+                Ok(node) => break node,
+                Err(e) if e.to_string().contains("Address already in use") && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("node restarts: {e}"),
+            }
+        };
         self.nodes[i] = Some(node);
     }
 
