@@ -697,8 +697,14 @@ fn connection_floods_silent_and_trickling_peers_are_bounded() {
     assert!(start.elapsed() < HANDSHAKE_TIMEOUT + Duration::from_secs(2), "within the handshake timeout");
     assert!(closed_within(&mut trickle, Duration::from_secs(3)), "a trickling peer is closed");
     assert!(!trickler.join().expect("trickler"), "the trickled handshake never completed");
+    // The flood kept may be a later one than the silent peer (a host too
+    // busy to judge the first flooded again): its connections reach the
+    // handshake timeout up to that much later.
     for s in &mut flood {
-        assert!(closed_within(s, Duration::from_secs(2)), "every silent connection of the flood is closed");
+        assert!(
+            closed_within(s, HANDSHAKE_TIMEOUT + Duration::from_secs(2)),
+            "every silent connection of the flood is closed"
+        );
     }
     drop(flood);
     wait_for("a well-formed peer to be served again", WAIT, || {
