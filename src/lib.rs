@@ -157,6 +157,11 @@
 //!   commit), unless given `NOW`; a node started with seeds commits its
 //!   own join at once, as a new Cassandra node bootstraps, since that is
 //!   how clusters are started.
+//! - **The claimant needs a majority.** DESIGN has one claimant decide.
+//!   Liveness picks it (the lowest-id owner up), so a network partition
+//!   can give each side one; here a claimant decides only while it sees
+//!   more than half of the owners up, those staged for removal aside
+//!   (`RingState::majority_up`), so at most one side changes the ring.
 
 #![forbid(unsafe_code)]
 

@@ -562,3 +562,86 @@ fn a_transfer_interrupted_by_kill_9_of_the_source_resumes() {
     assert_holds_everything(&b);
     eprintln!("the test took {:?}", started.elapsed());
 }
+
+/// Competing claimants: a network partition cuts the claimant (the
+/// lowest-id member) off from the other three. Its side has no majority:
+/// a change asked of it is refused and its ring does not move. The other
+/// side has one: its own claimant lets a member leave, while clients write
+/// through it (the change then waits for the cut-off node, which gains
+/// partitions). Once healed, every node holds that side's ring, the change
+/// ends, and every write acknowledged reads back from every member.
+#[test]
+fn only_the_side_of_a_partition_with_a_majority_changes_the_ring() {
+    let cluster = TestCluster::start(4, 3, 2, 2);
+    let ids: Vec<NodeId> = (0..4).map(|i| id_of(&cluster, i)).collect();
+    let lowest = (0..4).min_by_key(|&i| ids[i]).expect("four nodes");
+    let others: Vec<usize> = (0..4).filter(|&i| i != lowest).collect();
+    let (leaver, rest) = (others[2], [others[0], others[1]]);
+    let mut written: HashMap<String, String> = HashMap::new();
+    let mut write = |c: &mut redis::Connection, key: String, value: String| {
+        let reply: Value = redis::cmd("SET").arg(&key).arg(&value).query(c).expect("SET");
+        assert_eq!(reply, Value::Okay, "SET {key}");
+        written.insert(key, value);
+    };
+    let mut c = cluster.client(rest[0]);
+    for i in 0..200 {
+        write(&mut c, format!("before:{i}"), format!("v{i}"));
+    }
+    let epoch_before = wait_ring(&cluster, &[0, 1, 2, 3], 4);
+
+    cluster.isolate(lowest);
+    let mut cut = cluster.client(lowest);
+    wait_for("the claimant to see the others down", WAIT, || {
+        (info(&mut cut, "cluster", "shoal_members_up") == "1").then_some(())
+    });
+    for &i in &others {
+        let mut c = cluster.client(i);
+        wait_for("the others to see the claimant down", WAIT, || {
+            (info(&mut c, "cluster", "shoal_members_up") == "3").then_some(())
+        });
+    }
+
+    // The cut-off claimant's side decides nothing.
+    for command in [vec!["SHOAL.LEAVE", "NOW"], vec!["SHOAL.LEAVE"]] {
+        let e = redis::cmd(command[0]).arg(&command[1..]).query::<Value>(&mut cut).expect_err("refused");
+        assert_eq!(e.code(), Some("TRYAGAIN"), "{command:?}: {e}");
+        assert!(e.detail().is_some_and(|d| d.starts_with("no majority")), "{command:?}: {e}");
+    }
+
+    // The majority side lets a member leave, under writes.
+    let reply = redis::cmd("SHOAL.LEAVE").arg("NOW").query::<String>(&mut cluster.client(leaver)).expect("LEAVE");
+    assert!(reply.starts_with("OK"), "{reply}");
+    for i in 0..200 {
+        let node = rest[i % 2];
+        write(&mut cluster.client(node), format!("during:{i}"), format!("v{i}"));
+    }
+    // The change starts on the majority side; it cannot end before the
+    // cut-off node, which gains partitions, has copied them.
+    let mut c = cluster.client(rest[0]);
+    wait_for("the leave to start on the majority side", WAIT, || {
+        (info(&mut c, "cluster", "shoal_ring_change") != "0").then_some(())
+    });
+    let epoch = |c: &mut redis::Connection| info(c, "cluster", "shoal_ring_epoch").parse::<u64>().expect("an epoch");
+    assert!(epoch(&mut c) > epoch_before);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(epoch(&mut cut), epoch_before, "the cut-off side's ring moved");
+    assert_eq!(info(&mut cut, "cluster", "shoal_ring_change"), "0", "the cut-off side started a change");
+
+    // Healed: the cut-off node takes the majority's ring, and every write
+    // acknowledged reads back from every member.
+    cluster.heal();
+    let members = [lowest, rest[0], rest[1]];
+    wait_ring(&cluster, &members, 3);
+    let ring = ring_of(&mut cut);
+    assert!(!ring.members().contains(&ids[leaver]), "the leaver still owns partitions");
+    for &i in &rest {
+        assert_eq!(ring_of(&mut cluster.client(i)).owners(), ring.owners(), "node {i}'s ring");
+    }
+    for &i in &members {
+        let mut c = cluster.client(i);
+        for (key, value) in &written {
+            let got: Option<String> = redis::cmd("GET").arg(key).query(&mut c).expect("GET");
+            assert_eq!(got.as_deref(), Some(value.as_str()), "{key} through node {i}");
+        }
+    }
+}

@@ -8,7 +8,10 @@
 //!   node believes up and staying), which applies them ([`Decision`]) and
 //!   at every round takes the next step on its own: it starts committed
 //!   changes when none is in progress and ends a change once every
-//!   transfer is reported done.
+//!   transfer is reported done. It decides only while it sees more than
+//!   half of the members up (those not being removed): at most one side
+//!   of a network partition changes the ring; the other answers TRYAGAIN
+//!   and waits.
 //! - **Joining**: a node that joined the cluster (through seeds, or
 //!   `SHOAL.JOIN`) stages its own join with the claimant until the ring
 //!   shows it; a node started with seeds commits it at once.
@@ -50,6 +53,24 @@ impl Membership {
     pub fn claimant(&self) -> Option<NodeId> {
         let st = lock(&self.state);
         st.ring.claimant_among(|id| id == self.me.id || !st.down.contains(&id))
+    }
+
+    /// Why this node may not decide on `ring` (as claimant) or on `next`
+    /// (the ring a decision leads to), if it may not: it must see a
+    /// majority of the members that stay up (see
+    /// [`RingState::majority_up`]).
+    fn no_majority(&self, ring: &RingState, next: Option<&RingState>) -> Option<String> {
+        let st = lock(&self.state);
+        let up = |id: NodeId| id == self.me.id || !st.down.contains(&id);
+        if ring.majority_up(up) || next.is_some_and(|n| n.majority_up(up)) {
+            return None;
+        }
+        let voters = ring.voters();
+        let seen = voters.iter().filter(|&&id| up(id)).count();
+        Some(format!(
+            "TRYAGAIN no majority: the claimant sees {seen} of the {} members up; the ring changes only while more than half of them are up",
+            voters.len()
+        ))
     }
 
     /// True if every member this node believes up (itself included) holds
@@ -166,29 +187,27 @@ impl Membership {
     pub(super) async fn decide(&self, decision: Decision) -> Response {
         let me = self.me.id;
         let n = self.cluster_n();
-        let next = {
-            let st = lock(&self.state);
-            let ring = &st.ring;
-            match decision {
-                Decision::Stage { node, change, commit } => ring.stage(me, node, change, commit).map(Some),
-                Decision::Commit => ring.commit(me).map(Some),
-                Decision::Clear => ring.clear(me).map(Some),
-                Decision::Done { change, partition, node } => Ok(ring.mark_done(me, change, partition, node, n)),
-            }
+        let ring = self.ring_state();
+        let next = match decision {
+            Decision::Stage { node, change, commit } => ring.stage(me, node, change, commit).map(Some),
+            Decision::Commit => ring.commit(me).map(Some),
+            Decision::Clear => ring.clear(me).map(Some),
+            Decision::Done { change, partition, node } => Ok(ring.mark_done(me, change, partition, node, n)),
         };
         match next {
-            Err(why) => Response::Error(format!("ERR {why}")),
-            Ok(next) => {
-                if let Some(next) = next
-                    && next != self.ring_state()
-                    && !self.offer_ring(next).await
-                {
+            Err(why) => return Response::Error(format!("ERR {why}")),
+            Ok(Some(next)) if next != ring => {
+                if let Some(why) = self.no_majority(&ring, Some(&next)) {
+                    return Response::Error(why);
+                }
+                if !self.offer_ring(next).await {
                     return Response::Error("TRYAGAIN the ring changed meanwhile; try again".into());
                 }
-                let ring = self.ring_state();
-                Response::Gossip(GossipResponse::Ring { stamp: ring.stamp(), ring: Some(Box::new(ring)) })
             }
+            Ok(_) => {}
         }
+        let ring = self.ring_state();
+        Response::Gossip(GossipResponse::Ring { stamp: ring.stamp(), ring: Some(Box::new(ring)) })
     }
 
     /// Takes the claimant's ring if it is newer than this node's (what an
@@ -248,16 +267,17 @@ impl Membership {
         let me = self.me.id;
         if self.claimant() == Some(me) {
             let n = self.cluster_n();
-            let next = {
-                let ring = &lock(&self.state).ring;
-                if ring.epoch == 0 && ring.is_known() {
-                    // A ring a build without stored rings left (every node
-                    // worked it out from its own member table): decided
-                    // once, so that every node holds this one.
-                    Some(RingState { epoch: 1, claimant: me, ..ring.clone() })
-                } else {
-                    ring.step(me, n)
-                }
+            let ring = self.ring_state();
+            let next = if self.no_majority(&ring, None).is_some() {
+                // Cut off from most members: the other side may be deciding.
+                None
+            } else if ring.epoch == 0 && ring.is_known() {
+                // A ring a build without stored rings left (every node
+                // worked it out from its own member table): decided once,
+                // so that every node holds this one.
+                Some(RingState { epoch: 1, claimant: me, ..ring.clone() })
+            } else {
+                ring.step(me, n)
             };
             if let Some(next) = next {
                 self.offer_ring(next).await;

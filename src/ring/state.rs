@@ -11,7 +11,9 @@
 //! on the other side of a network partition), then a higher epoch, and of
 //! two states with the same epoch (two nodes that both believed themselves
 //! claimant) the one written by the lower id, so two claimants never both
-//! win and every node converges on the same ring.
+//! win and every node converges on the same ring. A claimant decides only
+//! while it sees a majority of the members up ([`RingState::majority_up`]),
+//! so the two sides of a network partition do not both change the ring.
 //!
 //! A change goes through three steps:
 //! 1. **Staged**: a join, leave or removal is recorded and shown by the
@@ -231,6 +233,32 @@ impl RingState {
             // Everyone is leaving: the lowest that is up still decides.
             owners.into_iter().find(|&id| up(id))
         })
+    }
+
+    /// The members a decision needs a majority of: every owner but those
+    /// staged for removal or being removed (gone for good, as an operator
+    /// said: otherwise a cluster of two could never remove a dead member).
+    #[must_use]
+    pub fn voters(&self) -> Vec<NodeId> {
+        let removed = |id: &NodeId| {
+            self.removing.contains(id) || self.staged_for(*id).is_some_and(|s| s.change == Change::Remove)
+        };
+        let mut owners: Vec<NodeId> = self.owners.iter().copied().filter(|id| !removed(id)).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        owners
+    }
+
+    /// True if more than half of the [`voters`](Self::voters) are up, as
+    /// `up` says: only then may a claimant decide. Two sides of a network
+    /// partition cannot both have a majority, so they cannot both change
+    /// the ring (unless an operator removes, on each side, members that
+    /// are only cut off: a removal is the operator's word that a member is
+    /// gone for good).
+    #[must_use]
+    pub fn majority_up(&self, up: impl Fn(NodeId) -> bool) -> bool {
+        let voters = self.voters();
+        voters.iter().filter(|&&id| up(id)).count() * 2 > voters.len()
     }
 
     /// The moves of the change in progress, for a cluster of replication
@@ -565,5 +593,32 @@ mod tests {
         assert_eq!(s.claimant_among(|n| n != id(1)), Some(id(3)));
         let leaving = s.stage(id(1), id(1), Change::Leave, false).expect("stage");
         assert_eq!(leaving.claimant_among(|_| true), Some(id(3)));
+    }
+
+    /// Decisions need more than half of the owners up, those being removed
+    /// aside: of two sides of a partition at most one has that.
+    #[test]
+    fn a_majority_of_the_owners_staying_must_be_up() {
+        let mut s = RingState::first(id(1), Q);
+        assert!(s.majority_up(|_| true), "a node alone decides");
+        for joiner in [2, 3, 4] {
+            s = settle(s.stage(id(1), id(joiner), Change::Join, true).expect("stage"), id(1));
+        }
+        assert_eq!(s.voters(), vec![id(1), id(2), id(3), id(4)]);
+        let side = |ids: &'static [u64]| move |n: NodeId| ids.contains(&n.0);
+        assert!(s.majority_up(side(&[1, 2, 3])));
+        assert!(!s.majority_up(side(&[1, 2])) && !s.majority_up(side(&[3, 4])), "2 of 4 is not a majority");
+        // Removing the dead is the operator's word that they are gone: they
+        // no longer count, whether staged or in the change.
+        let removing = s.stage(id(3), id(1), Change::Remove, false).expect("stage");
+        assert_eq!(removing.voters(), vec![id(2), id(3), id(4)]);
+        assert!(removing.majority_up(side(&[3, 4])));
+        let s = settle(removing.commit(id(3)).expect("commit"), id(3));
+        assert_eq!(s.voters(), vec![id(2), id(3), id(4)]);
+        // A cluster of two with one dead can remove it.
+        let mut two = RingState::first(id(1), Q);
+        two = settle(two.stage(id(1), id(2), Change::Join, true).expect("stage"), id(1));
+        assert!(!two.majority_up(side(&[1])));
+        assert!(two.stage(id(1), id(2), Change::Remove, true).expect("stage").majority_up(side(&[1])));
     }
 }
