@@ -331,3 +331,67 @@ fn a_fallback_drops_a_write_kept_past_the_grace_and_anti_entropy_brings_it() {
         });
     }
 }
+
+/// A node that stops replicating partitions in a ring change keeps its
+/// copies of them while it holds hints about their keys for a replica that
+/// missed the writes (delivering a hint reads the key from that copy):
+/// once the replica is back, the hints hand it every write, and only then
+/// do the copies go.
+#[test]
+fn a_copy_that_hints_still_hand_over_is_kept_until_they_are_delivered() {
+    let mut cluster = TestCluster::start_with(3, |c| {
+        c.n = Some(3);
+        c.r = Some(2);
+        c.w = Some(2);
+        c.transfer_drop_delay = 1;
+    });
+    cluster.stop(2);
+    let mut c0 = cluster.client(0);
+    wait_for("node 2 to be seen down", WAIT, || (info(&mut c0, "cluster", "shoal_members_up") == "2").then_some(()));
+    // Node 0, a replica of every key, coordinates each write: one hint each
+    // for node 2.
+    let keys: Vec<String> = (0..300).map(|i| format!("kept:{i}")).collect();
+    for k in &keys {
+        set(&mut c0, k, &format!("v {k}"));
+    }
+    wait_for("the hints to be kept", WAIT, || (hints(&mut c0, "hints_pending") == 300).then_some(()));
+
+    // A 4th node joins: node 0 leaves the replica sets of some partitions.
+    let d = cluster.add();
+    let settled = |c: &mut Connection| {
+        info(c, "cluster", "shoal_ring_members") == "4"
+            && info(c, "cluster", "shoal_ring_change") == "0"
+            && info(c, "cluster", "shoal_ring_staged") == "0"
+    };
+    for i in [0, 1, d] {
+        let mut c = cluster.client(i);
+        wait_for("the join to end", Duration::from_secs(30), || settled(&mut c).then_some(()));
+    }
+    let replicated = |c: &mut Connection| {
+        let id = members(c).into_iter().find(|m| int(&m["self"]) == 1).map(|m| text(&m["id"])).expect("self");
+        keys.iter().filter(|k| where_is(c, k).1.iter().any(|h| h.primary && h.id == id)).count() as u64
+    };
+    let mine = replicated(&mut c0);
+    assert!(mine < 300, "node 0 still replicates every key");
+    // Past the drop delay, node 0 still holds every key: each one's hint
+    // is waiting on it.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(common::reply::local_keys(&mut c0), 300, "a copy that hints hand over was dropped");
+
+    // Node 2 comes back: the hints hand it every write it replicates, then
+    // node 0 drops what it no longer replicates.
+    cluster.restart(2);
+    wait_for("the hints to be delivered", Duration::from_secs(30), || {
+        (hints(&mut c0, "hints_pending") == 0).then_some(())
+    });
+    let mut c2 = cluster.client(2);
+    for k in &keys {
+        let (_, holders) = where_is(&mut c2, k);
+        if holders.iter().any(|h| h.port == cluster.port(2) && h.primary) {
+            assert_eq!(copy_at(&cluster, &mut c2, 2, k).map(|c| c.0), Some(1), "node 2's copy of {k}");
+        }
+    }
+    wait_for("node 0 to drop what it no longer replicates", Duration::from_secs(30), || {
+        (common::reply::local_keys(&mut c0) == mine).then_some(())
+    });
+}

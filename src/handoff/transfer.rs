@@ -30,12 +30,15 @@
 //! start), once every member up holds the same ring and no change is in
 //! progress: a copy that may still be read or handed over is not dropped
 //! under it, nor writes sent to a node that does not know yet it gains
-//! their partition. (A leftover still here when this node gains its
+//! their partition. Nor a copy this node still holds hints about for
+//! another node (a write it coordinated that a replica missed): the hint
+//! hands over the key from this copy, so the copy waits for its delivery.
+//! (A leftover still here when this node gains its
 //! partition again, with no settled ring in between, stays and is merged
 //! with what is copied: it brings back a deleted value only if its
 //! tombstone was removed meanwhile, which takes `tombstone-grace`.)
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -57,6 +60,8 @@ use crate::version::NodeId;
 const EVERY: Duration = Duration::from_millis(250);
 /// Keys asked for per page (the source also stops at about 1 MB).
 const PAGE_KEYS: u32 = 500;
+/// Hints read at a time when looking for the partitions they are about.
+const HINT_PAGE: usize = 1000;
 /// The name of the saved cursors in `meta`.
 const CURSORS: &str = "transfer-cursors";
 /// Keys removed at once when a copy is dropped.
@@ -428,12 +433,26 @@ impl Transfers {
         if view.cluster.is_none() || ring.in_progress() {
             return;
         }
-        for p in 0..view.partitioner().count() {
-            if view.is_replica(p, me) {
-                continue;
+        let leftovers: Vec<u32> = (0..view.partitioner().count())
+            .filter(|&p| !view.is_replica(p, me))
+            .filter(|&p| {
+                let tally = self.store.partition_tally(p);
+                tally.keys + tally.tombstones > 0
+            })
+            .collect();
+        if leftovers.is_empty() {
+            return;
+        }
+        let hinted = match self.hinted_partitions().await {
+            Ok(hinted) => hinted,
+            Err(e) => {
+                tracing::warn!("cannot list the partitions hints are kept about: {e}");
+                return;
             }
-            let tally = self.store.partition_tally(p);
-            if tally.keys + tally.tombstones <= 0 {
+        };
+        for p in leftovers {
+            if hinted.contains(&p) {
+                tracing::debug!(partition = p, "not dropping a partition hints here still hand over");
                 continue;
             }
             match self.drop_partition(p, stop).await {
@@ -449,6 +468,29 @@ impl Transfers {
                 return;
             }
         }
+    }
+
+    /// The partitions of the keys this node keeps coordinator hints about
+    /// (writes it holds that a replica missed): delivering one reads the
+    /// key from this node's copy.
+    async fn hinted_partitions(&self) -> Result<BTreeSet<u32>> {
+        let partitioner = self.membership.view().partitioner();
+        let mut hinted = BTreeSet::new();
+        for (target, tally) in self.store.hint_tallies() {
+            if tally.count == 0 {
+                continue;
+            }
+            let mut after = None;
+            loop {
+                let page = self.store.hints_for(target, after.as_ref(), HINT_PAGE).await?;
+                hinted.extend(page.iter().filter(|h| h.object.is_none()).map(|h| partitioner.of(h.hash)));
+                if page.len() < HINT_PAGE {
+                    break;
+                }
+                after = page.into_iter().last();
+            }
+        }
+        Ok(hinted)
     }
 
     /// Removes every key of partition `p` here; how many.
