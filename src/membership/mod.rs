@@ -45,7 +45,7 @@ pub mod table;
 mod view;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -163,6 +163,8 @@ pub struct Membership {
     /// Held while a ring is saved and adopted, so rings reach the disk in
     /// the order they are adopted.
     ring_saving: tokio::sync::Mutex<()>,
+    /// Whether this node was the claimant, with a majority, last round.
+    deciding: AtomicBool,
     /// `Some(commit)` while this node has to stage its join (see `ring.rs`).
     joining: Mutex<Option<bool>>,
 }
@@ -260,6 +262,7 @@ impl Membership {
             raising: tokio::sync::Mutex::new(()),
             granting: tokio::sync::Mutex::new(()),
             ring_saving: tokio::sync::Mutex::new(()),
+            deciding: AtomicBool::new(false),
             joining: Mutex::new(joining),
         });
         match cluster {
@@ -309,10 +312,7 @@ impl Membership {
         // write with owners the cluster has moved past. Bounded: members
         // that do not answer are left to gossip.
         if lock(&self.state).cluster.is_some() {
-            let others = self.other_members();
-            let syncs =
-                others.iter().map(|addr| tokio::time::timeout(self.peers.timeout(), self.sync_ring(addr))).collect();
-            let _ = crate::join::join_all(syncs).await;
+            self.sync_ring_with_all().await;
         }
         Ok(())
     }

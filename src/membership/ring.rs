@@ -21,6 +21,7 @@
 //!   on.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
@@ -157,6 +158,15 @@ impl Membership {
         self.publish(st);
     }
 
+    /// A ring exchange with every other member, each bounded by the
+    /// request timeout (those that do not answer are left to gossip).
+    pub(super) async fn sync_ring_with_all(&self) {
+        let others = self.other_members();
+        let syncs =
+            others.iter().map(|addr| tokio::time::timeout(self.peers.timeout(), self.sync_ring(addr))).collect();
+        let _ = crate::join::join_all(syncs).await;
+    }
+
     /// One round's ring exchange with the peer at `addr`.
     pub(super) async fn sync_ring(&self, addr: &str) {
         let (generation, epoch, claimant) = {
@@ -265,13 +275,20 @@ impl Membership {
     /// join.
     pub(super) async fn ring_round(&self) {
         let me = self.me.id;
-        if self.claimant() == Some(me) {
+        let claimant = self.claimant() == Some(me) && self.no_majority(&self.ring_state(), None).is_none();
+        if !claimant {
+            // Not the claimant, or cut off from most members (the other
+            // side of a partition may be deciding).
+            self.deciding.store(false, Ordering::Relaxed);
+        } else if !self.deciding.swap(true, Ordering::Relaxed) {
+            // Claimant from now on (just started, a partition healed, the
+            // claimant before is gone): first the newest ring any member
+            // holds, so as not to decide on an older one.
+            self.sync_ring_with_all().await;
+        } else {
             let n = self.cluster_n();
             let ring = self.ring_state();
-            let next = if self.no_majority(&ring, None).is_some() {
-                // Cut off from most members: the other side may be deciding.
-                None
-            } else if ring.epoch == 0 && ring.is_known() {
+            let next = if ring.epoch == 0 && ring.is_known() {
                 // A ring a build without stored rings left (every node
                 // worked it out from its own member table): decided once,
                 // so that every node holds this one.
