@@ -562,3 +562,102 @@ fn a_transfer_interrupted_by_kill_9_of_the_source_resumes() {
     assert_holds_everything(&b);
     eprintln!("the test took {:?}", started.elapsed());
 }
+
+/// How the joiner of [`joiner_lost_mid_change`] is lost, and regained.
+#[derive(Clone, Copy, Debug)]
+enum Lost {
+    /// Stopped, and restarted copying at full speed.
+    Stopped,
+    /// Cut off from the other nodes through the peer layer's fault seam
+    /// (calls to it time out), and the cuts lifted.
+    CutOff,
+}
+
+/// Growing a cluster of two (N = 3, R = W = 2) to three: while the change
+/// is in progress, the joining node is lost. Each partition's replica set
+/// before the change is the two first nodes and after it all three, so
+/// the two first nodes hold W (and R) of both sets: writes and reads
+/// through them go on. The joiner then comes back, the change ends, and
+/// every acknowledged write reads back from every node.
+fn joiner_lost_mid_change(lost: Lost) {
+    let started = Instant::now();
+    let mut cluster = TestCluster::start(2, 3, 2, 2);
+    const KEYS: usize = 60;
+    let key = |i: usize| format!("grow:{i}");
+    let value = |i: usize, round: usize| format!("grow:{i}@{round}");
+    preload(&mut cluster.client(0), (0..KEYS).map(|i| (key(i), value(i, 0))));
+    // Each partition's page holds about a key (~100 bytes): at 100 bytes
+    // a second the change lasts a minute unless the joiner is restarted
+    // faster; cut off, it copies at 2 kB a second, a few seconds in all.
+    let rate = match lost {
+        Lost::Stopped => 100,
+        Lost::CutOff => 2000,
+    };
+    let c = cluster.add_with(|config| config.transfer_rate = shoal::config::ByteSize(rate));
+    for i in [0, 1, c] {
+        let mut client = cluster.client(i);
+        wait_for(&format!("node {i} to see the change in progress"), WAIT, || {
+            (info(&mut client, "cluster", "shoal_ring_change") != "0").then_some(())
+        });
+    }
+    let mut joiner = cluster.client(c);
+    wait_for("the joiner to copy a first page", WAIT, || {
+        (info(&mut joiner, "cluster", "shoal_transfer_keys") != "0").then_some(())
+    });
+    drop(joiner);
+    match lost {
+        Lost::Stopped => cluster.stop(c),
+        Lost::CutOff => cluster.isolate(c),
+    }
+    eprintln!("joiner {lost:?} mid-change, {:?} in", started.elapsed());
+
+    // Rounds of a SET and a GET of every key, through nodes 0 and 1 in
+    // turn: the first at once, the second once both see the joiner down.
+    let mut clients = [cluster.client(0), cluster.client(1)];
+    let round = |round: usize, clients: &mut [redis::Connection; 2]| {
+        for i in 0..KEYS {
+            let c = &mut clients[(i + round) % 2];
+            let set: redis::RedisResult<String> = redis::cmd("SET").arg(key(i)).arg(value(i, round)).query(c);
+            assert_eq!(set.as_deref(), Ok("OK"), "SET {} in round {round}, joiner {lost:?}", key(i));
+            let c = &mut clients[(i + round + 1) % 2];
+            let got: redis::RedisResult<Option<String>> = redis::cmd("GET").arg(key(i)).query(c);
+            assert_eq!(got, Ok(Some(value(i, round))), "GET {} in round {round}, joiner {lost:?}", key(i));
+        }
+    };
+    round(1, &mut clients);
+    for (i, c) in clients.iter_mut().enumerate() {
+        wait_for(&format!("node {i} to see the joiner down"), WAIT, || {
+            (info(c, "cluster", "shoal_members_up") == "2").then_some(())
+        });
+    }
+    round(2, &mut clients);
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_ne!(info(c, "cluster", "shoal_ring_change"), "0", "node {i}: the change is still in progress");
+    }
+
+    // The joiner comes back; the change ends.
+    match lost {
+        Lost::Stopped => cluster.restart_with(c, |config| config.transfer_rate = shoal::config::ByteSize(64 << 20)),
+        Lost::CutOff => cluster.heal(),
+    }
+    wait_ring(&cluster, &[0, 1, c], 3);
+    eprintln!("the change ended, {:?} in", started.elapsed());
+    for node in [0, 1, c] {
+        let mut client = cluster.client(node);
+        for i in 0..KEYS {
+            let got: Option<String> = redis::cmd("GET").arg(key(i)).query(&mut client).expect("GET");
+            assert_eq!(got, Some(value(i, 2)), "{} through node {node} once the change ended", key(i));
+        }
+    }
+    eprintln!("the test took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_joiner_that_stops_mid_change_stops_no_request() {
+    joiner_lost_mid_change(Lost::Stopped);
+}
+
+#[test]
+fn a_joiner_cut_off_mid_change_stops_no_request() {
+    joiner_lost_mid_change(Lost::CutOff);
+}
