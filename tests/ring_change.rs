@@ -661,3 +661,32 @@ fn a_joiner_that_stops_mid_change_stops_no_request() {
 fn a_joiner_cut_off_mid_change_stops_no_request() {
     joiner_lost_mid_change(Lost::CutOff);
 }
+
+/// A context write through a node outside a key's targets is forwarded to
+/// one of them with the client's W, which that coordinator counts in the
+/// replica sets of its own view: during a change (a 5th node joining 4,
+/// N = 3) W 3 is accepted through every node, not refused as "W must be
+/// between 1 and N" (W + g was sent before).
+#[test]
+fn a_forwarded_context_write_keeps_the_clients_w_during_a_change() {
+    let mut cluster = TestCluster::start(4, 3, 2, 2);
+    // The joiner copies at 100 bytes a second: the change lasts.
+    let e = cluster.add_with(|config| config.transfer_rate = shoal::config::ByteSize(100));
+    for i in 0..=e {
+        let mut client = cluster.client(i);
+        wait_for(&format!("node {i} to see the change in progress"), WAIT, || {
+            (info(&mut client, "cluster", "shoal_ring_change") != "0").then_some(())
+        });
+    }
+    let mut clients: Vec<redis::Connection> = (0..4).map(|i| cluster.client(i)).collect();
+    for k in 0..40 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            let key = format!("ctx:{k}");
+            let reply = c.req_command(redis::cmd("SETCTX").arg(&key).arg("").arg(i).arg("W").arg(3)).expect("SETCTX");
+            assert!(error_text(&reply).is_none(), "SETCTX {key} W 3 through node {i}: {reply:?}");
+        }
+    }
+    for c in &mut clients {
+        assert_ne!(info(c, "cluster", "shoal_ring_change"), "0", "the change is still in progress");
+    }
+}
