@@ -1071,10 +1071,20 @@ mod tests {
         }
     }
 
-    /// Polls once; `copy(i)` answers with `asked(i)` and records the ask.
+    /// Polls once for R = `r`; `copy(i)` answers with `asked(i)` and
+    /// records the ask.
     fn poll(
         read: &mut Read,
         r: usize,
+        asked: &dyn Fn(usize) -> Call<Option<Arc<Object>>>,
+    ) -> (Poll<Status>, Vec<usize>) {
+        poll_with(read, any(r), asked)
+    }
+
+    /// As `poll`, for `need`.
+    fn poll_with(
+        read: &mut Read,
+        need: Need,
         asked: &dyn Fn(usize) -> Call<Option<Arc<Object>>>,
     ) -> (Poll<Status>, Vec<usize>) {
         let log = std::sync::Mutex::new(Vec::new());
@@ -1082,7 +1092,7 @@ mod tests {
             log.lock().expect("log").push(i);
             asked(i)
         };
-        let status = read.poll(&mut Context::from_waker(Waker::noop()), any(r), &copy);
+        let status = read.poll(&mut Context::from_waker(Waker::noop()), need, &copy);
         (status, log.into_inner().expect("log"))
     }
 
@@ -1191,6 +1201,33 @@ mod tests {
         let mut r = read(vec![failed(), ready(Ok(None)), ready(Ok(None))], vec![]);
         r.sets.fallbacks = 0b110;
         assert_eq!(poll(&mut r, 2, &|_| never()).0, Poll::Ready(Status::Impossible));
+    }
+
+    #[test]
+    fn during_a_change_each_replica_set_needs_r_that_vouch() {
+        // Slots 0 and 1 are replicas before and after the change, slot 2
+        // a node gaining the partition: R = 2 of each set.
+        let o = object(1);
+        let need = Need { current: 2, next: 2, primaries: 0 };
+        let during = |digest: Call<Option<u64>>| {
+            let mut r = read(vec![], vec![]);
+            r.sets = Sets { current: 2, next: 0b111, fallbacks: 0 };
+            r.copies = vec![(0, ready(Ok(Some(Arc::clone(&o))))), (2, ready(Ok(Some(Arc::clone(&o)))))];
+            r.digests = vec![(1, digest)];
+            r
+        };
+        let mut r = during(never());
+        let (status, asked) = poll_with(&mut r, need, &|_| never());
+        assert_eq!(status, Poll::Pending, "the gaining node vouches for the next set only");
+        assert_eq!(asked, [1], "the other replica is asked for its copy");
+        assert_eq!((r.vouched.current, r.vouched.next), (1, 2));
+        let mut r = during(ready(Ok(Some(o.digest()))));
+        assert_eq!(
+            poll_with(&mut r, need, &|_| never()).0,
+            Poll::Ready(Status::Reached),
+            "a digest vouches for both sets"
+        );
+        assert_eq!((r.vouched.current, r.vouched.next), (2, 3));
     }
 
     #[test]
