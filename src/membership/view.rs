@@ -39,7 +39,8 @@ pub struct View {
     targets: Vec<usize>,
     target_starts: Vec<usize>,
     /// During a change, for each partition, which of its targets are in
-    /// its replica set after the change, as a bitmask of their slots.
+    /// its replica set after the change, as a bitmask of their slots
+    /// (targets past the 64th, with N over 32, are left out of it).
     next_sets: Vec<u64>,
 }
 
@@ -109,7 +110,8 @@ impl View {
     /// gaining nodes and the current replicas that stay, see
     /// [`next_set`](Self::next_set)). A write then needs W acknowledgements
     /// in each set, and a read R answers in each (each at most the set's
-    /// size), so a node that fails or is cut off in the middle of the
+    /// size: a cluster of one growing to three, with W = 2, needs the one
+    /// current replica and two of the three next), so a node that fails or is cut off in the middle of the
     /// change costs what it costs outside one. This is enough: a write by a
     /// node still in the change is held by W of the set after it, and a
     /// node that has adopted the new ring reads R of that set alone, so
