@@ -29,7 +29,7 @@
 //! | [`error`] | the crate `Error`; the one place errors become RESP error lines | — |
 //! | [`node`] | composition root: opens storage, binds the ports, wires membership, peers and coordinator, answers peers, owns the staged shutdown | all |
 //! | [`resp`] | the Redis protocol: connections, request decoding (multibulk and inline), the command table, one file per command family, reply encoding (RESP2/RESP3), MULTI/EXEC | `coordinator`, `config`, `metrics` |
-//! | [`coordinator`] | reads and writes of keys: sloppy-quorum reads with read repair and replicated writes (fallbacks standing in for replicas that are down; PW/PR; during a ring change the nodes gaining a partition counted as pending replicas), forwarding, cluster-wide SCAN/DBSIZE/FLUSHALL, and what a node does for its peers | `membership`, `rpc`, `storage`, `version`, `mutation`, `ring` |
+//! | [`coordinator`] | reads and writes of keys: sloppy-quorum reads with read repair and replicated writes (fallbacks standing in for replicas that are down; PW/PR; during a ring change, W and R counted in the replica sets before and after it), forwarding, cluster-wide SCAN/DBSIZE/FLUSHALL, and what a node does for its peers | `membership`, `rpc`, `storage`, `version`, `mutation`, `ring` |
 //! | [`membership`] | the cluster record, the member table spread by gossip (`table`), the phi-accrual failure detector (`detector`), the ring as this node keeps, spreads and (as claimant) decides it (`ring.rs`), and the `View` the coordinator reads: members, who is up, the ring and the ring a change leads to, effective N | `rpc`, `ring`, `storage` (`meta`) |
 //! | [`rpc`] | the peer wire protocol: handshake with versions and cluster identity (`wire`), messages by subsystem (`kv`, `gossip`); multiplexed client with typed errors, timeouts, backoff and a fault seam for tests; server | `version`, `mutation` |
 //! | [`mutation`] | what plain Redis writes do to a value, as data (pure) | — |
@@ -147,10 +147,11 @@
 //!   (`ring::state`) keeps the old owners and lists the copies to make,
 //!   and the claimant makes the new owners current in one epoch once every
 //!   copy is reported done. Meanwhile requests go to the old replicas and
-//!   the gaining nodes and ask for one more answer per gaining node
-//!   (`View::target_indices`, Cassandra's pending replicas), so W of the
-//!   old replicas hold every acknowledged write (DESIGN's rule) and W of
-//!   the new ones too, and nodes on either side of the change's end agree.
+//!   the gaining nodes and need W (or R) of the old replica set and W (or
+//!   R) of the new one (`View::target_indices`), so W of the old replicas
+//!   hold every acknowledged write (DESIGN's rule) and W of the new ones
+//!   too, and nodes on either side of the change's end agree; a gaining
+//!   node that fails costs no more than a replica that fails.
 //! - **Staged changes, or at once.** DESIGN shows a plan before a change.
 //!   SHOAL.JOIN, SHOAL.LEAVE and SHOAL.REMOVE stage a change that
 //!   SHOAL.PLAN shows and SHOAL.COMMIT starts (Riak's cluster plan and

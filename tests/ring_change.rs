@@ -645,3 +645,131 @@ fn only_the_side_of_a_partition_with_a_majority_changes_the_ring() {
         }
     }
 }
+
+/// How the joiner of [`joiner_lost_mid_change`] is lost, and regained.
+#[derive(Clone, Copy, Debug)]
+enum Lost {
+    /// Stopped, and restarted copying at full speed.
+    Stopped,
+    /// Cut off from the other nodes through the peer layer's fault seam
+    /// (calls to it time out), and the cuts lifted.
+    CutOff,
+}
+
+/// Growing a cluster of two (N = 3, R = W = 2) to three: while the change
+/// is in progress, the joining node is lost. Each partition's replica set
+/// before the change is the two first nodes and after it all three, so
+/// the two first nodes hold W (and R) of both sets: writes and reads
+/// through them go on. The joiner then comes back, the change ends, and
+/// every acknowledged write reads back from every node.
+fn joiner_lost_mid_change(lost: Lost) {
+    let started = Instant::now();
+    let mut cluster = TestCluster::start(2, 3, 2, 2);
+    const KEYS: usize = 60;
+    let key = |i: usize| format!("grow:{i}");
+    let value = |i: usize, round: usize| format!("grow:{i}@{round}");
+    preload(&mut cluster.client(0), (0..KEYS).map(|i| (key(i), value(i, 0))));
+    // Each partition's page holds about a key (~100 bytes): at 100 bytes
+    // a second the change lasts a minute unless the joiner is restarted
+    // faster; cut off, it copies at 2 kB a second, a few seconds in all.
+    let rate = match lost {
+        Lost::Stopped => 100,
+        Lost::CutOff => 2000,
+    };
+    let c = cluster.add_with(|config| config.transfer_rate = shoal::config::ByteSize(rate));
+    for i in [0, 1, c] {
+        let mut client = cluster.client(i);
+        wait_for(&format!("node {i} to see the change in progress"), WAIT, || {
+            (info(&mut client, "cluster", "shoal_ring_change") != "0").then_some(())
+        });
+    }
+    let mut joiner = cluster.client(c);
+    wait_for("the joiner to copy a first page", WAIT, || {
+        (info(&mut joiner, "cluster", "shoal_transfer_keys") != "0").then_some(())
+    });
+    drop(joiner);
+    match lost {
+        Lost::Stopped => cluster.stop(c),
+        Lost::CutOff => cluster.isolate(c),
+    }
+    eprintln!("joiner {lost:?} mid-change, {:?} in", started.elapsed());
+
+    // Rounds of a SET and a GET of every key, through nodes 0 and 1 in
+    // turn: the first at once, the second once both see the joiner down.
+    let mut clients = [cluster.client(0), cluster.client(1)];
+    let round = |round: usize, clients: &mut [redis::Connection; 2]| {
+        for i in 0..KEYS {
+            let c = &mut clients[(i + round) % 2];
+            let set: redis::RedisResult<String> = redis::cmd("SET").arg(key(i)).arg(value(i, round)).query(c);
+            assert_eq!(set.as_deref(), Ok("OK"), "SET {} in round {round}, joiner {lost:?}", key(i));
+            let c = &mut clients[(i + round + 1) % 2];
+            let got: redis::RedisResult<Option<String>> = redis::cmd("GET").arg(key(i)).query(c);
+            assert_eq!(got, Ok(Some(value(i, round))), "GET {} in round {round}, joiner {lost:?}", key(i));
+        }
+    };
+    round(1, &mut clients);
+    for (i, c) in clients.iter_mut().enumerate() {
+        wait_for(&format!("node {i} to see the joiner down"), WAIT, || {
+            (info(c, "cluster", "shoal_members_up") == "2").then_some(())
+        });
+    }
+    round(2, &mut clients);
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_ne!(info(c, "cluster", "shoal_ring_change"), "0", "node {i}: the change is still in progress");
+    }
+
+    // The joiner comes back; the change ends.
+    match lost {
+        Lost::Stopped => cluster.restart_with(c, |config| config.transfer_rate = shoal::config::ByteSize(64 << 20)),
+        Lost::CutOff => cluster.heal(),
+    }
+    wait_ring(&cluster, &[0, 1, c], 3);
+    eprintln!("the change ended, {:?} in", started.elapsed());
+    for node in [0, 1, c] {
+        let mut client = cluster.client(node);
+        for i in 0..KEYS {
+            let got: Option<String> = redis::cmd("GET").arg(key(i)).query(&mut client).expect("GET");
+            assert_eq!(got, Some(value(i, 2)), "{} through node {node} once the change ended", key(i));
+        }
+    }
+    eprintln!("the test took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_joiner_that_stops_mid_change_stops_no_request() {
+    joiner_lost_mid_change(Lost::Stopped);
+}
+
+#[test]
+fn a_joiner_cut_off_mid_change_stops_no_request() {
+    joiner_lost_mid_change(Lost::CutOff);
+}
+
+/// A context write through a node outside a key's targets is forwarded to
+/// one of them with the client's W, which that coordinator counts in the
+/// replica sets of its own view: during a change (a 5th node joining 4,
+/// N = 3) W 3 is accepted through every node, not refused as "W must be
+/// between 1 and N" (W + g was sent before).
+#[test]
+fn a_forwarded_context_write_keeps_the_clients_w_during_a_change() {
+    let mut cluster = TestCluster::start(4, 3, 2, 2);
+    // The joiner copies at 100 bytes a second: the change lasts.
+    let e = cluster.add_with(|config| config.transfer_rate = shoal::config::ByteSize(100));
+    for i in 0..=e {
+        let mut client = cluster.client(i);
+        wait_for(&format!("node {i} to see the change in progress"), WAIT, || {
+            (info(&mut client, "cluster", "shoal_ring_change") != "0").then_some(())
+        });
+    }
+    let mut clients: Vec<redis::Connection> = (0..4).map(|i| cluster.client(i)).collect();
+    for k in 0..40 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            let key = format!("ctx:{k}");
+            let reply = c.req_command(redis::cmd("SETCTX").arg(&key).arg("").arg(i).arg("W").arg(3)).expect("SETCTX");
+            assert!(error_text(&reply).is_none(), "SETCTX {key} W 3 through node {i}: {reply:?}");
+        }
+    }
+    for c in &mut clients {
+        assert_ne!(info(c, "cluster", "shoal_ring_change"), "0", "the change is still in progress");
+    }
+}

@@ -158,17 +158,16 @@ fn primaries_of(given: Option<usize>, place: &Placement) -> Result<usize> {
     }
 }
 
-/// A request's quorum: its own, checked against N, or the node's default,
-/// never more than N; plus one for each node gaining the key's partition
-/// in a ring change in progress (see `View::target_indices`).
+/// A request's quorum: its own, checked against N, or the node's default.
+/// [`Placement::need`] asks for it in each replica set, never more than
+/// the set holds (see `View::target_indices`).
 fn quorum_of(given: Option<usize>, default: usize, place: &Placement, name: &str) -> Result<usize> {
     let n = place.n();
-    let q = match given {
-        None => default.min(n),
-        Some(q) if (1..=n).contains(&q) => q,
-        Some(_) => return Err(Error::err(format!("{name} must be between 1 and N ({n})"))),
-    };
-    Ok(q + place.pending())
+    match given {
+        None => Ok(default),
+        Some(q) if (1..=n).contains(&q) => Ok(q),
+        Some(_) => Err(Error::err(format!("{name} must be between 1 and N ({n})"))),
+    }
 }
 
 impl Coordinator {
@@ -224,13 +223,13 @@ impl Coordinator {
     }
 
     /// The default read quorum for `place`.
-    fn r(&self, place: &Placement) -> usize {
-        self.settings.r.min(place.n()) + place.pending()
+    fn r(&self, place: &Placement) -> Need {
+        place.need(self.settings.r, 0)
     }
 
     /// The default write quorum for `place`.
-    fn w(&self, place: &Placement) -> usize {
-        self.settings.w.min(place.n()) + place.pending()
+    fn w(&self, place: &Placement) -> Need {
+        place.need(self.settings.w, 0)
     }
 
     /// The key's object, merged from the targets `need` asks for.
@@ -248,7 +247,7 @@ impl Coordinator {
     /// Too long a key, too few replicas answering, or a storage failure.
     pub async fn get(&self, key: &Bytes) -> Result<Option<Value>> {
         let place = self.place(key)?;
-        let object = self.read_object(key, &place, Need::any(self.r(&place))).await?;
+        let object = self.read_object(key, &place, self.r(&place)).await?;
         let value = value_of(object.as_deref(), now_ms());
         let counter = if value.is_some() { &self.metrics.keyspace_hits } else { &self.metrics.keyspace_misses };
         metrics::add(counter, 1);
@@ -264,7 +263,7 @@ impl Coordinator {
     /// storage failure.
     pub async fn get_versions(&self, key: &Bytes, r: Option<usize>, pr: Option<usize>) -> Result<Versions> {
         let place = self.place(key)?;
-        let need = Need { all: quorum_of(r, self.settings.r, &place, "R")?, primaries: primaries_of(pr, &place)? };
+        let need = place.need(quorum_of(r, self.settings.r, &place, "R")?, primaries_of(pr, &place)?);
         let object = self.read_object(key, &place, need).await?.unwrap_or_default();
         let now = now_ms();
         let mut live: Vec<&Sibling> = object.siblings().iter().filter(|s| s.is_live(now)).collect();
@@ -289,8 +288,9 @@ impl Coordinator {
             Some(_) => !mutation.reads_current(),
             None => false,
         };
-        let ask =
-            |place: &Placement| Ok((KvRequest::Write { key: key.clone(), mutation: mutation.clone() }, self.w(place)));
+        let ask = |place: &Placement| {
+            Ok((KvRequest::Write { key: key.clone(), mutation: mutation.clone() }, self.w(place).current))
+        };
         match self.forward_unless_here(key, here, ask).await? {
             Ok(KvResponse::Outcome(o)) => Ok(o),
             Ok(other) => Err(unexpected(&other)),
@@ -349,7 +349,7 @@ impl Coordinator {
         let replicate = !place.local_only();
         let only_copy = place.only_copy();
         if replicate && mutation.reads_current() {
-            let current = self.read_replicas(key, place, Need::any(self.r(place))).await.map_err(|e| match e {
+            let current = self.read_replicas(key, place, self.r(place)).await.map_err(|e| match e {
                 Error::NoQuorum { needed, got, .. } => Error::NoQuorum { needed, got, outcome: Unmet::NotWritten },
                 other => other,
             })?;
@@ -394,7 +394,7 @@ impl Coordinator {
             })
             .await??;
         if let Some(object) = written {
-            self.replicate(key, place, object, Need::any(self.w(place))).await?;
+            self.replicate(key, place, object, self.w(place)).await?;
         }
         Ok(outcome)
     }
@@ -420,8 +420,11 @@ impl Coordinator {
         pw: Option<usize>,
     ) -> Result<(Context, usize)> {
         let need = |place: &Placement| -> Result<Need> {
-            Ok(Need { all: quorum_of(w, self.settings.w, place, "W")?, primaries: primaries_of(pw, place)? })
+            Ok(place.need(quorum_of(w, self.settings.w, place, "W")?, primaries_of(pw, place)?))
         };
+        // The coordinator it goes to is sent the client's W and PW (checked
+        // here first), not this node's quorum: it counts them in the
+        // replica sets its own view holds.
         let ask = |place: &Placement| {
             let need = need(place)?;
             let request = KvRequest::WriteVersions {
@@ -429,10 +432,10 @@ impl Coordinator {
                 context: context.clone(),
                 value: value.clone(),
                 ttl_ms,
-                w: u32::try_from(need.all).ok(),
-                pw: u32::try_from(need.primaries).ok(),
+                w: w.and_then(|w| u32::try_from(w).ok()),
+                pw: pw.and_then(|pw| u32::try_from(pw).ok()),
             };
-            Ok((request, need.all))
+            Ok((request, need.current))
         };
         match self.forward_unless_here(key, |place| place.me.is_some(), ask).await? {
             Ok(KvResponse::Written { context, superseded }) => Ok((context, superseded as usize)),

@@ -14,7 +14,6 @@ use crate::rpc::{KvRequest, KvResponse, PartitionCount, Response};
 use crate::version::{Context, Encoded, NodeId, Object};
 
 use super::Coordinator;
-use super::quorum::Need;
 use super::replicas::{self, Placement};
 
 /// Why anti-entropy requests are refused across a FLUSHALL.
@@ -257,10 +256,7 @@ impl Coordinator {
         pw: Option<usize>,
     ) -> Result<(Context, usize)> {
         let place = self.place_here(key)?;
-        let need = Need {
-            all: super::quorum_of(w, self.settings.w, &place, "W")?,
-            primaries: super::primaries_of(pw, &place)?,
-        };
+        let need = place.need(super::quorum_of(w, self.settings.w, &place, "W")?, super::primaries_of(pw, &place)?);
         self.coordinate_versions(key, &place, context, value, ttl_ms, need).await
     }
 

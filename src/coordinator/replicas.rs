@@ -46,7 +46,7 @@ use crate::storage::{Overflow, Store};
 use crate::version::{Encoded, NodeId, Object};
 
 use super::Coordinator;
-use super::quorum::{Need, Quorum, Status};
+use super::quorum::{Need, Quorum, Slot, Status, Tally};
 
 /// What a read that cannot reach R still waits for.
 #[derive(Clone, Copy)]
@@ -150,10 +150,31 @@ impl Placement {
         self.view.target_indices(self.partition)
     }
 
-    /// How many of the slots are nodes gaining the key's partition (see
-    /// `View::target_indices`): a request asks for as many more answers.
-    pub fn pending(&self) -> usize {
-        self.replicas().len() - self.view.replica_indices(self.partition).len()
+    /// How many of the slots are the key's current replicas (the first
+    /// ones; the others are nodes gaining its partition).
+    fn current(&self) -> usize {
+        self.view.replica_indices(self.partition).len()
+    }
+
+    /// Where slot `i`'s answers count (see `View::target_indices`): in the
+    /// current replica set, in the one after the change in progress, and
+    /// towards PW or PR (a current replica itself, not a fallback).
+    pub fn slot(&self, i: usize) -> Slot {
+        self.sets().slot(i)
+    }
+
+    /// Where each slot's answers count.
+    fn sets(&self) -> Sets {
+        let fallbacks = self.stand_ins.iter().filter(|&&(s, _)| s < 64).fold(0, |set, &(s, _)| set | 1 << s);
+        Sets { current: self.current(), next: self.view.next_set(self.partition), fallbacks }
+    }
+
+    /// What a request asking for `q` answers (R or W) and `primaries` of
+    /// the replicas themselves (PR or PW) needs: `q` of each replica set,
+    /// at most its size (the second set only during a change).
+    pub fn need(&self, q: usize, primaries: usize) -> Need {
+        let next = self.view.next_set(self.partition).count_ones() as usize;
+        Need { current: q.min(self.current()), next: q.min(next), primaries }
     }
 
     /// The view this placement was made in.
@@ -199,7 +220,7 @@ impl Placement {
     /// True if slot `i`'s target is the replica itself (not a fallback
     /// standing in for it, nor a node gaining the partition).
     fn primary(&self, i: usize) -> bool {
-        i < self.replicas().len() - self.pending() && !self.stand_ins.iter().any(|&(s, _)| s == i)
+        i < self.current() && !self.stand_ins.iter().any(|&(s, _)| s == i)
     }
 
     /// True if slot `i`'s target is this node.
@@ -218,9 +239,9 @@ impl Placement {
         self.view.up[self.replicas()[i]]
     }
 
-    /// How many of the key's replicas this node believes up.
+    /// How many of the key's current replicas this node believes up.
     pub fn replicas_up(&self) -> usize {
-        (0..self.slots()).filter(|&i| self.replica_up(i)).count()
+        (0..self.current()).filter(|&i| self.replica_up(i)).count()
     }
 
     /// The first replica believed up, in preference order: the one that
@@ -301,22 +322,21 @@ fn take_ready<T>(calls: &mut Vec<(usize, Call<T>)>, cx: &mut Context<'_>, mut do
 }
 
 /// Polls `pending` (calls by slot) until `quorum` is reached or that can
-/// no longer happen (`primary` tells the slots whose target is the replica
-/// itself). Returns the answers so far (by slot) and the calls still
-/// pending.
+/// no longer happen (`slot` tells where each slot's answer counts).
+/// Returns the answers so far (by slot) and the calls still pending.
 async fn until_quorum<T>(
     mut pending: Vec<(usize, Call<T>)>,
     mut quorum: Quorum,
-    primary: impl Fn(usize) -> bool,
+    slot: impl Fn(usize) -> Slot,
 ) -> (Quorum, Vec<(usize, Result<T>)>, Vec<(usize, Call<T>)>) {
     let mut answers = Vec::new();
     if quorum.status() == Status::Reached {
         return (quorum, answers, pending);
     }
     std::future::poll_fn(|cx| {
-        take_ready(&mut pending, cx, |slot, result| {
-            quorum.record(result.is_ok(), primary(slot));
-            answers.push((slot, result));
+        take_ready(&mut pending, cx, |i, result| {
+            quorum.record(result.is_ok(), slot(i));
+            answers.push((i, result));
         });
         match quorum.status() {
             Status::Pending if !pending.is_empty() => Poll::Pending,
@@ -337,33 +357,56 @@ struct Heard {
 }
 
 /// A read in flight: the copies and digests asked for, what came back,
-/// and how many targets vouch for the merge of the copies so far. A
-/// target vouches by sending its copy, or a digest equal to the merge's
-/// (then it holds exactly the merge). Counting digests lets a read answer
-/// with the first R targets to reply, whichever were asked for copies.
-/// Only replicas themselves are asked for digests; a fallback standing in
-/// for one is asked for its copy.
+/// and how many targets vouch for the merge of the copies so far, per
+/// replica set. A target vouches by sending its copy, or a digest equal
+/// to the merge's (then it holds exactly the merge). Counting digests lets
+/// a read answer with the first R targets to reply, whichever were asked
+/// for copies. Only replicas themselves are asked for digests; a fallback
+/// standing in for one, or a node gaining the partition, is asked for its
+/// copy.
 struct Read {
     copies: Vec<(usize, Call<Option<Arc<Object>>>)>,
     digests: Vec<(usize, Call<Option<u64>>)>,
     answers: Vec<(usize, Result<Option<Arc<Object>>>)>,
     heard: Vec<Heard>,
     merged: Option<Arc<Object>>,
-    vouched: usize,
-    /// Those of them that are replicas themselves (PR).
-    vouched_primary: usize,
-    /// The slots whose target is a fallback.
-    fallbacks: Vec<usize>,
+    vouched: Tally,
+    /// Where each slot's answer counts.
+    sets: Sets,
     /// Fallbacks that answered holding nothing of the key: they vouch for
     /// nothing, and count towards R only once every target has answered
     /// (then no acknowledged write can be missing from what was read).
-    empty: usize,
+    empty: Tally,
+}
+
+/// Where each slot of a key's placement counts (see [`Placement::slot`]),
+/// without borrowing the placement.
+#[derive(Clone, Copy, Default)]
+struct Sets {
+    /// Slots in the current replica set: the first ones.
+    current: usize,
+    /// Slots in the replica set after the change in progress, a bitmask.
+    next: u64,
+    /// Slots whose target is a fallback, a bitmask.
+    fallbacks: u64,
+}
+
+impl Sets {
+    fn slot(&self, i: usize) -> Slot {
+        let has = |set: u64| i < 64 && set & 1 << i != 0;
+        let current = i < self.current;
+        Slot { current, next: has(self.next), primary: current && !has(self.fallbacks) }
+    }
+
+    fn fallback(&self, i: usize) -> bool {
+        i < 64 && self.fallbacks & 1 << i != 0
+    }
 }
 
 impl Read {
-    /// Polls every call; ready once `need.all` targets vouch, of them
-    /// `need.primaries` replicas themselves (`Reached`), or that can no
-    /// longer happen (`Impossible`). When the copies asked for cannot make
+    /// Polls every call; ready once targets vouch as `need` asks, in each
+    /// replica set and among replicas themselves (`Reached`), or that can
+    /// no longer happen (`Impossible`). When the copies asked for cannot make
     /// it any more (a target failed, or its digest differs), the replicas
     /// asked for digests that have not vouched are asked for their copies
     /// instead (`copy` makes the call).
@@ -376,15 +419,13 @@ impl Read {
         loop {
             let mut changed = false;
             let (answers, merged, vouched) = (&mut self.answers, &mut self.merged, &mut self.vouched);
-            let (vouched_primary, fallbacks, empty) = (&mut self.vouched_primary, &self.fallbacks, &mut self.empty);
+            let (sets, empty) = (self.sets, &mut self.empty);
             take_ready(&mut self.copies, cx, |replica, result| {
                 if let Ok(answer) = &result {
-                    let fallback = fallbacks.contains(&replica);
-                    if fallback && answer.is_none() {
-                        *empty += 1;
+                    if sets.fallback(replica) && answer.is_none() {
+                        empty.count(sets.slot(replica));
                     } else {
-                        *vouched += 1;
-                        *vouched_primary += usize::from(!fallback);
+                        vouched.count(sets.slot(replica));
                     }
                     if let Some(o) = answer {
                         merge_into(merged, o);
@@ -406,17 +447,18 @@ impl Read {
                     // (Only replicas themselves are asked for digests.)
                     if matches!(h.digest, Ok(d) if d == merged) {
                         h.vouched = true;
-                        self.vouched += 1;
-                        self.vouched_primary += 1;
+                        self.vouched.count(self.sets.slot(h.replica));
                     }
                 }
             }
-            if self.vouched >= need.all && self.vouched_primary >= need.primaries {
+            if self.vouched.meets(need) {
                 return Poll::Ready(Status::Reached);
             }
-            let primaries_asked = self.copies.iter().filter(|(i, _)| !self.fallbacks.contains(i)).count();
-            if self.vouched + self.copies.len() >= need.all && self.vouched_primary + primaries_asked >= need.primaries
-            {
+            let mut asked = Tally::default();
+            for (i, _) in &self.copies {
+                asked.count(self.sets.slot(*i));
+            }
+            if (self.vouched + asked).meets(need) {
                 return Poll::Pending;
             }
             let unvouched = |h: &Heard| !h.vouched && h.digest.is_ok();
@@ -424,14 +466,14 @@ impl Read {
                 // Nothing more to ask. Fallbacks that hold nothing make up
                 // R once every target has answered, if some target vouched.
                 if !self.copies.is_empty() {
-                    return if self.vouched + self.empty + self.copies.len() >= need.all {
+                    return if (self.vouched + self.empty + asked).meets(need) {
                         Poll::Pending
                     } else {
                         Poll::Ready(Status::Impossible)
                     };
                 }
-                let settled =
-                    self.vouched > 0 && self.vouched + self.empty >= need.all && self.vouched_primary >= need.primaries;
+                // (Fallbacks are never primaries: `empty` adds none.)
+                let settled = !self.vouched.is_empty() && (self.vouched + self.empty).meets(need);
                 return Poll::Ready(if settled { Status::Reached } else { Status::Impossible });
             }
             let ask: Vec<usize> = self
@@ -683,10 +725,10 @@ impl Coordinator {
 
     /// Reads `key` from its replicas as [`read_replicas`](Self::read_replicas)
     /// does, but settles for what the replicas that answer hold when fewer
-    /// than `r` can: once `r` answered, their merge; else the merge of every
-    /// replica that answers within the request timeout.
-    pub(super) async fn read_available(&self, key: &Bytes, place: &Placement, r: usize) -> Option<Arc<Object>> {
-        self.gather(key, place, Need::any(r), Short::WaitForAll).await.1
+    /// than `need` asks can: once enough answered, their merge; else the
+    /// merge of every replica that answers within the request timeout.
+    pub(super) async fn read_available(&self, key: &Bytes, place: &Placement, need: Need) -> Option<Arc<Object>> {
+        self.gather(key, place, need, Short::WaitForAll).await.1
     }
 
     /// The order in which a read asks replicas for their copies: this node,
@@ -721,7 +763,7 @@ impl Coordinator {
         short: Short,
     ) -> (bool, Option<Arc<Object>>, (usize, usize)) {
         let order = self.read_order(place);
-        let (copies, others) = order.split_at(need.all.min(order.len()));
+        let (copies, others) = order.split_at(need.current.max(need.next).min(order.len()));
         let copy = |i: usize| read_call(&self.store, &self.peers, place, i, key);
         let mut read = Read {
             // Fallbacks are asked for copies, never for digests: what one
@@ -735,15 +777,12 @@ impl Coordinator {
             answers: Vec::new(),
             heard: Vec::new(),
             merged: None,
-            vouched: 0,
-            vouched_primary: 0,
-            fallbacks: place.stand_ins.iter().map(|&(slot, _)| slot).collect(),
-            empty: 0,
+            vouched: Tally::default(),
+            sets: place.sets(),
+            empty: Tally::default(),
         };
         let status = std::future::poll_fn(|cx| read.poll(cx, need, &copy)).await;
-        // What fell short: R, or else PR.
-        let r_short = read.vouched + read.empty < need.all || read.vouched == 0;
-        let short_of = if r_short { (need.all, read.vouched) } else { (need.primaries, read.vouched_primary) };
+        let sets = read.sets;
         let Read { copies: mut pending, digests, mut answers, heard, mut merged, .. } = read;
         if status != Status::Reached {
             let waited: Vec<(usize, Call<Option<Arc<Object>>>)> = match short {
@@ -762,12 +801,16 @@ impl Coordinator {
             answers.extend(ids.into_iter().zip(crate::join::join_all(calls).await));
             merged = merge_answers(&answers);
         }
-        let (needed, mut got) = short_of;
+        let (mut needed, mut got) = (0, 0);
         if status != Status::Reached {
-            // Those that answered while the read waited count too.
-            if r_short {
-                got = answers.iter().filter(|(_, a)| a.is_ok()).count() + heard.iter().filter(|h| h.vouched).count();
+            // What fell short: R in a replica set, or else PR, counting
+            // those that answered while the read waited too.
+            let mut answered = Tally::default();
+            let ok = answers.iter().filter(|(_, a)| a.is_ok()).map(|(i, _)| *i);
+            for i in ok.chain(heard.iter().filter(|h| h.vouched).map(|h| h.replica)) {
+                answered.count(sets.slot(i));
             }
+            (needed, got) = answered.short_of(need).unwrap_or((need.current, answered.current));
             self.report_noquorum("read", needed, got, failures(&answers));
         }
         // Digests heard that differ from the merge: those copies are
@@ -852,8 +895,9 @@ impl Coordinator {
     }
 
     /// Sends the object this node just wrote to the other targets and waits
-    /// until `need` is met: W targets (this node included) hold it, PW of
-    /// them the key's replicas themselves (this node is one). Replicas
+    /// until `need` is met: W targets of each replica set (this node
+    /// counting for the sets its slot is in) hold it, PW of them the key's
+    /// replicas themselves. Replicas
     /// believed down without a fallback standing in are not waited for, but
     /// still sent the object in the background, in case the detector is
     /// wrong.
@@ -884,12 +928,13 @@ impl Coordinator {
                 let _ = call.await;
             });
         }
-        let primaries = calls.iter().filter(|(i, _)| place.primary(*i)).count();
-        let quorum = Quorum::new(need.all.saturating_sub(1), calls.len(), need.primaries.saturating_sub(1), primaries);
-        let (quorum, answers, pending) = until_quorum(calls, quorum, |i| place.primary(i)).await;
-        // This node counts: it holds the write, and is one of the replicas.
+        let mut quorum = Quorum::new(need, (0..place.slots()).map(|i| place.slot(i)));
+        // This node counts: it holds the write.
+        if let Some(me) = place.me {
+            quorum.record(true, place.slot(me));
+        }
+        let (quorum, answers, pending) = until_quorum(calls, quorum, |i| place.slot(i)).await;
         let (needed, got) = quorum.short();
-        let (needed, got) = (needed + 1, got + 1);
         let reached = quorum.status() == Status::Reached;
         if !reached {
             self.report_noquorum("write", needed, got, failures(&answers));
@@ -994,6 +1039,11 @@ mod tests {
         Arc::new(o)
     }
 
+    /// R of one replica set, whichever targets (outside a change).
+    fn any(r: usize) -> Need {
+        Need { current: r, next: 0, primaries: 0 }
+    }
+
     fn ready<T: Send + 'static>(v: Result<T>) -> Call<T> {
         Box::pin(std::future::ready(v))
     }
@@ -1008,23 +1058,33 @@ mod tests {
 
     fn read(copies: Vec<Call<Option<Arc<Object>>>>, digests: Vec<Call<Option<u64>>>) -> Read {
         let n = copies.len();
+        let sets = Sets { current: n + digests.len(), ..Sets::default() };
         Read {
             copies: copies.into_iter().enumerate().collect(),
             digests: digests.into_iter().enumerate().map(|(i, d)| (n + i, d)).collect(),
             answers: Vec::new(),
             heard: Vec::new(),
             merged: None,
-            vouched: 0,
-            vouched_primary: 0,
-            fallbacks: Vec::new(),
-            empty: 0,
+            vouched: Tally::default(),
+            sets,
+            empty: Tally::default(),
         }
     }
 
-    /// Polls once; `copy(i)` answers with `asked(i)` and records the ask.
+    /// Polls once for R = `r`; `copy(i)` answers with `asked(i)` and
+    /// records the ask.
     fn poll(
         read: &mut Read,
         r: usize,
+        asked: &dyn Fn(usize) -> Call<Option<Arc<Object>>>,
+    ) -> (Poll<Status>, Vec<usize>) {
+        poll_with(read, any(r), asked)
+    }
+
+    /// As `poll`, for `need`.
+    fn poll_with(
+        read: &mut Read,
+        need: Need,
         asked: &dyn Fn(usize) -> Call<Option<Arc<Object>>>,
     ) -> (Poll<Status>, Vec<usize>) {
         let log = std::sync::Mutex::new(Vec::new());
@@ -1032,7 +1092,7 @@ mod tests {
             log.lock().expect("log").push(i);
             asked(i)
         };
-        let status = read.poll(&mut Context::from_waker(Waker::noop()), Need::any(r), &copy);
+        let status = read.poll(&mut Context::from_waker(Waker::noop()), need, &copy);
         (status, log.into_inner().expect("log"))
     }
 
@@ -1066,7 +1126,7 @@ mod tests {
         assert_eq!(poll(&mut r, 2, &|_| never()).0, Poll::Ready(Status::Reached));
         assert_eq!(r.merged.as_deref(), Some(&*new));
         assert!(r.heard[0].vouched, "the digest equals the merge of the two copies");
-        assert_eq!(r.vouched, 3);
+        assert_eq!(r.vouched.current, 3);
     }
 
     #[test]
@@ -1102,24 +1162,25 @@ mod tests {
         let o = object(1);
         // Slot 1 is a fallback standing in for a replica that is down.
         let mut r = read(vec![ready(Ok(Some(Arc::clone(&o)))), ready(Ok(Some(Arc::clone(&o))))], vec![never()]);
-        r.fallbacks = vec![1];
+        r.sets.fallbacks = 0b10;
         let copy_of = Arc::clone(&o);
-        let status = r.poll(&mut Context::from_waker(Waker::noop()), Need::any(2), &|_| never());
+        let status = r.poll(&mut Context::from_waker(Waker::noop()), any(2), &|_| never());
         assert_eq!(status, Poll::Ready(Status::Reached), "R = 2: the fallback counts");
         let mut r = read(vec![ready(Ok(Some(Arc::clone(&o)))), ready(Ok(Some(Arc::clone(&o))))], vec![never()]);
-        r.fallbacks = vec![1];
+        r.sets.fallbacks = 0b10;
         let log = std::sync::Mutex::new(Vec::new());
         let copy = |i: usize| {
             log.lock().expect("log").push(i);
             ready(Ok(Some(Arc::clone(&copy_of))))
         };
-        let status = r.poll(&mut Context::from_waker(Waker::noop()), Need { all: 2, primaries: 2 }, &copy);
+        let status = r.poll(&mut Context::from_waker(Waker::noop()), Need { current: 2, next: 0, primaries: 2 }, &copy);
         assert_eq!(status, Poll::Ready(Status::Reached));
         assert_eq!(*log.lock().expect("log"), [2], "PR = 2: the other replica is asked for its copy");
-        assert_eq!((r.vouched, r.vouched_primary), (3, 2));
+        assert_eq!((r.vouched.current, r.vouched.primaries), (3, 2));
         let mut r = read(vec![ready(Ok(Some(Arc::clone(&o)))), ready(Ok(Some(o)))], vec![]);
-        r.fallbacks = vec![1];
-        let status = r.poll(&mut Context::from_waker(Waker::noop()), Need { all: 2, primaries: 2 }, &|_| never());
+        r.sets.fallbacks = 0b10;
+        let status =
+            r.poll(&mut Context::from_waker(Waker::noop()), Need { current: 2, next: 0, primaries: 2 }, &|_| never());
         assert_eq!(status, Poll::Ready(Status::Impossible), "no other replica to ask");
     }
 
@@ -1130,16 +1191,43 @@ mod tests {
         let late: Call<Option<Arc<Object>>> = Box::pin(async move { Ok(rx.await.expect("sent")) });
         // Two fallbacks (slots 1 and 2) that hold nothing answer first.
         let mut r = read(vec![late, ready(Ok(None)), ready(Ok(None))], vec![]);
-        r.fallbacks = vec![1, 2];
+        r.sets.fallbacks = 0b110;
         assert_eq!(poll(&mut r, 2, &|_| never()).0, Poll::Pending, "the replica's copy is awaited");
         tx.send(Some(Arc::clone(&o))).expect("read alive");
         assert_eq!(poll(&mut r, 2, &|_| never()).0, Poll::Ready(Status::Reached));
         assert_eq!(r.merged.as_deref(), Some(&*o), "the replica's value, not nothing");
-        assert_eq!((r.vouched, r.empty), (1, 2));
+        assert_eq!((r.vouched.current, r.empty.current), (1, 2));
         // With the replica failed, empty fallbacks alone answer nothing.
         let mut r = read(vec![failed(), ready(Ok(None)), ready(Ok(None))], vec![]);
-        r.fallbacks = vec![1, 2];
+        r.sets.fallbacks = 0b110;
         assert_eq!(poll(&mut r, 2, &|_| never()).0, Poll::Ready(Status::Impossible));
+    }
+
+    #[test]
+    fn during_a_change_each_replica_set_needs_r_that_vouch() {
+        // Slots 0 and 1 are replicas before and after the change, slot 2
+        // a node gaining the partition: R = 2 of each set.
+        let o = object(1);
+        let need = Need { current: 2, next: 2, primaries: 0 };
+        let during = |digest: Call<Option<u64>>| {
+            let mut r = read(vec![], vec![]);
+            r.sets = Sets { current: 2, next: 0b111, fallbacks: 0 };
+            r.copies = vec![(0, ready(Ok(Some(Arc::clone(&o))))), (2, ready(Ok(Some(Arc::clone(&o)))))];
+            r.digests = vec![(1, digest)];
+            r
+        };
+        let mut r = during(never());
+        let (status, asked) = poll_with(&mut r, need, &|_| never());
+        assert_eq!(status, Poll::Pending, "the gaining node vouches for the next set only");
+        assert_eq!(asked, [1], "the other replica is asked for its copy");
+        assert_eq!((r.vouched.current, r.vouched.next), (1, 2));
+        let mut r = during(ready(Ok(Some(o.digest()))));
+        assert_eq!(
+            poll_with(&mut r, need, &|_| never()).0,
+            Poll::Ready(Status::Reached),
+            "a digest vouches for both sets"
+        );
+        assert_eq!((r.vouched.current, r.vouched.next), (2, 3));
     }
 
     #[test]

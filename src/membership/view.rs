@@ -38,6 +38,10 @@ pub struct View {
     /// replicas, then the nodes gaining it (only built during a change).
     targets: Vec<usize>,
     target_starts: Vec<usize>,
+    /// During a change, for each partition, which of its targets are in
+    /// its replica set after the change, as a bitmask of their slots
+    /// (targets past the 64th, with N over 32, are left out of it).
+    next_sets: Vec<u64>,
 }
 
 impl View {
@@ -61,30 +65,60 @@ impl View {
         let mut gaining = Vec::new();
         let mut gaining_starts = vec![0];
         let (mut targets, mut target_starts) = (Vec::new(), vec![0]);
+        let mut next_sets = Vec::new();
         for p in 0..ring.partitioner().count() {
             let now = ring.replicas(p, n);
             replicas.extend(now.iter().filter_map(|&id| index_of(id)));
             starts.push(replicas.len());
             if let Some(next) = &next {
-                let gainers = next.replicas(p, cluster_n).iter().filter(|id| !now.contains(id));
+                // The next ring's effective N, as for this one.
+                let will = next.replicas(p, cluster_n.min(next.members().len().max(1)));
+                let gainers = will.iter().filter(|id| !now.contains(id));
                 gaining.extend(gainers.filter_map(|&id| index_of(id)));
                 targets.extend_from_slice(&replicas[starts[p as usize]..]);
                 targets.extend_from_slice(&gaining[gaining_starts[p as usize]..]);
                 target_starts.push(targets.len());
+                let slots = targets[target_starts[p as usize]..].iter().take(64).enumerate();
+                let set = slots.filter(|&(_, &i)| will.contains(&members[i].id)).fold(0, |set, (s, _)| set | 1 << s);
+                next_sets.push(set);
             }
             gaining_starts.push(gaining.len());
         }
-        Self { cluster, members, up, ring, n, next, replicas, starts, gaining, gaining_starts, targets, target_starts }
+        Self {
+            cluster,
+            members,
+            up,
+            ring,
+            n,
+            next,
+            replicas,
+            starts,
+            gaining,
+            gaining_starts,
+            targets,
+            target_starts,
+            next_sets,
+        }
     }
 
     /// The nodes a request of partition `p` goes to, as indices into
     /// [`members`](Self::members): its replicas, then, during a ring
-    /// change, the g nodes gaining it. A request counts the gaining ones
-    /// too and asks for g more answers (Cassandra's pending replicas): W + g
-    /// acknowledgements (or R + g answers) among these N + g nodes include W
-    /// (or R) of the replicas before the change and W (or R) of those after
-    /// it, so a write and a read through nodes on either side of the
-    /// change's end (one holding the old owners, one the new) overlap.
+    /// change, the nodes gaining it. One slot each.
+    ///
+    /// During a change a partition has two replica sets: the current one
+    /// (the first [`n`](Self::n) slots) and the one after the change (the
+    /// gaining nodes and the current replicas that stay, see
+    /// [`next_set`](Self::next_set)). A write then needs W acknowledgements
+    /// in each set, and a read R answers in each (each at most the set's
+    /// size: a cluster of one growing to three, with W = 2, needs the one
+    /// current replica and two of the three next), so a node that fails or is cut off in the middle of the
+    /// change costs what it costs outside one. This is enough: a write by a
+    /// node still in the change is held by W of the set after it, and a
+    /// node that has adopted the new ring reads R of that set alone, so
+    /// with W + R > N they overlap; likewise a write by a node on the new
+    /// ring and a read by one still in the change, and two nodes in the
+    /// change (or one that has not seen it start) overlap in the current
+    /// set.
     #[must_use]
     pub fn target_indices(&self, p: u32) -> &[usize] {
         if self.next.is_none() {
@@ -92,6 +126,14 @@ impl View {
         }
         let p = p as usize;
         &self.targets[self.target_starts[p]..self.target_starts[p + 1]]
+    }
+
+    /// Which of partition `p`'s [targets](Self::target_indices) are in its
+    /// replica set after the change in progress, as a bitmask of their
+    /// slots (bit `i` for slot `i`); 0 when no change is in progress.
+    #[must_use]
+    pub fn next_set(&self, p: u32) -> u64 {
+        self.next_sets.get(p as usize).copied().unwrap_or(0)
     }
 
     /// The nodes gaining partition `p` in the change in progress, as
@@ -201,13 +243,22 @@ mod tests {
         }
     }
 
-    /// During a change, any W + g of a partition's targets hold W of its
-    /// replicas before the change and W of those after it (and likewise R),
-    /// whichever they are: so a request through a node on either side of
-    /// the change's end overlaps with one counted this way.
+    /// During a change, a quorum counted in both replica sets (W of the
+    /// current set and W of the next, each at most the set's size) overlaps
+    /// every quorum it may meet, with W + R > N: another one counted so, a
+    /// quorum of the current set alone (a node that has not seen the
+    /// change start) and one of the next set alone (a node on the new
+    /// ring). Checked for every subset of the targets of every partition.
     #[test]
-    fn pending_quorums_overlap_both_replica_sets() {
-        for (before, after) in [(3u64, 4u64), (4, 3), (2, 3), (5, 6), (6, 5), (3, 5)] {
+    fn quorums_in_both_replica_sets_overlap_either_ring() {
+        #[derive(Clone, Copy, Debug)]
+        enum Side {
+            Before,
+            During,
+            After,
+        }
+        let pairs = [(Side::During, Side::During), (Side::Before, Side::During), (Side::During, Side::After)];
+        for (before, after) in [(1u64, 2u64), (1, 3), (2, 1), (2, 3), (3, 2), (3, 4), (4, 3), (5, 6), (6, 5), (3, 5)] {
             let all: Vec<Member> = (1..=before.max(after)).map(member).collect();
             let ids = |k: u64| (1..=k).map(NodeId).collect::<Vec<_>>();
             let old = Ring::new(&ids(before), 16);
@@ -223,20 +274,38 @@ mod tests {
             for p in 0..16 {
                 let targets: Vec<NodeId> = v.target_indices(p).iter().map(|&i| v.members[i].id).collect();
                 let (was, will) = (old.replicas(p, 3), new.replicas(p, 3));
-                let g = v.gaining_indices(p).len();
-                assert_eq!(targets.len(), was.len() + g, "partition {p}: replicas then gaining nodes");
-                assert!(will.iter().all(|id| targets.contains(id)), "partition {p}: every new replica is a target");
-                for q in 1..=was.len().min(will.len()) {
-                    // Every subset of q + g targets.
-                    for mask in 0u32..(1 << targets.len()) {
-                        if mask.count_ones() as usize != q + g {
-                            continue;
+                let current = (1u64 << was.len()) - 1;
+                let next = v.next_set(p);
+                let in_next: Vec<NodeId> =
+                    (0..targets.len()).filter(|&s| next & 1 << s != 0).map(|s| targets[s]).collect();
+                let mut sorted = will.to_vec();
+                sorted.sort_unstable();
+                let mut got = in_next;
+                got.sort_unstable();
+                assert_eq!(got, sorted, "partition {p}, {before}->{after}: the next set is the new replicas");
+                assert_eq!(targets[..was.len()], was[..], "partition {p}: the current replicas come first");
+                // Whether the targets `chosen` (a bitmask) make a quorum
+                // of `q` counted from `side`.
+                let meets = |chosen: u64, set: u64, q: usize| {
+                    (chosen & set).count_ones() as usize >= q.min(set.count_ones() as usize)
+                };
+                let quorum = |side: Side, chosen: u64, q: usize| match side {
+                    Side::Before => chosen & !current == 0 && meets(chosen, current, q),
+                    Side::During => meets(chosen, current, q) && meets(chosen, next, q),
+                    Side::After => chosen & !next == 0 && meets(chosen, next, q),
+                };
+                let masks = 0u64..1 << targets.len();
+                for (w, r) in [(1, 3), (2, 2), (3, 1), (2, 3), (3, 2)] {
+                    for (a, b) in pairs.iter().flat_map(|&(a, b)| [(a, b), (b, a)]) {
+                        for write in masks.clone().filter(|&m| quorum(a, m, w)) {
+                            for read in masks.clone().filter(|&m| quorum(b, m, r)) {
+                                assert!(
+                                    write & read != 0,
+                                    "partition {p}, {before}->{after}, W {w} R {r}: a write {a:?} to {write:b} \
+                                     and a read {b:?} from {read:b} do not overlap (targets {targets:?})"
+                                );
+                            }
                         }
-                        let chosen: Vec<NodeId> =
-                            (0..targets.len()).filter(|&i| mask & (1 << i) != 0).map(|i| targets[i]).collect();
-                        let in_was = chosen.iter().filter(|id| was.contains(id)).count();
-                        let in_will = chosen.iter().filter(|id| will.contains(id)).count();
-                        assert!(in_was >= q && in_will >= q, "partition {p}, {before}->{after}, q {q}: {chosen:?}");
                     }
                 }
             }

@@ -107,6 +107,12 @@ impl TestCluster {
     /// node's settings (its own directory and ports); returns its index.
     /// The ring then changes on every node.
     pub fn add(&mut self) -> usize {
+        self.add_with(|_| {})
+    }
+
+    /// As [`add`](Self::add), with the new node's settings changed by
+    /// `tune`.
+    pub fn add_with(&mut self, tune: impl FnOnce(&mut Config)) -> usize {
         let i = self.nodes.len();
         let mut config = Config {
             port: 0,
@@ -115,6 +121,7 @@ impl TestCluster {
             seeds: vec![self.peer_addr(0)],
             ..self.configs[0].clone()
         };
+        tune(&mut config);
         let node = self.rt.block_on(Node::start(config.clone())).expect("node starts");
         config.port = node.addr.port();
         config.peer_port = Some(node.peer_addr.port());
