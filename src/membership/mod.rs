@@ -312,7 +312,7 @@ impl Membership {
         // write with owners the cluster has moved past. Bounded: members
         // that do not answer are left to gossip.
         if lock(&self.state).cluster.is_some() {
-            self.sync_ring_with_all().await;
+            self.sync_ring_with(self.other_members(), self.peers.timeout()).await;
         }
         Ok(())
     }

@@ -158,12 +158,10 @@ impl Membership {
         self.publish(st);
     }
 
-    /// A ring exchange with every other member, each bounded by the
-    /// request timeout (those that do not answer are left to gossip).
-    pub(super) async fn sync_ring_with_all(&self) {
-        let others = self.other_members();
-        let syncs =
-            others.iter().map(|addr| tokio::time::timeout(self.peers.timeout(), self.sync_ring(addr))).collect();
+    /// A ring exchange with each peer of `addrs` at once, each bounded by
+    /// `within` (those that do not answer are left to gossip).
+    pub(super) async fn sync_ring_with(&self, addrs: Vec<String>, within: std::time::Duration) {
+        let syncs = addrs.iter().map(|addr| tokio::time::timeout(within, self.sync_ring(addr))).collect();
         let _ = crate::join::join_all(syncs).await;
     }
 
@@ -282,9 +280,20 @@ impl Membership {
             self.deciding.store(false, Ordering::Relaxed);
         } else if !self.deciding.swap(true, Ordering::Relaxed) {
             // Claimant from now on (just started, a partition healed, the
-            // claimant before is gone): first the newest ring any member
-            // holds, so as not to decide on an older one.
-            self.sync_ring_with_all().await;
+            // claimant before is gone): first the newest ring any member up
+            // holds, so as not to decide on an older one. Within the round's
+            // interval, like the gossip: a peer that does not answer must not
+            // hold up this node's heartbeats.
+            let up: Vec<String> = {
+                let st = lock(&self.state);
+                let view = self.view();
+                view.members
+                    .iter()
+                    .filter(|m| m.id != me && !st.down.contains(&m.id))
+                    .map(|m| m.peer_addr.clone())
+                    .collect()
+            };
+            self.sync_ring_with(up, self.settings.gossip_interval).await;
         } else {
             let n = self.cluster_n();
             let ring = self.ring_state();
