@@ -37,11 +37,12 @@
 //!    clusters are built: [`initial`] of one node, then one decision at a
 //!    time), a single join or leave of a spread ring leaves it spread
 //!    whenever S' ≥ 2n + 2, Q ≥ 8·S' and a spread balanced ring exists
-//!    (measured for n ≤ 5, Q from 8 to 1024, S' ≤ 24). The leave is the
-//!    hard case: it is spread exactly when the leaver's partitions can be
-//!    matched to receivers outside their neighbourhoods, each taking its
-//!    share. A partition has 2(w - 1) neighbours, so only S' - 2(w - 1)
-//!    candidates: with S' near 2n - 2 there is little room (with S' = n
+//!    (measured for n ≤ 5, Q from 8 to 1024, S' ≤ 32: with Q ≥ 8·S' the
+//!    failures seen were all at S' ≤ 2n - 1, with Q = 64 up to S' = 2n + 1;
+//!    2n + 2 leaves a margin). The leave is the hard case: it stays spread
+//!    at no extra move when the leaver's partitions can be matched to
+//!    receivers outside their neighbourhoods, each taking its share. A
+//!    partition has 2(w - 1) neighbours, so only S' - 2(w - 1) candidates: with S' near 2n - 2 there is little room (with S' = n
 //!    none, and S' must also divide Q); and with few partitions per node
 //!    (Q/S' small) a node's neighbourhoods cannot be varied enough. The
 //!    round robin of several members (what [`initial`] gives them) is the
@@ -49,8 +50,8 @@
 //!    only S' - 2(w - 1) nodes can take a leaver's partitions without a
 //!    repeat, and repairing the rest costs swaps far beyond the budget
 //!    (Q = 256, n = 3, 8 nodes: 19 windows repeat after a leave). Joins
-//!    therefore keep neighbourhoods varied (below), and a ring that was
-//!    round robin becomes varied only as joins change it.
+//!    therefore keep neighbourhoods varied (below); a round robin ring (in
+//!    practice only a legacy one, see [`initial`]) stays hard to shrink.
 //! 4. Gentle moves: changed partitions at least n apart, so that no key's
 //!    replica set (n consecutive positions) loses more than one replica in
 //!    one change. A single leave gets this for free when the ring is spread
