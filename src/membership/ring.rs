@@ -302,8 +302,12 @@ impl Membership {
                 // worked it out from its own member table): decided once,
                 // so that every node holds this one.
                 Some(RingState { epoch: 1, claimant: me, ..ring.clone() })
+            } else if ring.in_progress() || ring.staged.iter().any(|s| s.commit) {
+                // (Claim can take a while on large rings: not on this
+                // thread.)
+                tokio::task::spawn_blocking(move || ring.step(me, n)).await.ok().flatten()
             } else {
-                ring.step(me, n)
+                None
             };
             if let Some(next) = next {
                 self.offer_ring(next).await;

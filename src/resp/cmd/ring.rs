@@ -141,7 +141,10 @@ pub async fn plan(s: &Session, mut args: Args) -> Result<Reply> {
         field("in_progress", int(u8::from(ring.in_progress()))),
         field("staged", Reply::Array(staged)),
     ];
-    let Some(plan) = ring.plan(n) else {
+    // (Claim can take a while on large rings: not on this thread.)
+    let planned = ring.clone();
+    let plan = tokio::task::spawn_blocking(move || planned.plan(n)).await.map_err(|_| Error::ShuttingDown)?;
+    let Some(plan) = plan else {
         fields.push(field("moves", int(0)));
         return Ok(Reply::Map(fields));
     };
