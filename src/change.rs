@@ -7,10 +7,22 @@ use std::fmt::Write as _;
 
 use crate::status::{Client, Fields, Value, text};
 
+/// How long a change refused for now (TRYAGAIN: a claimant catching up
+/// with its peers, a ring changing meanwhile) is asked again.
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Sends `request` to the node and returns what to print.
 pub fn run(host: &str, port: u16, password: Option<&str>, request: &[&[u8]]) -> Result<String, String> {
     let mut client = Client::connect(host, port, password)?;
-    let reply = client.ask(request)?;
+    let started = std::time::Instant::now();
+    let reply = loop {
+        match client.ask(request)? {
+            Value::Error(e) if e.starts_with("TRYAGAIN") && started.elapsed() < RETRY_FOR => {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            reply => break reply,
+        }
+    };
     if request.first().is_some_and(|c| c.eq_ignore_ascii_case(b"SHOAL.PLAN")) && request.len() == 1 {
         return plan(reply);
     }

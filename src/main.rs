@@ -77,6 +77,10 @@ struct RemoveArgs {
     /// Commit at once rather than staging the change.
     #[arg(long)]
     now: bool,
+    /// Decide without a majority of the members up (on the claimant only):
+    /// for a cluster that lost most of its members for good.
+    #[arg(long)]
+    force: bool,
 }
 
 /// `shoal plan`.
@@ -273,6 +277,7 @@ fn main() -> ExitCode {
         Some(Command::Remove(a)) => {
             let mut request: Vec<&[u8]> = vec![b"SHOAL.REMOVE", a.id.as_bytes()];
             request.extend(a.now.then_some(b"NOW".as_slice()));
+            request.extend(a.force.then_some(b"FORCE".as_slice()));
             return a.node.send(&request);
         }
         Some(Command::Plan(a)) => {

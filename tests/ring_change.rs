@@ -37,6 +37,17 @@ fn wait_ring(cluster: &TestCluster, nodes: &[usize], size: usize) -> u64 {
     })
 }
 
+/// Asks for a ring change (`args`, e.g. SHOAL.LEAVE NOW), again while it
+/// answers TRYAGAIN (a claimant that just became one catches up with its
+/// peers' ring first); its answer.
+fn change(c: &mut redis::Connection, args: &[&str]) -> String {
+    wait_for(&format!("{args:?} to be taken"), WAIT, || match redis::cmd(args[0]).arg(&args[1..]).query::<String>(c) {
+        Ok(reply) => Some(reply),
+        Err(e) if e.code() == Some("TRYAGAIN") => None,
+        Err(e) => panic!("{args:?}: {e}"),
+    })
+}
+
 /// Node `i`'s own id, as its SHOAL.STATUS shows it.
 fn id_of(cluster: &TestCluster, i: usize) -> NodeId {
     let me = members(&mut cluster.client(i)).into_iter().find(|m| int(&m["self"]) == 1).expect("self");
@@ -313,7 +324,7 @@ fn a_cluster_grows_and_shrinks_under_load_without_losing_or_staling_anything() {
     load.phase.store(1, Ordering::SeqCst);
     some_load(1);
     eprintln!("node 1 leaves {:?} into the load", load.began.elapsed());
-    let reply = redis::cmd("SHOAL.LEAVE").arg("NOW").query::<String>(&mut cluster.client(1)).expect("SHOAL.LEAVE");
+    let reply = change(&mut cluster.client(1), &["SHOAL.LEAVE", "NOW"]);
     assert!(reply.starts_with("OK"), "{reply}");
     let epoch = wait_ring(&cluster, &[0, 2, 3], 3);
     eprintln!("3 members, settled at epoch {epoch}, {:?} into the load", load.began.elapsed());
@@ -339,11 +350,7 @@ fn a_cluster_grows_and_shrinks_under_load_without_losing_or_staling_anything() {
         });
     }
     load.phase.store(3, Ordering::SeqCst);
-    let reply = redis::cmd("SHOAL.REMOVE")
-        .arg(ids[2].to_string())
-        .arg("NOW")
-        .query::<String>(&mut cluster.client(0))
-        .expect("SHOAL.REMOVE");
+    let reply = change(&mut cluster.client(0), &["SHOAL.REMOVE", &ids[2].to_string(), "NOW"]);
     assert!(reply.starts_with("OK"), "{reply}");
     wait_ring(&cluster, &[0, 3], 2);
     assert_balanced(&cluster, &[0, 3], &[ids[0], id_d]);
@@ -609,7 +616,7 @@ fn only_the_side_of_a_partition_with_a_majority_changes_the_ring() {
     }
 
     // The majority side lets a member leave, under writes.
-    let reply = redis::cmd("SHOAL.LEAVE").arg("NOW").query::<String>(&mut cluster.client(leaver)).expect("LEAVE");
+    let reply = change(&mut cluster.client(leaver), &["SHOAL.LEAVE", "NOW"]);
     assert!(reply.starts_with("OK"), "{reply}");
     for i in 0..200 {
         let node = rest[i % 2];
@@ -772,4 +779,36 @@ fn a_forwarded_context_write_keeps_the_clients_w_during_a_change() {
     for c in &mut clients {
         assert_ne!(info(c, "cluster", "shoal_ring_change"), "0", "the change is still in progress");
     }
+}
+
+/// A cluster of three that lost two members for good: the survivor has no
+/// majority, so a removal is refused, until the operator forces it on the
+/// survivor (the claimant); then it serves every key alone.
+#[test]
+fn a_survivor_of_a_lost_majority_removes_the_dead_with_force() {
+    let mut cluster = TestCluster::start(3, 3, 2, 2);
+    let ids: Vec<NodeId> = (0..3).map(|i| id_of(&cluster, i)).collect();
+    let mut c = cluster.client(0);
+    for i in 0..100 {
+        common::reply::set(&mut c, &format!("lost:{i}"), &format!("v{i}"));
+    }
+    cluster.stop(1);
+    cluster.stop(2);
+    wait_for("the others to be seen down", WAIT, || (info(&mut c, "cluster", "shoal_members_up") == "1").then_some(()));
+    let dead = [ids[1].to_string(), ids[2].to_string()];
+    let e = redis::cmd("SHOAL.REMOVE").arg(&dead[0]).arg("NOW").query::<String>(&mut c).expect_err("refused");
+    assert!(e.detail().is_some_and(|d| d.starts_with("no majority")), "{e}");
+    for id in &dead {
+        let reply = change(&mut c, &["SHOAL.REMOVE", id, "NOW", "FORCE"]);
+        assert!(reply.starts_with("OK"), "{reply}");
+    }
+    wait_for("the ring of the survivor alone", WAIT, || {
+        (info(&mut c, "cluster", "shoal_ring_members") == "1" && info(&mut c, "cluster", "shoal_ring_change") == "0")
+            .then_some(())
+    });
+    for i in 0..100 {
+        let got: Option<String> = redis::cmd("GET").arg(format!("lost:{i}")).query(&mut c).expect("GET");
+        assert_eq!(got, Some(format!("v{i}")));
+    }
+    common::reply::set(&mut c, "after", "alone");
 }

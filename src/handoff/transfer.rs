@@ -62,6 +62,8 @@ const EVERY: Duration = Duration::from_millis(250);
 const PAGE_KEYS: u32 = 500;
 /// Hints read at a time when looking for the partitions they are about.
 const HINT_PAGE: usize = 1000;
+/// How long leftovers kept for hints wait before the next look.
+const HINTED_LOOK: Duration = Duration::from_secs(10);
 /// The name of the saved cursors in `meta`.
 const CURSORS: &str = "transfer-cursors";
 /// Keys removed at once when a copy is dropped.
@@ -208,6 +210,9 @@ impl Transfers {
         let mut owners: Vec<NodeId> = Vec::new();
         // Failed transfers wait a moment before the next try.
         let mut backoff: HashMap<u32, Instant> = HashMap::new();
+        // Leftovers kept for hints not delivered yet are looked at again
+        // only after a while (finding them reads every hint).
+        let mut next_drop = Instant::now();
         // Whether the last look found work (the next looks at once).
         let mut busy = false;
         loop {
@@ -252,13 +257,20 @@ impl Transfers {
                     todo.iter().take(self.at_once.max(1)).map(|m| self.transfer(m, &ring, &cursors, &pace, &stop));
                 let results = join_all(runs.collect()).await;
                 for (m, result) in todo.iter().zip(results) {
-                    match result {
+                    let reported = match result {
                         Ok(()) => self.report(&ring, m).await,
                         Err(e) => {
                             tracing::warn!(partition = m.partition, "transfer stopped, will resume: {e}");
-                            backoff.insert(m.partition, Instant::now());
-                            busy = false;
+                            false
                         }
+                    };
+                    // A copy done but not reported (no claimant with a
+                    // majority now) waits like one that failed: the look
+                    // after next takes the other partitions first, and the
+                    // loop does not spin on it.
+                    if !reported {
+                        backoff.insert(m.partition, Instant::now());
+                        busy = false;
                     }
                 }
             } else {
@@ -270,9 +282,13 @@ impl Transfers {
                 // Only on a ring every member up holds: a node that does not
                 // know yet of a change in which it gains a partition must
                 // not drop the writes already sent to it for it.
-                if ring.epoch > 0 && last_change.elapsed() >= self.drop_delay && self.membership.all_up_hold(ring.epoch)
+                if ring.epoch > 0
+                    && last_change.elapsed() >= self.drop_delay
+                    && Instant::now() >= next_drop
+                    && self.membership.all_up_hold(ring.epoch)
+                    && self.drop_leftovers(&ring, &stop).await
                 {
-                    self.drop_leftovers(&ring, &stop).await;
+                    next_drop = Instant::now() + HINTED_LOOK;
                 }
             }
         }
@@ -416,22 +432,30 @@ impl Transfers {
     }
 
     /// Tells the claimant that this node holds partition `m.partition`.
-    async fn report(&self, ring: &RingState, m: &Move) {
+    /// True if the claimant took it.
+    async fn report(&self, ring: &RingState, m: &Move) -> bool {
         let decision = Decision::Done { change: ring.change, partition: m.partition, node: m.to };
         match self.membership.ask_claimant(decision).await {
-            Ok(_) => self.progress.with(|p| p.done = (p.done + 1).min(p.total)),
-            // Reported again at the next look: the ring still shows it
-            // not done.
-            Err(e) => tracing::debug!(partition = m.partition, "cannot report a transfer done yet: {e}"),
+            Ok(_) => {
+                self.progress.with(|p| p.done = (p.done + 1).min(p.total));
+                true
+            }
+            // Reported again at a later look: the ring still shows it not
+            // done.
+            Err(e) => {
+                tracing::debug!(partition = m.partition, "cannot report a transfer done yet: {e}");
+                false
+            }
         }
     }
 
-    /// Drops this node's copies of the partitions it no longer replicates.
-    async fn drop_leftovers(&self, ring: &RingState, stop: &Stop) {
+    /// Drops this node's copies of the partitions it no longer replicates;
+    /// true if some are kept for the hints about them.
+    async fn drop_leftovers(&self, ring: &RingState, stop: &Stop) -> bool {
         let me = self.store.node_id();
         let view = self.membership.view();
         if view.cluster.is_none() || ring.in_progress() {
-            return;
+            return false;
         }
         let leftovers: Vec<u32> = (0..view.partitioner().count())
             .filter(|&p| !view.is_replica(p, me))
@@ -441,15 +465,16 @@ impl Transfers {
             })
             .collect();
         if leftovers.is_empty() {
-            return;
+            return false;
         }
         let hinted = match self.hinted_partitions().await {
             Ok(hinted) => hinted,
             Err(e) => {
                 tracing::warn!("cannot list the partitions hints are kept about: {e}");
-                return;
+                return true;
             }
         };
+        let kept = leftovers.iter().any(|p| hinted.contains(p));
         for p in leftovers {
             if hinted.contains(&p) {
                 tracing::debug!(partition = p, "not dropping a partition hints here still hand over");
@@ -465,9 +490,10 @@ impl Transfers {
                 Err(e) => tracing::warn!(partition = p, "cannot drop a partition: {e}"),
             }
             if stop.is_stopped() {
-                return;
+                break;
             }
         }
+        kept
     }
 
     /// The partitions of the keys this node keeps coordinator hints about

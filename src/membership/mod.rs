@@ -128,6 +128,10 @@ struct State {
     table: Table,
     detectors: HashMap<NodeId, Detector>,
     down: HashSet<NodeId>,
+    /// Members a heartbeat was heard from since this node started (the
+    /// detectors start as if each had just been heard: a node restarted
+    /// while cut off would otherwise count them up).
+    heard: HashSet<NodeId>,
     /// The table changed since it was saved.
     unsaved: bool,
     /// A newer version of this node's entry was seen elsewhere.
@@ -163,8 +167,11 @@ pub struct Membership {
     /// Held while a ring is saved and adopted, so rings reach the disk in
     /// the order they are adopted.
     ring_saving: tokio::sync::Mutex<()>,
-    /// Whether this node was the claimant, with a majority, last round.
+    /// Whether this node is the claimant and has caught up with its
+    /// peers' ring since it became one: only then does it decide.
     deciding: AtomicBool,
+    /// Whether the claimant saw a majority up last round.
+    majority: AtomicBool,
     /// `Some(commit)` while this node has to stage its join (see `ring.rs`).
     joining: Mutex<Option<bool>>,
 }
@@ -235,6 +242,7 @@ impl Membership {
             table,
             detectors,
             down: HashSet::new(),
+            heard: HashSet::new(),
             unsaved: true,
             own_version_seen: None,
             refused: HashSet::new(),
@@ -263,6 +271,7 @@ impl Membership {
             granting: tokio::sync::Mutex::new(()),
             ring_saving: tokio::sync::Mutex::new(()),
             deciding: AtomicBool::new(false),
+            majority: AtomicBool::new(false),
             joining: Mutex::new(joining),
         });
         match cluster {
@@ -405,6 +414,24 @@ impl Membership {
         if self.cluster().is_none() && !self.join(&mut stop).await {
             return;
         }
+        // Ring decisions on a task of their own: a round's heartbeats never
+        // wait for a claimant catching up or working out a change.
+        let rings = tokio::spawn(Arc::clone(&self).ring_loop(stop.clone()));
+        let mut tick = tokio::time::interval(self.settings.gossip_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.stopped() => break,
+            }
+            self.round().await;
+        }
+        let _ = rings.await;
+    }
+
+    /// Every gossip interval, the claimant's next step and a joining
+    /// node's staging (see `ring.rs`), until `stop` fires.
+    async fn ring_loop(self: Arc<Self>, mut stop: Stop) {
         let mut tick = tokio::time::interval(self.settings.gossip_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -412,7 +439,7 @@ impl Membership {
                 _ = tick.tick() => {}
                 () = stop.stopped() => return,
             }
-            self.round().await;
+            self.ring_round().await;
         }
     }
 
@@ -584,7 +611,6 @@ impl Membership {
             }
         }
         self.judge();
-        self.ring_round().await;
         self.save().await;
     }
 
@@ -683,6 +709,7 @@ impl Membership {
         let expected = millis(self.settings.gossip_interval);
         for id in applied.heard {
             st.detectors.entry(id).or_insert_with(|| Detector::new(expected)).heartbeat(now);
+            st.heard.insert(id);
         }
         if let Some(seen) = applied.own_version_seen {
             st.own_version_seen = Some(st.own_version_seen.unwrap_or(0).max(seen));

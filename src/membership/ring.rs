@@ -62,7 +62,8 @@ impl Membership {
     /// [`RingState::majority_up`]).
     fn no_majority(&self, ring: &RingState, next: Option<&RingState>) -> Option<String> {
         let st = lock(&self.state);
-        let up = |id: NodeId| id == self.me.id || !st.down.contains(&id);
+        // Up: heard since this node started, and not believed down.
+        let up = |id: NodeId| id == self.me.id || (st.heard.contains(&id) && !st.down.contains(&id));
         if ring.majority_up(up) || next.is_some_and(|n| n.majority_up(up)) {
             return None;
         }
@@ -189,11 +190,38 @@ impl Membership {
         GossipResponse::Ring { stamp, ring: (stamp > theirs).then(|| Box::new(st.ring.clone())) }
     }
 
-    /// Makes a decision asked of this node as claimant (whether or not it
-    /// believes itself one: the asker did, and the stamps settle any
-    /// conflict). Answers with the ring after it, or why not.
+    /// Makes a decision asked of this node as claimant: only if it is the
+    /// claimant as it sees the cluster, has caught up with its peers' ring
+    /// since it became one, and sees a majority up (of the ring before the
+    /// decision or after it: a removal takes its node out of the count).
+    /// Answers with the ring after it, or why not.
     pub(super) async fn decide(&self, decision: Decision) -> Response {
+        self.decide_unless(decision, true).await
+    }
+
+    /// Makes `decision` here, this node being the claimant, without a
+    /// majority up: an operator's word that the members not seen are gone
+    /// for good (`SHOAL.REMOVE … FORCE`); the ring after it.
+    ///
+    /// # Errors
+    /// Refused (why), or the claimant has not caught up yet.
+    pub async fn decide_forced(&self, decision: Decision) -> Result<RingState> {
+        match self.decide_unless(decision, false).await {
+            Response::Gossip(GossipResponse::Ring { ring: Some(ring), .. }) => Ok(*ring),
+            Response::Error(text) => Err(Error::Command(text)),
+            other => Err(Error::TryAgain(format!("unexpected decision: {other:?}"))),
+        }
+    }
+
+    /// `decide`, asking for a majority up if `majority`.
+    async fn decide_unless(&self, decision: Decision, majority: bool) -> Response {
         let me = self.me.id;
+        if !self.deciding.load(Ordering::Relaxed) {
+            return Response::Error(
+                "TRYAGAIN this node is not the claimant as it sees the cluster, or is catching up with its ring; try again"
+                    .into(),
+            );
+        }
         let n = self.cluster_n();
         let ring = self.ring_state();
         let next = match decision {
@@ -205,7 +233,7 @@ impl Membership {
         match next {
             Err(why) => return Response::Error(format!("ERR {why}")),
             Ok(Some(next)) if next != ring => {
-                if let Some(why) = self.no_majority(&ring, Some(&next)) {
+                if let Some(why) = self.no_majority(&ring, Some(&next)).filter(|_| majority) {
                     return Response::Error(why);
                 }
                 if !self.offer_ring(next).await {
@@ -273,17 +301,18 @@ impl Membership {
     /// join.
     pub(super) async fn ring_round(&self) {
         let me = self.me.id;
-        let claimant = self.claimant() == Some(me) && self.no_majority(&self.ring_state(), None).is_none();
+        let claimant = self.claimant() == Some(me);
+        let majority = claimant && self.no_majority(&self.ring_state(), None).is_none();
+        let was_majority = self.majority.swap(majority, Ordering::Relaxed);
         if !claimant {
-            // Not the claimant, or cut off from most members (the other
-            // side of a partition may be deciding).
             self.deciding.store(false, Ordering::Relaxed);
-        } else if !self.deciding.swap(true, Ordering::Relaxed) {
-            // Claimant from now on (just started, a partition healed, the
-            // claimant before is gone): first the newest ring any member up
-            // holds, so as not to decide on an older one. Within the round's
-            // interval, like the gossip: a peer that does not answer must not
-            // hold up this node's heartbeats.
+        } else if !self.deciding.load(Ordering::Relaxed) || (majority && !was_majority) {
+            // Claimant from now on (just started, the claimant before is
+            // gone), or with a majority again (a partition healed): first
+            // the newest ring any member up holds, so as not to decide on
+            // an older one; decisions wait for it (see `decide`). Each
+            // exchange bounded by the gossip interval.
+            self.deciding.store(false, Ordering::Relaxed);
             let up: Vec<String> = {
                 let st = lock(&self.state);
                 let view = self.view();
@@ -294,7 +323,10 @@ impl Membership {
                     .collect()
             };
             self.sync_ring_with(up, self.settings.gossip_interval).await;
-        } else {
+            self.deciding.store(true, Ordering::Relaxed);
+        } else if majority {
+            // (Cut off from most members, the claimant takes no step: the
+            // other side of a partition may be deciding.)
             let n = self.cluster_n();
             let ring = self.ring_state();
             let next = if ring.epoch == 0 && ring.is_known() {

@@ -72,11 +72,21 @@ pub async fn leave(s: &Session, mut args: Args) -> Result<Reply> {
     Ok(staged_reply(&ring, now))
 }
 
-/// SHOAL.REMOVE id [NOW]: takes out a member that is gone for good; its
-/// partitions are rebuilt on their new owners from the other replicas.
+/// SHOAL.REMOVE id [NOW] [FORCE]: takes out a member that is gone for
+/// good; its partitions are rebuilt on their new owners from the other
+/// replicas. FORCE, on the claimant only, decides without a majority up:
+/// for a cluster that lost most of its members for good (say two of
+/// three), whose survivors could otherwise never remove them.
 pub async fn remove(s: &Session, mut args: Args) -> Result<Reply> {
     let text = String::from_utf8_lossy(&args.bytes()?).into_owned();
-    let now = now_flag(&mut args, "SHOAL.REMOVE")?;
+    let (mut now, mut force) = (false, false);
+    while let Some(word) = args.keyword() {
+        match word.as_str() {
+            "NOW" => now = true,
+            "FORCE" => force = true,
+            _ => return Err(Error::err("SHOAL.REMOVE takes a member id, then NOW (commit at once) and FORCE")),
+        }
+    }
     let id = u64::from_str_radix(&text, 16)
         .map(NodeId)
         .map_err(|_| Error::err("SHOAL.REMOVE takes a member id, as SHOAL.STATUS shows it (16 hex digits)"))?;
@@ -89,10 +99,17 @@ pub async fn remove(s: &Session, mut args: Args) -> Result<Reply> {
             "{id} is up: SHOAL.LEAVE on it hands its data over; SHOAL.REMOVE is for a member gone for good (stop it first)"
         )));
     }
-    let ring = coordinator
-        .membership()
-        .ask_claimant(Decision::Stage { node: id, change: Change::Remove, commit: now })
-        .await?;
+    let membership = coordinator.membership();
+    let decision = Decision::Stage { node: id, change: Change::Remove, commit: now };
+    let ring = if force {
+        if membership.claimant() != Some(coordinator.node_id()) {
+            let claimant = membership.claimant().map_or_else(|| "none up".to_string(), |c| c.to_string());
+            return Err(Error::err(format!("FORCE is taken by the claimant only ({claimant})")));
+        }
+        membership.decide_forced(decision).await?
+    } else {
+        membership.ask_claimant(decision).await?
+    };
     Ok(staged_reply(&ring, now))
 }
 
