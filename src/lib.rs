@@ -162,7 +162,10 @@
 //!   Liveness picks it (the lowest-id owner up), so a network partition
 //!   can give each side one; here a claimant decides only while it sees
 //!   more than half of the owners up, those staged for removal aside
-//!   (`RingState::majority_up`), so at most one side changes the ring.
+//!   (`RingState::majority_up`), so at most one side changes the ring,
+//!   and only once it has fetched the newest ring of the members up since
+//!   it became claimant. `SHOAL.REMOVE … FORCE` on the claimant overrides
+//!   the majority, for a cluster that lost most members for good.
 
 #![forbid(unsafe_code)]
 
