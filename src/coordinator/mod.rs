@@ -672,7 +672,11 @@ impl Coordinator {
                 )));
             }
         }
-        let answers = self.ask_every_member(&view, &KvRequest::FlushAll, || async {
+        // A flush of a large store takes longer than a request: on the
+        // bulk lane, with its timeout, so a busy member is not reported
+        // failed while it flushes.
+        let slow = self.peers.timeout().saturating_mul(5).max(Duration::from_secs(10));
+        let answers = self.ask_every_member_within(&view, &KvRequest::FlushAll, Some(slow), || async {
             self.store.flush_all().await?;
             Ok(KvResponse::Done)
         });
@@ -705,6 +709,22 @@ impl Coordinator {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<KvResponse>>,
     {
+        self.ask_every_member_within(view, request, None, local).await
+    }
+
+    /// As [`ask_every_member`](Self::ask_every_member), on the bulk lane
+    /// with timeout `slow` if given.
+    async fn ask_every_member_within<F, Fut>(
+        &self,
+        view: &View,
+        request: &KvRequest,
+        slow: Option<Duration>,
+        local: F,
+    ) -> Vec<Result<KvResponse>>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<KvResponse>>,
+    {
         let me = self.node_id();
         let local = &local;
         let calls = view
@@ -718,7 +738,11 @@ impl Coordinator {
                 if !up {
                     return Err(replicas::down(&m.peer_addr));
                 }
-                self.peers.kv(&m.peer_addr, request.clone()).await.map_err(from_call)
+                match slow {
+                    Some(t) => self.peers.bulk_kv(&m.peer_addr, request.clone(), t).await.map(|(r, _)| r),
+                    None => self.peers.kv(&m.peer_addr, request.clone()).await,
+                }
+                .map_err(from_call)
             })
             .collect();
         join_all(calls).await
