@@ -9,7 +9,7 @@ use crate::status::{Client, Fields, Value, text};
 
 /// How long a change refused for now (TRYAGAIN: a claimant catching up
 /// with its peers, a ring changing meanwhile) is asked again.
-const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Sends `request` to the node and returns what to print.
 pub fn run(host: &str, port: u16, password: Option<&str>, request: &[&[u8]]) -> Result<String, String> {

@@ -159,6 +159,21 @@ impl Membership {
         self.publish(st);
     }
 
+    /// Takes the newest ring of the members believed up, each exchange
+    /// bounded by the gossip interval.
+    async fn catch_up(&self) {
+        let up: Vec<String> = {
+            let st = lock(&self.state);
+            let view = self.view();
+            view.members
+                .iter()
+                .filter(|m| m.id != self.me.id && !st.down.contains(&m.id))
+                .map(|m| m.peer_addr.clone())
+                .collect()
+        };
+        self.sync_ring_with(up, self.settings.gossip_interval).await;
+    }
+
     /// A ring exchange with each peer of `addrs` at once, each bounded by
     /// `within` (those that do not answer are left to gossip).
     pub(super) async fn sync_ring_with(&self, addrs: Vec<String>, within: std::time::Duration) {
@@ -217,10 +232,15 @@ impl Membership {
     async fn decide_unless(&self, decision: Decision, majority: bool) -> Response {
         let me = self.me.id;
         if !self.deciding.load(Ordering::Relaxed) {
-            return Response::Error(
-                "TRYAGAIN this node is not the claimant as it sees the cluster, or is catching up with its ring; try again"
-                    .into(),
-            );
+            // Asked before this node's own round found it claimant: catch
+            // up now (the asker may hold a newer ring that makes it one).
+            self.catch_up().await;
+            if self.claimant() != Some(me) {
+                return Response::Error(
+                    "TRYAGAIN this node is not the claimant as it sees the cluster; try again".into(),
+                );
+            }
+            self.deciding.store(true, Ordering::Relaxed);
         }
         let n = self.cluster_n();
         let ring = self.ring_state();
@@ -313,16 +333,7 @@ impl Membership {
             // an older one; decisions wait for it (see `decide`). Each
             // exchange bounded by the gossip interval.
             self.deciding.store(false, Ordering::Relaxed);
-            let up: Vec<String> = {
-                let st = lock(&self.state);
-                let view = self.view();
-                view.members
-                    .iter()
-                    .filter(|m| m.id != me && !st.down.contains(&m.id))
-                    .map(|m| m.peer_addr.clone())
-                    .collect()
-            };
-            self.sync_ring_with(up, self.settings.gossip_interval).await;
+            self.catch_up().await;
             self.deciding.store(true, Ordering::Relaxed);
         } else if majority {
             // (Cut off from most members, the claimant takes no step: the
