@@ -220,7 +220,7 @@ impl Placement {
     /// True if slot `i`'s target is the replica itself (not a fallback
     /// standing in for it, nor a node gaining the partition).
     fn primary(&self, i: usize) -> bool {
-        i < self.current() && !self.stand_ins.iter().any(|&(s, _)| s == i)
+        self.slot(i).primary
     }
 
     /// True if slot `i`'s target is this node.

@@ -416,22 +416,16 @@ impl Membership {
         }
         // Ring decisions on a task of their own: a round's heartbeats never
         // wait for a claimant catching up or working out a change.
-        let rings = tokio::spawn(Arc::clone(&self).ring_loop(stop.clone()));
-        let mut tick = tokio::time::interval(self.settings.gossip_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stop.stopped() => break,
-            }
-            self.round().await;
-        }
+        let rings = Arc::clone(&self);
+        let mut ring_stop = stop.clone();
+        let rings = tokio::spawn(async move { rings.every_interval(&mut ring_stop, || rings.ring_round()).await });
+        self.every_interval(&mut stop, || self.round()).await;
         let _ = rings.await;
     }
 
-    /// Every gossip interval, the claimant's next step and a joining
-    /// node's staging (see `ring.rs`), until `stop` fires.
-    async fn ring_loop(self: Arc<Self>, mut stop: Stop) {
+    /// Runs `step` once every gossip interval (later if a step takes
+    /// longer) until `stop` fires.
+    async fn every_interval<F: Future<Output = ()>>(&self, stop: &mut Stop, mut step: impl FnMut() -> F) {
         let mut tick = tokio::time::interval(self.settings.gossip_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -439,7 +433,7 @@ impl Membership {
                 _ = tick.tick() => {}
                 () = stop.stopped() => return,
             }
-            self.ring_round().await;
+            step().await;
         }
     }
 

@@ -211,7 +211,7 @@ impl Membership {
     /// decision or after it: a removal takes its node out of the count).
     /// Answers with the ring after it, or why not.
     pub(super) async fn decide(&self, decision: Decision) -> Response {
-        self.decide_unless(decision, true).await
+        self.decide_with(decision, true).await
     }
 
     /// Makes `decision` here, this node being the claimant, without a
@@ -221,15 +221,15 @@ impl Membership {
     /// # Errors
     /// Refused (why), or the claimant has not caught up yet.
     pub async fn decide_forced(&self, decision: Decision) -> Result<RingState> {
-        match self.decide_unless(decision, false).await {
+        match self.decide_with(decision, false).await {
             Response::Gossip(GossipResponse::Ring { ring: Some(ring), .. }) => Ok(*ring),
             Response::Error(text) => Err(Error::Command(text)),
             other => Err(Error::TryAgain(format!("unexpected decision: {other:?}"))),
         }
     }
 
-    /// `decide`, asking for a majority up if `majority`.
-    async fn decide_unless(&self, decision: Decision, majority: bool) -> Response {
+    /// `decide`, asking for a majority up if `need_majority`.
+    async fn decide_with(&self, decision: Decision, need_majority: bool) -> Response {
         let me = self.me.id;
         if !self.deciding.load(Ordering::Relaxed) {
             // Asked before this node's own round found it claimant: catch
@@ -253,7 +253,7 @@ impl Membership {
         match next {
             Err(why) => return Response::Error(format!("ERR {why}")),
             Ok(Some(next)) if next != ring => {
-                if let Some(why) = self.no_majority(&ring, Some(&next)).filter(|_| majority) {
+                if let Some(why) = self.no_majority(&ring, Some(&next)).filter(|_| need_majority) {
                     return Response::Error(why);
                 }
                 if !self.offer_ring(next).await {
